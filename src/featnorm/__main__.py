@@ -1,0 +1,3 @@
+from featnorm.cli import main
+
+raise SystemExit(main())

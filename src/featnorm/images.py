@@ -1,0 +1,97 @@
+"""Decoding image files into the uint8 arrays every stage works on, with a per-image status.
+
+One policy for every stage, so BRISQUE and the embedding see the same pixels:
+
+* decode with OpenCV from the file's bytes (``cv2.imdecode``), so non-ASCII paths and in-memory
+  records (RecordIO) go through the same code;
+* result: ``ndarray`` of shape (H, W) uint8 for one-channel images, (H, W, 3) uint8 **BGR** for
+  colour, exactly what ``cv2.imread`` gives;
+* alpha is dropped (RGBA/BGRA -> BGR, as ``cv2.IMREAD_COLOR`` does);
+* 16-bit images are scaled to 8 bits (round(x / 257)), float images are clipped to [0, 1] and
+  scaled by 255;
+* EXIF orientation is **ignored** (``IMREAD_UNCHANGED`` semantics): face datasets are aligned
+  crops stored the way they were aligned, and rotating them would break that alignment;
+* any failure is a status string, never an exception: ``missing_file``, ``empty_file``,
+  ``unreadable_file``, ``undecodable``, ``unsupported_channels``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["STATUS_OK", "Decoded", "decode_bytes", "read_image", "to_uint8"]
+
+STATUS_OK = "ok"
+_UINT16_TO_UINT8 = 257.0  # 65535 / 255: maps the 16-bit range exactly onto the 8-bit one
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image, or why there is none.
+
+    image : ndarray of shape (H, W) or (H, W, 3), uint8 (BGR), or None when status != "ok".
+    status : "ok" or the reason the image could not be decoded.
+    """
+
+    image: np.ndarray | None
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Bring a decoded array to uint8 with 1 or 3 (BGR) channels, following the module policy.
+
+    Raises ValueError for channel counts other than 1, 3 or 4.
+    """
+    if image.dtype == np.uint16:
+        image = np.rint(image.astype(np.float32) / _UINT16_TO_UINT8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"unsupported pixel type {image.dtype}; expected uint8, uint16 or float")
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 1:
+            image = image[:, :, 0]
+        elif channels == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        elif channels != 3:
+            raise ValueError(f"unsupported channel count {channels}; expected 1, 3 or 4")
+    elif image.ndim != 2:
+        raise ValueError(f"unsupported array shape {image.shape}; expected (H, W) or (H, W, C)")
+    return np.ascontiguousarray(image)
+
+
+def decode_bytes(data: bytes | np.ndarray) -> Decoded:
+    """Decode an encoded image (JPEG, PNG, BMP, WebP, ...) held in memory."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
+    if buf.size == 0:
+        return Decoded(None, "empty_file")
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        return Decoded(None, "undecodable")
+    try:
+        return Decoded(to_uint8(image), STATUS_OK)
+    except ValueError:
+        return Decoded(None, "unsupported_channels")
+
+
+def read_image(path: str | os.PathLike) -> Decoded:
+    """Read and decode one image file; failures become a status (see the module policy)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        return Decoded(None, "missing_file")
+    except OSError:
+        return Decoded(None, "unreadable_file")
+    return decode_bytes(data)

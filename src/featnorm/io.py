@@ -1,0 +1,103 @@
+"""Reading and writing featnorm's tables: Parquet written atomically, with provenance metadata.
+
+Every table carries, in its Parquet key-value metadata under ``featnorm``, a JSON object with the
+featnorm version and the parameters that produced it. Writes go to a temporary file in the
+destination folder and are renamed into place, so a killed job never leaves a half-written
+table that a re-run would accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featnorm import __version__
+
+__all__ = [
+    "METADATA_KEY",
+    "atomic_path",
+    "read_metadata",
+    "read_table",
+    "write_table",
+    "write_text",
+]
+
+METADATA_KEY = b"featnorm"
+
+
+class atomic_path:
+    """Context manager yielding a temporary path beside ``path``; renamed onto it on success.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, suffix: str = ""):
+        self.path = Path(path)
+        self.tmp: Path | None = None
+        self.suffix = suffix or self.path.suffix
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=f".tmp{self.suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _metadata_json(params: Mapping[str, Any] | None) -> bytes:
+    payload = {"featnorm_version": __version__, **(params or {})}
+    return json.dumps(payload, sort_keys=True, default=str).encode()
+
+
+def write_table(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    params: Mapping[str, Any] | None = None,
+    schema: pa.Schema | None = None,
+) -> None:
+    """Write ``df`` to Parquet at ``path`` atomically, with ``params`` in the metadata.
+
+    The index is not stored. ``schema`` may force column types (e.g. a fixed-size list).
+    """
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[METADATA_KEY] = _metadata_json(params)
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a featnorm Parquet table into a DataFrame."""
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The featnorm metadata (version and parameters) of a Parquet table; {} if absent."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a text file (CSV, Markdown, JSON) atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
