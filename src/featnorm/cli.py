@@ -120,6 +120,207 @@ def run_train_demo(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# analysis: merge, correlate, table1, compare, plot, summary
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_concat(paths: list[str]):
+    import pandas as pd
+
+    from featnorm import io
+
+    return pd.concat([io.read_table(p) for p in paths], ignore_index=True)
+
+
+def _merge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--brisque", nargs="+", required=True, help="all BRISQUE shard tables")
+    p.add_argument("--embed", nargs="+", required=True, help="all embedding shards of the model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument("--min-class-size", type=int, required=True)
+    p.add_argument("--ddof", type=int, required=True)
+    p.add_argument("--residual-degree", type=int, required=True)
+    p.add_argument("--samples", required=True, help="output: samples.parquet")
+    p.add_argument("--class-stats", required=True, help="output: class_stats.parquet")
+
+
+@step("merge", _merge_args)
+def run_merge(args: argparse.Namespace) -> None:
+    """Merge manifest, BRISQUE and norms; standardise; per-class statistics."""
+    from featnorm import analysis, io
+
+    manifest = io.read_table(args.manifest)
+    merged = analysis.merge_samples(
+        manifest, _read_concat(args.brisque), _read_concat(args.embed))
+    samples, info = analysis.standardise(
+        merged, policies=args.policies, min_class_size=args.min_class_size, ddof=args.ddof,
+        residual_degree=args.residual_degree)
+    params = {"model": args.model, "policies": args.policies, "standardise": info,
+              "brisque_meta": io.read_metadata(args.brisque[0]),
+              "embed_meta": io.read_metadata(args.embed[0])}
+    io.write_table(samples, args.samples, params=params)
+    io.write_table(analysis.class_stats(samples), args.class_stats, params=params)
+    logger.info("samples: %d rows -> %s", len(samples), args.samples)
+
+
+def _correlate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--policies", nargs="*", required=True)
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--replicates", type=int, required=True)
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--output", required=True, help="correlations.csv")
+
+
+@step("correlate", _correlate_args)
+def run_correlate(args: argparse.Namespace) -> None:
+    """Correlations of every norm column with the quality references (cluster bootstrap)."""
+    from featnorm import analysis, io
+
+    samples = io.read_table(args.samples)
+    table = analysis.correlation_table(
+        samples, model=args.model, x_columns=analysis.norm_columns(args.policies),
+        methods=args.methods, replicates=args.replicates, confidence=args.confidence,
+        seed=args.seed)
+    io.write_text(table.to_csv(index=False), args.output)
+
+
+def _table1_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--correlations", nargs="+", required=True, help="every model's CSV")
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+
+
+@step("table1", _table1_args)
+def run_table1(args: argparse.Namespace) -> None:
+    """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
+    import pandas as pd
+
+    from featnorm import analysis, io
+
+    corr = pd.concat([pd.read_csv(p) for p in args.correlations], ignore_index=True)
+    table = analysis.table1(corr)
+    io.write_text(table.to_csv(index=False), args.csv)
+    io.write_text(analysis.table1_markdown(table, confidence=args.confidence), args.markdown)
+
+
+def _save_figure(fig, png: str, svg: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from featnorm import io
+
+    for path, fmt in ((png, "png"), (svg, "svg")):
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+    plt.close(fig)
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--correlations", nargs="+", required=True, help="every model's CSV")
+    p.add_argument("--output", required=True, help="comparison.csv")
+    p.add_argument("--png", required=True, help="forest plot of all models")
+    p.add_argument("--svg", required=True)
+
+
+@step("compare", _compare_args)
+def run_compare(args: argparse.Namespace) -> None:
+    """All models' correlations side by side, with a forest plot."""
+    import pandas as pd
+
+    from featnorm import analysis, io, plots
+
+    corr = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""])
+                      for p in args.correlations], ignore_index=True)
+    table = analysis.compare_models(corr)
+    io.write_text(table.to_csv(index=False), args.output)
+    models = ", ".join(pd.unique(corr["model"]))
+    _save_figure(plots.forest(table, title=f"All correlations, models: {models}"),
+                 args.png, args.svg)
+
+
+def _plot_args(p: argparse.ArgumentParser) -> None:
+    # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
+    kinds = ["class_norm_mean", "class_sizes", "forest", "ground_truth", "norm_vs_brisque",
+             "trends"]
+    p.add_argument("--kind", required=True, choices=kinds)
+    p.add_argument("--model", required=True)
+    p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
+    p.add_argument("--class-stats", help="class_stats.parquet (class_sizes, class_norm_mean)")
+    p.add_argument("--correlations", help="correlations.csv (norm_vs_brisque, forest)")
+    p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", required=True)
+
+
+@step("plot", _plot_args)
+def run_plot(args: argparse.Namespace) -> None:
+    """One figure of one model (PNG and SVG)."""
+    import pandas as pd
+
+    from featnorm import analysis, io, plots
+
+    def need(flag: str, value):
+        if value is None:
+            raise ValueError(f"plot --kind {args.kind} needs --{flag}")
+        return value
+
+    kind = args.kind
+    if kind in ("class_sizes", "class_norm_mean"):
+        fig = plots.FIGURES[kind](io.read_table(need("class-stats", args.class_stats)),
+                                  model=args.model)
+    elif kind == "forest":
+        corr = pd.read_csv(need("correlations", args.correlations))
+        fig = plots.forest(corr, title=f"All correlations of model {args.model}")
+    else:
+        x_columns = analysis.norm_columns(need("policies", args.policies))
+        samples = io.read_table(need("samples", args.samples))
+        if kind == "norm_vs_brisque":
+            corr = pd.read_csv(need("correlations", args.correlations))
+            fig = plots.norm_vs_brisque(samples, corr, x_columns=x_columns, model=args.model)
+        else:
+            fig = plots.FIGURES[kind](samples, x_columns=x_columns, model=args.model)
+    _save_figure(fig, args.png, args.svg)
+
+
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--correlations", nargs="+", required=True, help="one CSV per model")
+    p.add_argument("--samples", nargs="+", required=True, help="one samples.parquet per model")
+    p.add_argument("--class-stats", nargs="+", required=True, help="one per model")
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--output", required=True, help="summary.md")
+
+
+@step("summary", _summary_args)
+def run_summary(args: argparse.Namespace) -> None:
+    """The plain-text summary of the study (results/summary.md)."""
+    import pandas as pd
+
+    from featnorm import io, summary
+
+    n = len(args.models)
+    if not (len(args.correlations) == len(args.samples) == len(args.class_stats) == n):
+        raise ValueError("summary needs one --correlations, --samples and --class-stats per "
+                         f"--models entry; got {len(args.correlations)}, {len(args.samples)}, "
+                         f"{len(args.class_stats)} for {n} models")
+    per_model = {
+        m: summary.ModelResults(
+            correlations=pd.read_csv(c),
+            class_stats=io.read_table(cs),
+            samples=io.read_table(s, columns=["label", "status", "z_excluded"]),
+            standardise=io.read_metadata(s).get("standardise", {}),
+        )
+        for m, c, s, cs in zip(args.models, args.correlations, args.samples, args.class_stats,
+                               strict=True)
+    }
+    io.write_text(summary.render(per_model, confidence=args.confidence), args.output)
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
 

@@ -87,7 +87,15 @@ def decode_bytes(data: bytes | np.ndarray) -> Decoded:
 
 
 def read_image(path: str | os.PathLike) -> Decoded:
-    """Read and decode one image file; failures become a status (see the module policy)."""
+    """Read and decode one image; failures become a status (see the module policy).
+
+    ``path`` is a file path or a RecordIO record locator (``<file>.rec#<index>``, see
+    :mod:`featnorm.recordio`), as the manifest's ``path`` column holds them.
+    """
+    from featnorm import recordio  # imported here: recordio itself decodes through this module
+
+    if recordio.is_locator(os.fspath(path)):
+        return recordio.read_locator(os.fspath(path))
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:

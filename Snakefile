@@ -1,0 +1,43 @@
+# featnorm: is the face-embedding feature norm image quality, or class familiarity?
+# This file only wires: configuration, includes, and the target rules.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/shard.smk"
+include: "workflow/rules/brisque.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/merge.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),
+
+
+rule brisque_all:
+    input:
+        brisque_tables(),
+
+
+rule embed_all:
+    input:
+        all_embed_tables(),
+
+
+rule analysis_all:
+    input:
+        analysis_targets(),

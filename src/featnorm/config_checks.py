@@ -1,0 +1,104 @@
+"""Checks of a validated configuration that a JSON schema cannot express.
+
+They run while Snakemake parses the workflow, before any job: each error names the key, the
+value received and what to change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings"]
+
+TRAIN_CHECKPOINT = "train"  # models.<name>.checkpoint value that asks for the demo model
+MODEL_DEFAULTS = {"family": "adaface"}  # schema defaults inside models.<name> (see below)
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message says what to change."""
+
+
+def model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Settings of model ``name`` with defaults applied.
+
+    Snakemake's validate() fills defaults of named properties only, not of the per-model
+    objects under ``additionalProperties``; the schema's default lives in MODEL_DEFAULTS too.
+    """
+    return {**MODEL_DEFAULTS, **config["models"][name]}
+
+
+def _check_dataset(dataset: dict[str, Any]) -> None:
+    fmt = dataset["format"]
+    if fmt in ("imagefolder", "recordio"):
+        root = dataset.get("root")
+        if not root:
+            raise ConfigError(f"dataset.format = {fmt} needs dataset.root (the dataset folder)")
+        if not Path(root).is_dir():
+            raise ConfigError(f"dataset.root = {root!r} does not exist or is not a folder")
+        if fmt == "recordio":
+            for name in ("train.rec", "train.idx"):
+                if not (Path(root) / name).is_file():
+                    raise ConfigError(f"dataset.root = {root!r} has no {name}; recordio needs train.rec and train.idx")
+    elif fmt == "list":
+        list_file = dataset.get("list")
+        if not list_file:
+            raise ConfigError("dataset.format = list needs dataset.list (a CSV or Parquet file)")
+        if not Path(list_file).is_file():
+            raise ConfigError(f"dataset.list = {list_file!r} does not exist")
+
+
+def _check_models(config: dict[str, Any]) -> None:
+    from featnorm.models import ARCHS
+
+    for name in config["models"]:
+        settings = model_settings(config, name)
+        family, arch, checkpoint = settings["family"], settings["arch"], settings["checkpoint"]
+        if arch not in ARCHS[family]:
+            raise ConfigError(
+                f"models.{name}.arch = {arch!r} is not known for family {family}; "
+                f"use one of {', '.join(sorted(ARCHS[family]))}"
+            )
+        if checkpoint == TRAIN_CHECKPOINT:
+            if family != "adaface":
+                raise ConfigError(
+                    f"models.{name}.checkpoint = train works for family adaface only "
+                    f"(got family {family}); give a checkpoint file instead"
+                )
+        elif not Path(checkpoint).is_file():
+            raise ConfigError(
+                f"models.{name}.checkpoint = {checkpoint!r} does not exist; give the path to a "
+                "checkpoint file, or `train` to train the demo model"
+            )
+
+
+def _check_shards(config: dict[str, Any]) -> None:
+    if config["dataset"]["format"] != "demo":
+        return  # other datasets are counted when the manifest exists (the shard step checks)
+    from featnorm.demo import DemoParams, class_sizes
+
+    try:
+        images = int(class_sizes(DemoParams(**config["dataset"]["demo"])).sum())
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if config["shards"] > images:
+        raise ConfigError(f"shards = {config['shards']} exceeds the demo's {images} images; lower it")
+
+
+def _check_results(results: str) -> None:
+    folder = Path(results)
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the output folder {results!r} is not writable ({existing} refuses writes); "
+            "run from a writable working directory or pass `--directory`"
+        )
+
+
+def check(config: dict[str, Any], *, results: str) -> None:
+    """Raise ConfigError for the first setting that cannot work; ``results`` is the output folder."""
+    _check_dataset(config["dataset"])
+    _check_models(config)
+    _check_shards(config)
+    _check_results(results)

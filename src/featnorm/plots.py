@@ -1,0 +1,211 @@
+"""Figures of the study: DataFrames in, matplotlib Figures out (saving happens in the CLI).
+
+Every figure that shows a correlation states the sign convention: BRISQUE is lower for better
+images, so a feature norm that agrees with BRISQUE has a negative r.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window (workflow jobs have no display)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from featnorm.analysis import GROUND_TRUTH_QUALITY  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FIGURES",
+    "class_norm_mean",
+    "class_sizes",
+    "forest",
+    "ground_truth",
+    "norm_vs_brisque",
+    "trends",
+]
+
+SIGN_NOTE = "signed r; BRISQUE lower = better, so agreement is r < 0"
+# Width of the rolling window over classes in rank order, as a fraction of the classes shown
+# (at least _MIN_WINDOW): wide enough to smooth single classes, narrow enough to keep the trend.
+_ROLLING_FRACTION = 0.05
+_MIN_WINDOW = 5
+_HEXBIN_GRID = 40  # hexagons across: readable at a few thousand points and at half a million
+_TREND_BINS = 10  # quantile bins of BRISQUE for the binned trend curves
+_Z_NORMAL = 1.959963984540054  # two-sided 95 % normal quantile for the rolling CI band
+_FIGSIZE = (6.4, 4.0)
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="paper")
+
+
+def class_sizes(class_stats: pd.DataFrame, *, model: str) -> plt.Figure:
+    """Seed Fig. 1: images per class, classes sorted by size descending, log y axis."""
+    _style()
+    n = np.sort(class_stats["n"].to_numpy())[::-1]
+    fig, ax = plt.subplots(figsize=_FIGSIZE)
+    ax.plot(np.arange(1, len(n) + 1), n, lw=1.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("class rank (largest first)")
+    ax.set_ylabel("images per class (log scale)")
+    ax.set_title(f"Class sizes: {len(n)} classes, {int(n.sum())} images ({model})")
+    fig.tight_layout()
+    return fig
+
+
+def class_norm_mean(class_stats: pd.DataFrame, *, model: str) -> plt.Figure:
+    """Seed Fig. 2: mean feature norm per class in the order of Fig. 1, rolling mean and band.
+
+    The band is the rolling mean +- 1.96 x (rolling std / sqrt(window)) over classes.
+    """
+    _style()
+    cs = class_stats.sort_values(["n", "label"], ascending=[False, True])
+    cs = cs[np.isfinite(cs["norm_mean"])]
+    rank = np.arange(1, len(cs) + 1)
+    window = max(_MIN_WINDOW, int(round(_ROLLING_FRACTION * len(cs))))
+    mean = cs["norm_mean"].rolling(window, center=True, min_periods=max(2, window // 2))
+    mu, sd, cnt = mean.mean().to_numpy(), mean.std().to_numpy(), mean.count().to_numpy()
+    half = _Z_NORMAL * sd / np.sqrt(np.maximum(cnt, 1))
+    fig, ax = plt.subplots(figsize=_FIGSIZE)
+    ax.scatter(rank, cs["norm_mean"], s=4, alpha=0.4, label="class mean", color="C0")
+    ax.plot(rank, mu, color="C3", lw=1.5, label=f"rolling mean ({window} classes)")
+    ax.fill_between(rank, mu - half, mu + half, color="C3", alpha=0.2, label="95 % band")
+    ax.set_xlabel("class rank by size (largest first)")
+    ax.set_ylabel("mean feature norm of the class")
+    ax.set_title(f"Mean feature norm per class, classes by size ({model})")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _r_of(correlations: pd.DataFrame, x: str, y: str) -> str:
+    sel = correlations[(correlations["x"] == x) & (correlations["y"] == y)
+                       & (correlations["method"] == "pearson")]
+    if sel.empty or not np.isfinite(sel["r"].iloc[0]):
+        return "r = n/a"
+    row = sel.iloc[0]
+    return f"r = {row['r']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+
+
+def norm_vs_brisque(
+    samples: pd.DataFrame, correlations: pd.DataFrame, *, x_columns: list[str], model: str
+) -> plt.Figure:
+    """Hexbin of each norm column (raw and standardised) against BRISQUE, Pearson r in titles."""
+    _style()
+    ok = samples["status"] == "ok"
+    fig, axes = plt.subplots(1, len(x_columns), figsize=(3.6 * len(x_columns), 3.6),
+                             squeeze=False)
+    for ax, x in zip(axes[0], x_columns, strict=True):
+        part = samples.loc[ok, [x, "brisque"]].dropna()
+        if len(part):
+            hb = ax.hexbin(part["brisque"], part[x], gridsize=_HEXBIN_GRID, bins="log",
+                           cmap="viridis", mincnt=1)
+            fig.colorbar(hb, ax=ax, label="images (log)")
+        ax.set_xlabel("BRISQUE (lower = better)")
+        ax.set_ylabel(x)
+        ax.set_title(f"{x}\n{_r_of(correlations, x, 'brisque')} (n={len(part)})", fontsize=8)
+    fig.suptitle(f"Feature norm vs BRISQUE ({model}); {SIGN_NOTE}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def trends(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> plt.Figure:
+    """Binned trend: mean of each norm column (in class-free z units) per BRISQUE decile.
+
+    Each column is centred and scaled by its own overall std so the curves share one axis;
+    the error bars are 1.96 standard errors of the bin mean.
+    """
+    _style()
+    ok = samples["status"] == "ok"
+    part = samples.loc[ok]
+    fig, ax = plt.subplots(figsize=_FIGSIZE)
+    if len(part) >= _TREND_BINS:
+        bins = pd.qcut(part["brisque"], _TREND_BINS, duplicates="drop")
+        centre = part.groupby(bins, observed=True)["brisque"].median()
+        for x in x_columns:
+            v = part[x]
+            v = (v - v.mean()) / v.std() if v.std() > 0 else v * np.nan
+            g = v.groupby(bins, observed=True)
+            se = g.std() / np.sqrt(g.count())
+            ax.errorbar(centre.to_numpy(), g.mean().to_numpy(), yerr=_Z_NORMAL * se.to_numpy(),
+                        marker="o", ms=3, capsize=2, label=x)
+    ax.set_xlabel(f"BRISQUE (median of {_TREND_BINS} quantile bins; lower = better)")
+    ax.set_ylabel("mean of the norm column (std units)")
+    ax.set_title(f"Binned trends vs BRISQUE ({model})", fontsize=9)
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def forest(correlations: pd.DataFrame, *, title: str) -> plt.Figure:
+    """Forest plot: every correlation with its cluster-bootstrap interval (and the naive one).
+
+    Rows are (model, x, y, method); the x axis is the *quality-aligned* r (positive = agrees
+    with the reference), except the class-size row, which is plotted signed.
+    """
+    _style()
+    c = correlations.reset_index(drop=True)
+    aligned = c["quality_aligned_r"].where(c["quality_aligned_r"].notna(), c["r"])
+    lo = c["quality_aligned_ci_low"].where(c["quality_aligned_r"].notna(), c["ci_low"])
+    hi = c["quality_aligned_ci_high"].where(c["quality_aligned_r"].notna(), c["ci_high"])
+    labels = [f"{m} | {x} ~ {y} ({meth})" for m, x, y, meth in
+              zip(c["model"], c["x"], c["y"], c["method"], strict=True)]
+    height = max(3.0, 0.22 * len(c) + 1.2)
+    fig, ax = plt.subplots(figsize=(8.5, height))
+    ypos = np.arange(len(c))[::-1]
+    ax.errorbar(aligned, ypos, xerr=[aligned - lo, hi - aligned], fmt="o", ms=3, capsize=2,
+                color="C0", label="cluster bootstrap CI")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(ypos)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.set_xlabel("quality-aligned r (positive = agrees with the quality reference; "
+                  "class-size row signed)", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize="x-small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def ground_truth(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> plt.Figure:
+    """Demo only: each proxy (BRISQUE and the norm columns) against the ground-truth quality.
+
+    Hexbins with Spearman rho in the title; ``true_quality`` is higher for better images.
+    """
+    _style()
+    proxies = ["brisque"] + list(x_columns)
+    ok = samples["status"] == "ok"
+    fig, axes = plt.subplots(1, len(proxies), figsize=(3.4 * len(proxies), 3.4), squeeze=False)
+    for ax, p in zip(axes[0], proxies, strict=True):
+        if GROUND_TRUTH_QUALITY not in samples.columns:
+            ax.set_title(f"{p}: no ground truth in this dataset", fontsize=8)
+            continue
+        part = samples.loc[ok, [p, GROUND_TRUTH_QUALITY]].dropna()
+        rho = part[p].corr(part[GROUND_TRUTH_QUALITY], method="spearman") if len(part) > 2 \
+            else np.nan
+        if len(part):
+            ax.hexbin(part[GROUND_TRUTH_QUALITY], part[p], gridsize=_HEXBIN_GRID // 2,
+                      bins="log", cmap="magma", mincnt=1)
+        ax.set_xlabel("true quality (higher = better)")
+        ax.set_ylabel(p)
+        ax.set_title(f"{p}: Spearman rho = {rho:+.3f} (n={len(part)})", fontsize=8)
+    fig.suptitle(f"Quality proxies vs ground truth ({model}); BRISQUE should fall, the norm "
+                 "rise", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# figure kind -> what it needs: used by the CLI's `plot` step
+FIGURES = {
+    "class_sizes": class_sizes,
+    "class_norm_mean": class_norm_mean,
+    "norm_vs_brisque": norm_vs_brisque,
+    "trends": trends,
+    "forest": forest,
+    "ground_truth": ground_truth,
+}

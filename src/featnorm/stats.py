@@ -1,0 +1,750 @@
+"""Correlations for grouped data: per-class sufficient statistics, cluster bootstrap, policies.
+
+Images of one identity are not independent samples, so every confidence interval here comes from
+a **cluster bootstrap that resamples classes** (identities) with replacement. It is fast because a
+resampled data set is fully described by how often each class was drawn: every statistic is
+computed from per-class sums of products (``moment_sums``), and a replicate is one row of a
+(replicates × classes) weight matrix times that (classes × moments) table.
+
+Sign convention: every coefficient is *signed*. BRISQUE is lower for better images, the feature
+norm is meant to be higher for better images, so a norm that agrees with BRISQUE shows up as a
+*negative* r against BRISQUE. Callers add a quality-aligned column (``quality_aligned``).
+
+NaN policy: functions that take per-image arrays ignore rows where any input is not finite and
+report how many rows they used. A statistic that cannot be computed is NaN together with a
+non-empty ``flag`` saying why; it is never a silent NaN.
+
+References
+----------
+Davison, A. C. & Hinkley, D. V. (1997). *Bootstrap Methods and their Application*, §3.8
+(resampling clustered data). doi:10.1017/CBO9780511802843
+Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+expression in microarray experiments. doi:10.2202/1544-6115.1027 (moderated variances)
+Fieller, E. C., Hartley, H. O. & Pearson, E. S. (1957). Tests for rank correlation coefficients.
+I. doi:10.1093/biomet/44.3-4.470 (Fisher-z standard errors for Spearman and Kendall)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CI_METHOD_BOOTSTRAP",
+    "CI_METHOD_FISHER",
+    "METHODS",
+    "POLICIES",
+    "CorrelationResult",
+    "class_size_residual",
+    "cluster_bootstrap_weights",
+    "correlate",
+    "correlation_from_sums",
+    "fisher_z_interval",
+    "kendall_scores",
+    "moment_sums",
+    "partial_correlation",
+    "quality_aligned",
+    "shrinkage_z",
+    "within_class_rank",
+    "within_class_z",
+]
+
+METHODS = ("pearson", "spearman", "kendall")
+# policy name -> suffix of its column: feature_norm_<suffix>
+POLICIES = ("z", "shrinkage_z", "rank", "residual")
+CI_METHOD_BOOTSTRAP = "cluster_bootstrap_percentile"
+CI_METHOD_FISHER = "fisher_z_iid"
+
+# Variance of atanh(r) is c / (n - d) (Fieller, Hartley & Pearson 1957): Pearson c = 1, d = 3;
+# Spearman c = 1.06, d = 3; Kendall c = 0.437, d = 4.
+_FISHER_VARIANCE = {"pearson": (1.0, 3), "spearman": (1.06, 3), "kendall": (0.437, 4)}
+# Below this many usable bootstrap replicates the percentile interval is not reported.
+_MIN_VALID_REPLICATES = 0.9
+# A variance below this (relative to the squared scale of the data) counts as zero.
+_REL_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """One signed correlation with its cluster-bootstrap and naive intervals.
+
+    Attributes
+    ----------
+    r : float
+        Signed coefficient (Pearson r, Spearman rho or Kendall tau-b); NaN only with ``flag``.
+    n, n_classes : int
+        Rows (images) and classes used.
+    ci_low, ci_high : float
+        Cluster-bootstrap percentile interval (classes resampled with replacement).
+    ci_method : str
+        ``cluster_bootstrap_percentile``.
+    naive_ci_low, naive_ci_high : float
+        Fisher-z interval that treats images as i.i.d. (too narrow for grouped data; shown for
+        contrast).
+    p_value : float
+        Two-sided Wald p-value of r = 0 on the Fisher-z scale with the cluster-bootstrap
+        standard error.
+    p_value_iid : float
+        The textbook i.i.d. p-value (scipy's test for the method).
+    replicates : int
+        Bootstrap replicates in which the statistic was defined.
+    flag : str
+        Empty, or why something is NaN or unreliable.
+    """
+
+    r: float
+    n: int
+    n_classes: int
+    ci_low: float
+    ci_high: float
+    ci_method: str
+    naive_ci_low: float
+    naive_ci_high: float
+    p_value: float
+    p_value_iid: float
+    replicates: int
+    flag: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# sufficient statistics and the bootstrap
+# ---------------------------------------------------------------------------------------------
+
+
+def moment_sums(values: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class sums of products of ``[1, v_1, ..., v_k]``.
+
+    Parameters
+    ----------
+    values : ndarray of shape (N, k), float
+        Finite values (callers drop non-finite rows first). Centre them first for accuracy.
+    codes : ndarray of shape (N,), int
+        Class index of each row, in ``0 .. n_classes - 1``.
+    n_classes : int
+        Number of classes G (classes without rows get zero sums).
+
+    Returns
+    -------
+    ndarray of shape (G, k + 1, k + 1), float64
+        ``out[g] = sum over rows i of class g of a_i a_i^T`` with ``a_i = [1, v_i]``; so
+        ``out[g, 0, 0]`` is the class size and ``out[g, 0, j]`` the sum of ``v_j``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must have shape (N, k); got shape {values.shape}")
+    codes = np.asarray(codes)
+    k = values.shape[1]
+    aug = np.concatenate([np.ones((len(values), 1)), values], axis=1)
+    out = np.empty((n_classes, k + 1, k + 1))
+    for a in range(k + 1):
+        for b in range(a, k + 1):
+            s = np.bincount(codes, weights=aug[:, a] * aug[:, b], minlength=n_classes)
+            out[:, a, b] = s
+            out[:, b, a] = s
+    return out
+
+
+def correlation_from_sums(sums: np.ndarray) -> np.ndarray:
+    """Correlation matrices from (possibly weighted) sums of products.
+
+    Parameters
+    ----------
+    sums : ndarray of shape (..., k + 1, k + 1)
+        Sums as returned by ``moment_sums`` and added over classes (with any weights).
+
+    Returns
+    -------
+    ndarray of shape (..., k, k), float64
+        Pearson correlation matrices; entries are NaN where a variance is zero (or not above
+        ``1e-12`` times the squared scale), never +-inf.
+    """
+    n = sums[..., 0, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums[..., 0, 1:] / n[..., None]
+        cov = sums[..., 1:, 1:] / n[..., None, None] - mean[..., :, None] * mean[..., None, :]
+        var = np.diagonal(cov, axis1=-2, axis2=-1)
+        second = np.diagonal(sums[..., 1:, 1:], axis1=-2, axis2=-1) / n[..., None]
+        var = np.where(var > _REL_EPS * np.maximum(second, np.finfo(float).tiny), var, np.nan)
+        sd = np.sqrt(var)
+        corr = cov / (sd[..., :, None] * sd[..., None, :])
+    return np.clip(corr, -1.0, 1.0)
+
+
+def cluster_bootstrap_weights(
+    n_classes: int, *, replicates: int, rng: np.random.Generator
+) -> np.ndarray:
+    """How often each class is drawn in each cluster-bootstrap replicate.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes G (>= 1).
+    replicates : int
+        Number of replicates B (>= 1).
+    rng : numpy.random.Generator
+        The caller's seeded generator.
+
+    Returns
+    -------
+    ndarray of shape (B, G), float64
+        Multinomial(G, 1/G) counts per row: a replicate draws G classes with replacement.
+    """
+    if n_classes < 1 or replicates < 1:
+        raise ValueError(
+            f"need n_classes >= 1 and replicates >= 1; got n_classes={n_classes}, "
+            f"replicates={replicates}"
+        )
+    draws = rng.integers(0, n_classes, size=(replicates, n_classes))
+    flat = draws + (np.arange(replicates) * n_classes)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=replicates * n_classes)
+    return counts.reshape(replicates, n_classes).astype(np.float64)
+
+
+def fisher_z_interval(
+    r: float, n: int, *, method: str = "pearson", confidence: float = 0.95
+) -> tuple[float, float]:
+    """Naive i.i.d. confidence interval of a correlation on the Fisher-z scale.
+
+    ``tanh(atanh(r) -+ q * sqrt(c / (n - d)))`` with (c, d) = (1, 3) for Pearson, (1.06, 3)
+    for Spearman and (0.437, 4) for Kendall (Fieller et al. 1957). It treats rows as
+    independent, so on grouped data it is too narrow; it is reported for contrast. Returns
+    (NaN, NaN) when n <= d or r is NaN.
+    """
+    _check_method(method)
+    c, d = _FISHER_VARIANCE[method]
+    if not np.isfinite(r) or n <= d:
+        return (np.nan, np.nan)
+    q = stats.norm.ppf(0.5 + confidence / 2)
+    z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+    half = q * np.sqrt(c / (n - d))
+    return (float(np.tanh(z - half)), float(np.tanh(z + half)))
+
+
+def quality_aligned(r: np.ndarray | float, *, lower_is_better: bool):
+    """Flip the sign of r for a lower-is-better reference (BRISQUE), so agreement reads positive."""
+    return -np.asarray(r) if lower_is_better else np.asarray(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kendall's tau-b through per-row concordance scores
+# ---------------------------------------------------------------------------------------------
+
+
+def _dense_rank(v: np.ndarray) -> np.ndarray:
+    return np.unique(v, return_inverse=True)[1].astype(np.int64)
+
+
+def _count_smaller_before(v: np.ndarray) -> np.ndarray:
+    """For each position i, how many j < i have v[j] < v[i] (strictly); O(N log^2 N) vectorised.
+
+    Bottom-up merge: at each level, every element of a right half-block counts the elements of
+    its left half-block that are smaller. The array stays sorted within blocks, so each level's
+    stable sort only merges two sorted runs.
+    """
+    n = len(v)
+    out = np.zeros(n, dtype=np.int64)
+    if n < 2:
+        return out
+    span = int(v.max()) + 1
+    pos = np.arange(n)
+    vals = v.astype(np.int64)  # values, sorted within blocks of the current size
+    origin = pos.copy()  # original position of each entry of vals
+    size = 1
+    while size < n:
+        block = pos // (2 * size)
+        key = block * span + vals
+        order = np.argsort(key, kind="stable")
+        key_sorted = key[order]
+        src = origin[order]
+        from_left = ((src // size) % 2 == 0).astype(np.int64)
+        left_before = np.cumsum(from_left) - from_left  # left elements strictly before, global
+        idx = np.arange(n)
+        # first index of each block and of each run of equal keys (a run never crosses blocks)
+        block_sorted = key_sorted // span
+        block_first = np.maximum.accumulate(
+            np.where(np.r_[True, block_sorted[1:] != block_sorted[:-1]], idx, 0))
+        run_first = np.maximum.accumulate(
+            np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], idx, 0))
+        # left elements of the same block with a strictly smaller value
+        strict = left_before[run_first] - left_before[block_first]
+        right = from_left == 0
+        out[src[right]] += strict[right]  # each index appears once per level
+        vals = vals[order]
+        origin = origin[order]
+        size *= 2
+    return out
+
+
+def _within_group_smaller(group: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For each i, #{j: group_j == group_i and v_j < v_i} (strict)."""
+    order = np.lexsort((v, group))
+    g, vv = group[order], v[order]
+    n = len(v)
+    idx = np.arange(n)
+    grp_start = np.maximum.accumulate(np.where(np.r_[True, g[1:] != g[:-1]], idx, 0))
+    run_start = np.maximum.accumulate(
+        np.where(np.r_[True, (g[1:] != g[:-1]) | (vv[1:] != vv[:-1])], idx, 0)
+    )
+    out = np.empty(n, dtype=np.int64)
+    out[order] = run_start - grp_start
+    return out
+
+
+def _tie_sizes(rank: np.ndarray) -> np.ndarray:
+    """For each i, how many other rows share its value."""
+    counts = np.bincount(rank)
+    return counts[rank] - 1
+
+
+def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-row concordance scores and Kendall's tau-b.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (N,)
+        Finite values (ties allowed).
+
+    Returns
+    -------
+    s : ndarray of shape (N,), float64
+        ``s_i = sum_j sign(x_i - x_j) * sign(y_i - y_j)``; ``sum(s) / 2`` is the number of
+        concordant minus discordant pairs.
+    tau_b : float
+        Signed Kendall tau-b (NaN when x or y is constant).
+
+    Notes
+    -----
+    With L/E for "strictly less"/"equal" counts over j != i,
+    ``s_i = 4 LL + (N - 1) - 2 Lx - 2 Ly - Ex - Ey + 2 LxEy + 2 ExLy + EE``; only LL needs the
+    O(N log^2 N) dominance count, the rest are sorts.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    rx, ry = _dense_rank(x), _dense_rank(y)
+    # LL: order by x ascending, ties in x by y descending, then count earlier strictly smaller y
+    order = np.lexsort((-ry, rx))
+    ll = np.empty(n, dtype=np.int64)
+    ll[order] = _count_smaller_before(ry[order])
+    cx = np.bincount(rx)
+    cy = np.bincount(ry)
+    lx = (np.cumsum(cx) - cx)[rx]
+    ly = (np.cumsum(cy) - cy)[ry]
+    ex, ey = cx[rx] - 1, cy[ry] - 1
+    lxey = _within_group_smaller(ry, rx)
+    exly = _within_group_smaller(rx, ry)
+    joint = rx * (ry.max() + 1) + ry
+    ee = _tie_sizes(_dense_rank(joint))
+    s = 4 * ll + (n - 1) - 2 * lx - 2 * ly - ex - ey + 2 * lxey + 2 * exly + ee
+    pairs = n * (n - 1) / 2
+    ties_x = float(np.sum(cx * (cx - 1.0)) / 2)
+    ties_y = float(np.sum(cy * (cy - 1.0)) / 2)
+    denom = np.sqrt((pairs - ties_x) * (pairs - ties_y))
+    tau = float(np.sum(s, dtype=np.float64) / 2 / denom) if denom > 0 else np.nan
+    return s.astype(np.float64), tau
+
+
+# ---------------------------------------------------------------------------------------------
+# correlations with cluster-bootstrap intervals
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method = {method!r} is not known; use one of {', '.join(METHODS)}")
+
+
+def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(arrays[0]), dtype=bool)
+    for a in arrays:
+        keep &= np.isfinite(np.asarray(a, dtype=np.float64))
+    return keep
+
+
+def _percentile_ci(reps: np.ndarray, confidence: float) -> tuple[float, float, int]:
+    good = reps[np.isfinite(reps)]
+    if len(good) == 0:
+        return (np.nan, np.nan, 0)
+    lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return (float(lo), float(hi), int(len(good)))
+
+
+def _wald_p(r: float, reps: np.ndarray) -> float:
+    good = reps[np.isfinite(reps)]
+    if not np.isfinite(r) or len(good) < 2:
+        return np.nan
+    clip = 1 - 1e-15
+    se = np.std(np.arctanh(np.clip(good, -clip, clip)), ddof=1)
+    if se == 0:
+        return 0.0 if abs(r) > 0 else 1.0
+    return float(2 * stats.norm.sf(abs(np.arctanh(np.clip(r, -clip, clip))) / se))
+
+
+def _iid_p(x: np.ndarray, y: np.ndarray, r: float, method: str) -> float:
+    n = len(x)
+    if not np.isfinite(r) or n < 3:
+        return np.nan
+    if method == "kendall":
+        # normal approximation without tie correction of the variance (scipy's 'asymptotic')
+        var = 2 * (2 * n + 5) / (9 * n * (n - 1))
+        return float(2 * stats.norm.sf(abs(r) / np.sqrt(var)))
+    if abs(r) >= 1:
+        return 0.0
+    t = r * np.sqrt((n - 2) / (1 - r * r))
+    return float(2 * stats.t.sf(abs(t), n - 2))
+
+
+def _average_rank(v: np.ndarray) -> np.ndarray:
+    return stats.rankdata(v, method="average")
+
+
+def correlate(
+    x: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    *,
+    method: str,
+    weights: np.ndarray | None,
+    confidence: float = 0.95,
+) -> CorrelationResult:
+    """Signed correlation of x and y with a cluster-bootstrap interval.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (N,), float
+        Rows with a non-finite x or y are left out (counted in ``n`` of the result as used rows).
+    codes : ndarray of shape (N,), int
+        Class index in ``0 .. G - 1`` (G = ``weights.shape[1]``).
+    method : {"pearson", "spearman", "kendall"}
+    weights : ndarray of shape (B, G) or None
+        Cluster-bootstrap class weights from ``cluster_bootstrap_weights``; None skips the
+        bootstrap (the interval is NaN and flagged).
+    confidence : float
+        Two-sided confidence level in (0, 1).
+
+    Returns
+    -------
+    CorrelationResult
+        Signed coefficient; against BRISQUE (lower is better) agreement is negative.
+
+    Notes
+    -----
+    * Pearson: each replicate is computed exactly from per-class sums.
+    * Spearman: the point estimate is exact (Pearson of average ranks). Replicates keep the
+      full-sample ranks and weight classes, i.e. they bootstrap the rank correlation against
+      the population ranks; the error of this is O(1/N) per rank.
+    * Kendall: tau-b is exact; replicates use its first-order (Hajek) projection
+      ``tau* = tau + 2 k (mean* s_i / (N - 1) - tau_a)`` with per-row concordance scores
+      ``s_i`` summed per class and ``k = tau_b / tau_a``.
+    """
+    _check_method(method)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence = {confidence} must lie in (0, 1), e.g. 0.95")
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    codes = np.asarray(codes)
+    keep = _finite_rows(x, y)
+    x, y, codes = x[keep], y[keep], codes[keep]
+    n = int(len(x))
+    n_classes = int(len(np.unique(codes)))
+    flags: list[str] = []
+    if n < 3:
+        flags.append(f"only {n} usable rows (need >= 3)")
+        return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan,
+                       np.nan, flags)
+    g = weights.shape[1] if weights is not None else int(codes.max()) + 1
+    if method == "kendall":
+        s, r = kendall_scores(x, y)
+        if not np.isfinite(r):
+            flags.append("x or y is constant")
+        reps = np.full(0, np.nan)
+        if weights is not None and np.isfinite(r):
+            tau_a = float(s.sum() / (n * (n - 1)))
+            k = r / tau_a if tau_a != 0 else 1.0
+            h_sum = np.bincount(codes, weights=s / (n - 1), minlength=g)
+            size = np.bincount(codes, minlength=g).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_h = (weights @ h_sum) / (weights @ size)
+            reps = np.clip(r + 2 * k * (mean_h - tau_a), -1, 1)
+    else:
+        if method == "spearman":
+            x, y = _average_rank(x), _average_rank(y)
+        xc, yc = x - x.mean(), y - y.mean()
+        sums = moment_sums(np.column_stack([xc, yc]), codes, g)
+        r = float(correlation_from_sums(sums.sum(axis=0))[0, 1])
+        if not np.isfinite(r):
+            flags.append("x or y is constant")
+        reps = np.full(0, np.nan)
+        if weights is not None and np.isfinite(r):
+            boot = (weights @ sums.reshape(g, -1)).reshape(-1, 3, 3)
+            reps = correlation_from_sums(boot)[:, 0, 1]
+    boot_ci = (np.nan, np.nan, 0)
+    if weights is None:
+        flags.append("no bootstrap requested")
+    elif n_classes < 2:
+        flags.append("single class: the cluster bootstrap is undefined")
+    elif np.isfinite(r):
+        boot_ci = _percentile_ci(reps, confidence)
+        if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
+            flags.append(
+                f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined; "
+                "interval not reported"
+            )
+            boot_ci = (np.nan, np.nan, boot_ci[2])
+    p_boot = _wald_p(r, reps) if np.isfinite(boot_ci[0]) else np.nan
+    naive = fisher_z_interval(r, n, method=method, confidence=confidence)
+    p_iid = _iid_p(x, y, r, method)
+    return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
+
+
+def _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags) -> CorrelationResult:
+    return CorrelationResult(
+        r=float(r), n=n, n_classes=n_classes, ci_low=boot_ci[0], ci_high=boot_ci[1],
+        ci_method=CI_METHOD_BOOTSTRAP, naive_ci_low=naive[0], naive_ci_high=naive[1],
+        p_value=p_boot, p_value_iid=p_iid, replicates=boot_ci[2], flag="; ".join(flags),
+    )
+
+
+def partial_correlation(
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    codes: np.ndarray,
+    *,
+    weights: np.ndarray | None,
+    confidence: float = 0.95,
+) -> CorrelationResult:
+    """Signed partial Pearson correlation of x and y given z, with a cluster-bootstrap interval.
+
+    ``(r_xy - r_xz r_yz) / sqrt((1 - r_xz^2) (1 - r_yz^2))``; every replicate is exact (per-class
+    sums of the three variables). The naive interval uses n - 1 effective rows (one covariate).
+    Against BRISQUE, agreement is negative.
+    """
+    x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
+    keep = _finite_rows(x, y, z)
+    x, y, z, codes = x[keep], y[keep], z[keep], np.asarray(codes)[keep]
+    n = int(len(x))
+    n_classes = int(len(np.unique(codes)))
+    flags: list[str] = []
+    if n < 4:
+        flags.append(f"only {n} usable rows (need >= 4)")
+        return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan,
+                       np.nan, flags)
+    g = weights.shape[1] if weights is not None else int(codes.max()) + 1
+    data = np.column_stack([x - x.mean(), y - y.mean(), z - z.mean()])
+    sums = moment_sums(data, codes, g)
+
+    def partial(c: np.ndarray) -> np.ndarray:
+        rxy, rxz, ryz = c[..., 0, 1], c[..., 0, 2], c[..., 1, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+        return np.clip(out, -1, 1)
+
+    r = float(partial(correlation_from_sums(sums.sum(axis=0))))
+    if not np.isfinite(r):
+        flags.append("x, y or z is constant, or z explains x or y exactly")
+    reps = np.full(0, np.nan)
+    boot_ci = (np.nan, np.nan, 0)
+    if weights is None:
+        flags.append("no bootstrap requested")
+    elif n_classes < 2:
+        flags.append("single class: the cluster bootstrap is undefined")
+    elif np.isfinite(r):
+        boot = (weights @ sums.reshape(g, -1)).reshape(-1, 4, 4)
+        reps = partial(correlation_from_sums(boot))
+        boot_ci = _percentile_ci(reps, confidence)
+        if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
+            flags.append(f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined")
+            boot_ci = (np.nan, np.nan, boot_ci[2])
+    p_boot = _wald_p(r, reps) if np.isfinite(boot_ci[0]) else np.nan
+    naive = fisher_z_interval(r, n - 1, method="pearson", confidence=confidence)
+    p_iid = _iid_p(x[:-1], y[:-1], r, "pearson")
+    return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
+
+
+# ---------------------------------------------------------------------------------------------
+# standardisation policies: per-image arrays in, per-image arrays out (NaN where excluded)
+# ---------------------------------------------------------------------------------------------
+
+
+def _class_moments(x: np.ndarray, codes: np.ndarray, g: int):
+    ok = np.isfinite(x)
+    n = np.bincount(codes[ok], minlength=g).astype(np.float64)
+    s1 = np.bincount(codes[ok], weights=x[ok], minlength=g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+    dev = np.where(ok, x - mean[codes], 0.0)
+    ss = np.bincount(codes, weights=dev * dev, minlength=g)
+    return n, mean, ss
+
+
+def within_class_z(
+    x: np.ndarray, codes: np.ndarray, *, ddof: int = 1, min_class_size: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seed's per-class z-score ``(x - class mean) / class std``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N,), float
+        Feature norms (higher meant to be better); NaN rows are ignored and stay NaN.
+    codes : ndarray of shape (N,), int
+        Class index in ``0 .. G - 1``.
+    ddof : int
+        Delta degrees of freedom of the class std (1: sample std, 0: population std as
+        ``numpy.std``'s default).
+    min_class_size : int
+        Classes with fewer finite rows than this, or with std = 0, are excluded.
+
+    Returns
+    -------
+    z : ndarray of shape (N,), float64
+        NaN for excluded classes and NaN inputs.
+    excluded : ndarray of shape (N,), bool
+        True for rows of excluded classes (too small or constant).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.asarray(codes)
+    g = int(codes.max()) + 1 if len(codes) else 0
+    n, mean, ss = _class_moments(x, codes, g)
+    min_size = max(min_class_size, ddof + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.sqrt(ss / (n - ddof))
+    bad_class = (n < min_size) | ~(sd > _REL_EPS * np.maximum(np.abs(mean), 1.0))
+    excluded = bad_class[codes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (x - mean[codes]) / sd[codes]
+    z[excluded] = np.nan
+    return z, excluded
+
+
+def _trigamma_inverse(value: float) -> float:
+    """Solve ``polygamma(1, t) = value`` for t > 0 by Newton's method (Smyth 2004, App.)."""
+    if value > 1e7:
+        return 1.0 / np.sqrt(value)
+    if value < 1e-6:
+        return 1.0 / value
+    t = 0.5 + 1.0 / value
+    for _ in range(50):
+        tri = special.polygamma(1, t)
+        step = tri * (1 - tri / value) / special.polygamma(2, t)
+        t += step
+        if -step / t < 1e-8:
+            break
+    return float(t)
+
+
+def shrinkage_z(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Empirical-Bayes z-score: class mean and variance both pooled toward the whole data set.
+
+    ``z_i = (x_i - m_g) / s_g`` where
+
+    * ``m_g = B_g mu + (1 - B_g) xbar_g``, ``B_g = (s2_w / n_g) / (s2_w / n_g + tau2)``: the
+      normal-normal posterior mean of the class mean, with ``mu`` the grand mean of class
+      means, ``s2_w`` the pooled within-class variance and ``tau2`` the between-class variance
+      of true means by the method of moments, ``var(xbar_g) - mean(s2_w / n_g)``, floored at 0.
+    * ``s2_g = (d0 s2_w + d_g s2_obs_g) / (d0 + d_g)`` with ``d_g = n_g - 1``: Smyth's (2004)
+      moderated variance; the prior degrees of freedom ``d0`` are estimated from the spread of
+      ``log s2_obs_g`` (method of moments with trigamma), d0 = inf when the classes agree.
+
+    A class of one image gets ``s2_g = s2_w`` and a mean pulled strongly to ``mu``, so no class
+    is excluded; small classes are pooled toward global behaviour instead of producing
+    degenerate z-scores.
+
+    Returns
+    -------
+    z : ndarray of shape (N,), float64
+        NaN only where x is NaN (or everything is constant).
+    info : dict
+        The estimated ``mu``, ``s2_within``, ``tau2`` and ``prior_df``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.asarray(codes)
+    g = int(codes.max()) + 1 if len(codes) else 0
+    n, mean, ss = _class_moments(x, codes, g)
+    present = n > 0
+    df = np.maximum(n - 1, 0)
+    total_df = df[present].sum()
+    s2_w = float(ss[present].sum() / total_df) if total_df > 0 else np.nan
+    mu = float(np.mean(mean[present])) if present.any() else np.nan
+    if present.sum() > 1 and np.isfinite(s2_w):
+        tau2 = max(float(np.var(mean[present], ddof=1) - np.mean(s2_w / n[present])), 0.0)
+    else:
+        tau2 = 0.0
+    # moderated variances (Smyth 2004, section 6.2)
+    has_var = (df > 0) & (ss > 0)
+    prior_df = np.inf
+    if has_var.sum() > 2:
+        d = df[has_var]
+        e = np.log(ss[has_var] / d) - special.digamma(d / 2) + np.log(d / 2)
+        excess = np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2))
+        if excess > 0:
+            prior_df = 2 * _trigamma_inverse(excess)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2_obs = np.where(df > 0, ss / np.maximum(df, 1), 0.0)
+        if np.isinf(prior_df):
+            s2 = np.full(g, s2_w)
+        else:
+            s2 = (prior_df * s2_w + df * s2_obs) / (prior_df + df)
+        noise = s2_w / n
+        b = noise / (noise + tau2) if tau2 > 0 else np.ones(g)
+        m = b * mu + (1 - b) * mean
+        z = (x - m[codes]) / np.sqrt(s2[codes])
+    info = {"mu": mu, "s2_within": s2_w, "tau2": tau2, "prior_df": float(prior_df)}
+    return z, info
+
+
+def within_class_rank(
+    x: np.ndarray, codes: np.ndarray, *, min_class_size: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Within-class percentile rank ``(average rank - 0.5) / n_g`` in (0, 1).
+
+    Rows of classes with fewer than ``min_class_size`` finite rows are NaN and flagged
+    ``excluded`` (a single image has no rank to speak of). Ties get the average rank.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    codes = np.asarray(codes)
+    g = int(codes.max()) + 1 if len(codes) else 0
+    ok = np.isfinite(x)
+    n = np.bincount(codes[ok], minlength=g)
+    out = np.full(len(x), np.nan)
+    idx = np.flatnonzero(ok)
+    frame = pd.DataFrame({"c": codes[idx], "x": x[idx]})
+    ranks = frame.groupby("c")["x"].rank(method="average").to_numpy()
+    out[idx] = (ranks - 0.5) / n[codes[idx]]
+    excluded = (n < min_class_size)[codes]
+    out[excluded] = np.nan
+    return out, excluded
+
+
+def class_size_residual(
+    x: np.ndarray, class_size: np.ndarray, *, degree: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residual of x after the fitted class-size trend ``x ~ poly(log n_class, degree)``.
+
+    Least squares over all finite rows (each image weighs the same). Returns the residuals
+    (NaN where x is NaN) and the polynomial coefficients, highest power first, in
+    ``log(class size)``.
+    """
+    if degree < 0:
+        raise ValueError(f"degree = {degree} must be >= 0 (e.g. 2)")
+    x = np.asarray(x, dtype=np.float64)
+    logn = np.log(np.asarray(class_size, dtype=np.float64))
+    ok = np.isfinite(x) & np.isfinite(logn)
+    distinct = len(np.unique(logn[ok]))
+    deg = min(degree, max(distinct - 1, 0))
+    if deg < degree:
+        logger.warning("only %d distinct class sizes: class-size trend fitted with degree %d "
+                       "instead of %d", distinct, deg, degree)
+    if not ok.any():
+        return np.full(len(x), np.nan), np.full(degree + 1, np.nan)
+    coef = np.polyfit(logn[ok], x[ok], deg)
+    return x - np.polyval(coef, logn), coef

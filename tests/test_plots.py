@@ -1,0 +1,83 @@
+"""Tests of featnorm.plots: each figure draws the data it claims, from small tables."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from featnorm import analysis, plots
+
+POLICIES = ["z", "rank"]
+
+
+@pytest.fixture(scope="module")
+def study():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 30, size=30)
+    labels = np.repeat(np.arange(30), sizes)
+    n = len(labels)
+    manifest = pd.DataFrame({"sample_id": np.arange(n), "path": "x.png", "label": labels,
+                             "class_name": [f"c{l}" for l in labels],
+                             "true_quality": rng.uniform(size=n)})
+    brisque = pd.DataFrame({"sample_id": np.arange(n), "brisque": rng.normal(40, 8, n),
+                            "status": "ok"})
+    embed = pd.DataFrame({"sample_id": np.arange(n), "feature_norm": rng.normal(20, 1, n),
+                          "status": "ok"})
+    samples, _ = analysis.standardise(analysis.merge_samples(manifest, brisque, embed),
+                                      policies=POLICIES, min_class_size=2, ddof=1,
+                                      residual_degree=1)
+    corr = analysis.correlation_table(samples, model="m",
+                                      x_columns=analysis.norm_columns(POLICIES),
+                                      methods=["pearson"], replicates=50, confidence=0.95, seed=0)
+    return samples, analysis.class_stats(samples), corr
+
+
+def test_class_sizes_plots_sizes_sorted_descending(study):
+    _, cs, _ = study
+    fig = plots.class_sizes(cs, model="m")
+    y = fig.axes[0].lines[0].get_ydata()
+    assert np.all(np.diff(y) <= 0) and sorted(y, reverse=True) == list(y)
+    assert y.sum() == cs["n"].sum() and fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_class_norm_mean_follows_class_size_order(study):
+    _, cs, _ = study
+    fig = plots.class_norm_mean(cs, model="m")
+    dots = fig.axes[0].collections[0].get_offsets()[:, 1]
+    expected = cs.sort_values(["n", "label"], ascending=[False, True])["norm_mean"].to_numpy()
+    np.testing.assert_allclose(dots, expected)
+    plt.close(fig)
+
+
+def test_norm_vs_brisque_titles_carry_signed_r_and_sign_note(study):
+    samples, _, corr = study
+    cols = analysis.norm_columns(POLICIES)
+    fig = plots.norm_vs_brisque(samples, corr, x_columns=cols, model="m")
+    r = corr[(corr["x"] == "feature_norm_z") & (corr["y"] == "brisque")
+             & (corr["method"] == "pearson")]["r"].iloc[0]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert any(f"r = {r:+.3f}" in t for t in titles)
+    assert "agreement is r < 0" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_forest_has_one_row_per_correlation(study):
+    _, _, corr = study
+    fig = plots.forest(corr, title="t")
+    assert len(fig.axes[0].get_yticks()) == len(corr)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kind", ["trends", "ground_truth"])
+def test_sample_figures_have_a_panel_per_column(study, kind):
+    samples, _, _ = study
+    cols = analysis.norm_columns(POLICIES)
+    fig = plots.FIGURES[kind](samples, x_columns=cols, model="m")
+    if kind == "trends":
+        assert len(fig.axes[0].get_legend().get_texts()) == len(cols)
+    else:
+        assert len([a for a in fig.axes if a.get_xlabel()]) == len(cols) + 1
+    plt.close(fig)

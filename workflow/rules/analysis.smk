@@ -1,0 +1,115 @@
+# Correlations (cluster bootstrap over classes), the seed's Table 1, the model comparison and the
+# plain-text summary. The analysis helpers live at the top of merge.smk (included first).
+
+
+rule correlate:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{model}}/correlations.csv",
+            caption="../report/correlations.rst",
+            category="correlations",
+            labels={"model": "{model}", "table": "correlations"},
+        ),
+    params:
+        policies=analysis_policies(),
+        methods=analysis_methods(),
+        replicates=config["analysis"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["analysis"]["seed"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        f"{RESULTS}/logs/correlate/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/correlate/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm correlate --samples {input.samples} --model {wildcards.model}"
+        " --policies {params.policies} --methods {params.methods}"
+        " --replicates {params.replicates} --confidence {params.confidence}"
+        " --seed {params.seed} --output {output.table} --log {log}"
+
+
+rule table1:
+    input:
+        correlations=correlation_tables(),
+    output:
+        csv=f"{RESULTS}/table1.csv",
+        markdown=report(
+            f"{RESULTS}/table1.md",
+            caption="../report/table1.rst",
+            category="correlations",
+            labels={"table": "Table 1"},
+        ),
+    params:
+        confidence=config["analysis"]["confidence"],
+    log:
+        f"{RESULTS}/logs/table1/table1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/table1/table1.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm table1 --correlations {input.correlations}"
+        " --confidence {params.confidence} --csv {output.csv} --markdown {output.markdown}"
+        " --log {log}"
+
+
+rule compare_models:
+    input:
+        correlations=correlation_tables(),
+    output:
+        table=report(
+            f"{RESULTS}/comparison.csv",
+            caption="../report/comparison.rst",
+            category="comparison",
+            labels={"table": "all models"},
+        ),
+        png=report(
+            f"{RESULTS}/figures/comparison_forest.png",
+            caption="../report/comparison_forest.rst",
+            category="comparison",
+            labels={"figure": "forest plot, all models"},
+        ),
+        svg=f"{RESULTS}/figures/comparison_forest.svg",
+    log:
+        f"{RESULTS}/logs/compare_models/compare_models.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compare_models/compare_models.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm compare --correlations {input.correlations}"
+        " --output {output.table} --png {output.png} --svg {output.svg} --log {log}"
+
+
+rule summary:
+    input:
+        correlations=correlation_tables(),
+        samples=expand(f"{RESULTS}/{{model}}/samples.parquet", model=model_names()),
+        class_stats=expand(f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()),
+    output:
+        summary=report(
+            f"{RESULTS}/summary.md",
+            caption="../report/summary.rst",
+            category="summary",
+            labels={"table": "summary"},
+        ),
+    params:
+        models=model_names(),
+        confidence=config["analysis"]["confidence"],
+    log:
+        f"{RESULTS}/logs/summary/summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/summary/summary.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm summary --models {params.models}"
+        " --correlations {input.correlations} --samples {input.samples}"
+        " --class-stats {input.class_stats} --confidence {params.confidence}"
+        " --output {output.summary} --log {log}"

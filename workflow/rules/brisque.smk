@@ -1,0 +1,23 @@
+# BRISQUE per shard: computed once per image, shared by every model.
+
+
+rule score_brisque:
+    input:
+        shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
+    output:
+        table=f"{RESULTS}/brisque/shard-{{k}}.parquet",
+    params:
+        save_features=flag_if(config["brisque"]["save_features"], "--save-features"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    log:
+        f"{RESULTS}/logs/score_brisque/shard-{{k}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/score_brisque/shard-{{k}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm brisque --shard {input.shard} --threads {threads}"
+        " {params.save_features} --output {output.table} --log {log}"

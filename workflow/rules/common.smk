@@ -1,0 +1,108 @@
+# Setup and every workflow helper: validation, wildcard constraints, path functions.
+import json
+import re
+import shlex
+
+from snakemake.utils import validate
+
+from featnorm import config_checks
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+# Outputs go under results/ of the working directory; use `snakemake --directory` to move them.
+RESULTS = "results"
+config_checks.check(config, results=RESULTS)
+
+
+def model_names():
+    """Configured model names, in config order."""
+    return list(config["models"])
+
+
+def shard_ids():
+    """Shard indices 0..shards-1."""
+    return list(range(config["shards"]))
+
+
+def manifest_table():
+    return f"{RESULTS}/manifest.parquet"
+
+
+def shard_tables():
+    return expand(f"{RESULTS}/shards/shard-{{k}}.parquet", k=shard_ids())
+
+
+def brisque_tables():
+    return expand(f"{RESULTS}/brisque/shard-{{k}}.parquet", k=shard_ids())
+
+
+def embed_tables(wildcards):
+    """Embedding shard tables of one model (wildcards.model)."""
+    return expand(f"{RESULTS}/embed/{wildcards.model}/shard-{{k}}.parquet", k=shard_ids())
+
+
+def all_embed_tables():
+    return expand(
+        f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet", model=model_names(), k=shard_ids()
+    )
+
+
+def model_setting(wildcards, key):
+    """One setting of model wildcards.model, with the schema's defaults applied."""
+    return config_checks.model_settings(config, wildcards.model)[key]
+
+
+def model_family(wildcards):
+    return model_setting(wildcards, "family")
+
+
+def model_arch(wildcards):
+    return model_setting(wildcards, "arch")
+
+
+def model_checkpoint(wildcards):
+    """The checkpoint file: the user's, or the demo model trained by train_demo_model."""
+    checkpoint = model_setting(wildcards, "checkpoint")
+    if checkpoint == config_checks.TRAIN_CHECKPOINT:
+        return f"{RESULTS}/models/{wildcards.model}/checkpoint.ckpt"
+    return checkpoint
+
+
+def flag_if(condition, flag):
+    """``flag`` when ``condition`` holds, else nothing (for boolean CLI switches)."""
+    return flag if condition else ""
+
+
+def dataset_source_args():
+    """CLI arguments that tell `featnorm manifest` where the images come from."""
+    dataset = config["dataset"]
+    fmt = dataset["format"]
+    if fmt == "demo":
+        demo = json.dumps(dataset["demo"], sort_keys=True)
+        return f"--demo '{demo}' --demo-dir {RESULTS}/demo/images"
+    if fmt == "list":
+        return f"--list {shlex.quote(dataset['list'])}"
+    return f"--root {shlex.quote(dataset['root'])}"
+
+
+def embed_flags():
+    """Boolean switches of the embed step."""
+    embed = config["embed"]
+    return " ".join(
+        filter(
+            None,
+            [
+                flag_if(embed["save_embeddings"], "--save-embeddings"),
+                flag_if(embed["trust_legacy_checkpoints"], "--trust-legacy-checkpoint"),
+            ],
+        )
+    )
+
+
+def final_outputs():
+    return [manifest_table(), *brisque_tables(), *all_embed_tables(), *analysis_targets()]
+
+
+wildcard_constraints:
+    k=r"\d+",
+    model="|".join(map(re.escape, model_names())),

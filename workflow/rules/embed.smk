@@ -1,0 +1,34 @@
+# Feature norms per shard and model (GPU when present).
+
+
+rule embed_shard:
+    input:
+        shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
+        checkpoint=model_checkpoint,
+    output:
+        table=f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
+    params:
+        family=model_family,
+        arch=model_arch,
+        device=config["embed"]["device"],
+        batch_size=config["embed"]["batch_size"],
+        workers=config["embed"]["workers"],
+        flip_fusion=config["embed"]["flip_fusion"],
+        precision=config["embed"]["precision"],
+        options=embed_flags(),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    log:
+        f"{RESULTS}/logs/embed_shard/{{model}}/shard-{{k}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/embed_shard/{{model}}/shard-{{k}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm embed --shard {input.shard} --checkpoint {input.checkpoint}"
+        " --family {params.family} --arch {params.arch} --device {params.device}"
+        " --batch-size {params.batch_size} --workers {params.workers}"
+        " --flip-fusion {params.flip_fusion} --precision {params.precision}"
+        " {params.options} --output {output.table} --log {log}"

@@ -1,0 +1,18 @@
+# Ingestion: one row per image with a stable sample_id (demo: generates the images first).
+
+
+rule make_manifest:
+    output:
+        table=f"{RESULTS}/manifest.parquet",
+    params:
+        fmt=config["dataset"]["format"],
+        source=dataset_source_args(),
+    log:
+        f"{RESULTS}/logs/make_manifest.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/make_manifest.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm manifest --format {params.fmt} {params.source}"
+        " --output {output.table} --log {log}"

@@ -1,0 +1,19 @@
+# Static sharding: every image in exactly one of `shards` balanced shards.
+
+
+rule make_shards:
+    input:
+        manifest=rules.make_manifest.output.table,
+    output:
+        tables=shard_tables(),
+    params:
+        shards=config["shards"],
+    log:
+        f"{RESULTS}/logs/make_shards.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/make_shards.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm shard --manifest {input.manifest} --shards {params.shards}"
+        " --outputs {output.tables} --log {log}"
