@@ -65,17 +65,7 @@ RULES_THROUGH_SLURM = {
     "merge_samples",
 }
 
-# Tiny demo: a few dozen images, 2 shards, 1 training epoch; enough for every rule to run.
-TINY_CONFIG = {
-    "dataset": {
-        "format": "demo",
-        "demo": {"identities": 8, "min_images": 2, "max_images": 8, "seed": 0},
-    },
-    "shards": 2,
-    "train": {"epochs": 1, "batch_size": 32, "seed": 0},
-    "embed": {"device": "cpu", "batch_size": 16, "workers": 0},
-}
-# Scenario folder the workflow tests use for their tiny config, preferred when present.
+# The workflow tests' tiny demo config (a few dozen images, 2 shards, 1 training epoch).
 TINY_CONFIG_FILE = REPO_ROOT / "tests" / "workflow" / "tiny" / "config.yaml"
 
 
@@ -100,12 +90,11 @@ def _copy_repo(dest: Path) -> Path:
     return dest
 
 
-def _write_tiny_config(workdir: Path) -> Path:
-    path = workdir / "tiny_config.yaml"
-    if TINY_CONFIG_FILE.is_file():
-        shutil.copy2(TINY_CONFIG_FILE, path)
-    else:
-        path.write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
+def _tiny_config(workdir: Path) -> Path:
+    """The tiny config inside a repository copy."""
+    path = workdir / TINY_CONFIG_FILE.relative_to(REPO_ROOT)
+    if not path.is_file():
+        raise FileNotFoundError(f"tiny workflow config {path} is missing; the test runs it")
     return path
 
 
@@ -304,8 +293,8 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
     _cluster_or_skip()
     local_dir = _copy_repo(tmp_path / "local")
     slurm_dir = _copy_repo(tmp_path / "slurm")
-    local_config = _write_tiny_config(local_dir)
-    slurm_config = _write_tiny_config(slurm_dir)
+    local_config = _tiny_config(local_dir)
+    slurm_config = _tiny_config(slurm_dir)
 
     local = _snakemake(
         ["--cores", "2", "--configfile", str(local_config), "--nocolor", *_local_thread_args()],

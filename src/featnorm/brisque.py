@@ -281,53 +281,61 @@ def _mscn(x: np.ndarray, top: int = 0, bottom: int = 0) -> np.ndarray:
     return num
 
 
-# The sums of neighbour products are dot products of "sign-split" maps with their shifted selves:
-# p = s * s' is positive when both factors have the same sign, so with s = s+ + s- (parts >= 0 and
-# <= 0), sum_{p>0} p = T(s+) + T(s-), sum_{p>0} p^2 = T(s+^2) + T(s-^2), n_{p>0} = T([s>0]) +
-# T([s<0]), where T(X) = sum_x X(x) X(partner(x)). T is one BLAS dot over the flattened map at the
-# shift's flat offset, corrected on the first row (partner in the row above, cyclically) and the
-# first/last column (wrap-around instead of the neighbouring row).
-_SPLIT = ("s", "pos", "neg", "q", "qpos", "qneg", "bnz", "bpos", "bneg")
+# The sums over neighbour products p = s * s' are dot products of six maps of s with their
+# shifted selves, T(X) = sum_x X(x) X(partner(x)):
+#   sum p = T(s),  sum |p| = T(|s|),  sum p^2 = T(s^2),  sum sign(p) p^2 = T(s |s|),
+#   n_{p != 0} = T([s != 0]),  n_{p>0} - n_{p<0} = T(sign s),
+# and the one-sided sums follow as halves of sums and differences (sum_{p>0} p = (sum p +
+# sum |p|) / 2, ...). T is one BLAS dot over the flattened map at the shift's flat offset,
+# corrected on the first row (partner in the row above, cyclically) and on the first and last
+# columns (wrap-around instead of the neighbouring row).
+_MAPS = ("s", "abs", "sq", "sabs", "nz", "sign")
 
 
-def _split_maps(s: np.ndarray) -> np.ndarray:
-    """(9, h, W) float64: s, s+, s-, s^2, (s+)^2, (s-)^2, [s!=0], [s>0], [s<0]."""
-    v = np.empty((len(_SPLIT), *s.shape))
-    v[0] = s
-    np.maximum(s, 0.0, out=v[1])
-    np.subtract(s, v[1], out=v[2])
-    np.multiply(s, s, out=v[3])
-    np.multiply(v[1], v[1], out=v[4])
-    np.subtract(v[3], v[4], out=v[5])
-    np.greater(s, 0.0, out=v[7])
-    np.less(s, 0.0, out=v[8])
-    np.add(v[7], v[8], out=v[6])
-    return v
+def _map(name: str, s: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """One of :data:`_MAPS` of ``s``, written into ``out`` (same shape, float64)."""
+    if name == "s":
+        np.copyto(out, s)
+    elif name == "abs":
+        np.abs(s, out=out)
+    elif name == "sq":
+        np.multiply(s, s, out=out)
+    elif name == "sabs":
+        np.abs(s, out=out)
+        np.multiply(out, s, out=out)
+    elif name == "sign":
+        np.sign(s, out=out)
+    else:  # "nz"
+        np.not_equal(s, 0.0, out=out)
+    return out
 
 
-def _shift_dots(v: np.ndarray, above: np.ndarray) -> np.ndarray:
-    """T(X) for each map X of ``v`` (9, h, W) and the 4 partners -> (4, 9) float64.
+def _shift_dots(s: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """T(X) for each map X of :data:`_MAPS` and the 4 partners -> (4, 6) float64.
 
-    ``above`` (9, W) holds the maps of the row before the block's first row (cyclically).
+    ``s`` (h, W) MSCN block, ``above`` (W,) the MSCN row before its first row (cyclically).
     Partners of (i, j): (i, j-1), (i-1, j), (i-1, j-1), (i-1, j+1); columns wrap around.
+    One map at a time, so the block and one map stay in the CPU cache.
     """
-    k, h, w = v.shape
-    flat = v.reshape(k, h * w)
-
-    def lag(d: int) -> np.ndarray:
-        return np.array([np.dot(f[d:], f[: h * w - d]) for f in flat])
-
-    first, last = v[:, :, 0], v[:, :, -1]
-    same = np.einsum("ki,ki->k", first, last)  # (i, 0) with (i, W-1)
-    prev = np.einsum("ki,ki->k", first[:, 1:], last[:, :-1])  # (i, 0) with (i-1, W-1)
-    prev2 = np.einsum("ki,ki->k", first[:, 2:], last[:, :-2])  # (i, 0) with (i-2, W-1)
-    prev_r = np.einsum("ki,ki->k", last[:, 1:], first[:, :-1])  # (i, W-1) with (i-1, 0)
-    top = v[:, 0]
-    out = np.empty((4, k))
-    out[0] = lag(1) - prev + same
-    out[1] = lag(w) + np.einsum("kj,kj->k", top, above)
-    out[2] = lag(w + 1) - prev2 + prev + np.einsum("kj,kj->k", top, np.roll(above, 1, axis=1))
-    out[3] = lag(w - 1) - same + prev_r + np.einsum("kj,kj->k", top, np.roll(above, -1, axis=1))
+    h, w = s.shape
+    n = h * w
+    buf = np.empty_like(s)
+    row = np.empty(w)
+    out = np.empty((4, len(_MAPS)))
+    for k, name in enumerate(_MAPS):
+        x = _map(name, s, buf)
+        a = _map(name, above, row)
+        f = x.reshape(n)
+        first, last = x[:, 0].copy(), x[:, -1].copy()
+        same = first @ last  # (i, 0) with (i, W-1)
+        prev = first[1:] @ last[:-1]  # (i, 0) with (i-1, W-1)
+        prev2 = first[2:] @ last[:-2]  # (i, 0) with (i-2, W-1)
+        prev_r = last[1:] @ first[:-1]  # (i, W-1) with (i-1, 0)
+        top = x[0]
+        out[0, k] = np.dot(f[1:], f[: n - 1]) - prev + same
+        out[1, k] = np.dot(f[w:], f[: n - w]) + top @ a
+        out[2, k] = np.dot(f[w + 1 :], f[: n - w - 1]) - prev2 + prev + top[1:] @ a[:-1] + top[0] * a[-1]
+        out[3, k] = np.dot(f[w - 1 :], f[: n - w + 1]) - same + prev_r + top[:-1] @ a[1:] + top[-1] * a[0]
     return out
 
 
@@ -339,19 +347,18 @@ def _scale_sums(s: np.ndarray, above: np.ndarray, interior: tuple[slice, slice] 
     from the image border, for the near-flat count (None: not counted).
     """
     out = np.empty(_N_SUMS)
-    v = _split_maps(s)
-    flat = v.reshape(len(_SPLIT), -1)
     out[0] = s.size
-    out[1] = flat[4].sum() + flat[5].sum()
-    out[2] = flat[1].sum() - flat[2].sum()
+    flat = s.reshape(-1)
+    out[1] = flat @ flat
+    out[2] = np.abs(flat).sum()
     out[3] = np.count_nonzero(np.abs(s[interior]) > FLAT_MSCN) if interior else np.nan
-    t = _shift_dots(v, _split_maps(above[None])[:, 0])
+    t = _shift_dots(s, above)
     for k in range(4):
-        ts = dict(zip(_SPLIT, t[k], strict=True))
+        ts = dict(zip(_MAPS, t[k], strict=True))
         base = _N_BASE + k * _N_PAIR
         out[base : base + _N_PAIR] = (
-            ts["q"], ts["qpos"] + ts["qneg"], ts["s"], ts["pos"] + ts["neg"],
-            ts["bpos"] + ts["bneg"], ts["bnz"],
+            ts["sq"], (ts["sq"] + ts["sabs"]) / 2, ts["s"], (ts["s"] + ts["abs"]) / 2,
+            (ts["nz"] + ts["sign"]) / 2, ts["nz"],
         )
     return out
 

@@ -120,6 +120,58 @@ def run_train_demo(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# embed
+# ---------------------------------------------------------------------------------------------
+
+
+def _embed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", required=True, help="shard table (sample_id, path, ...)")
+    p.add_argument("--checkpoint", required=True, help="model checkpoint (.ckpt/.pth/.pt)")
+    p.add_argument("--family", required=True, choices=["adaface", "magface"])
+    p.add_argument("--arch", required=True, help="e.g. ir_50 (adaface), iresnet100 (magface)")
+    p.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
+    p.add_argument("--workers", type=int, required=True, help="decoding worker processes")
+    p.add_argument("--flip-fusion", required=True,
+                   choices=["none", "pre_norm_vector_add", "norm_weighted_avg"])
+    p.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16"],
+                   help="bf16/fp16: CUDA autocast")
+    p.add_argument("--save-embeddings", action="store_true",
+                   help="also store the 512-d embedding (float16)")
+    p.add_argument("--trust-legacy-checkpoint", action="store_true",
+                   help="allow a full unpickle of a trusted checkpoint that pickles custom classes")
+    p.add_argument("--output", required=True)
+
+
+@step("embed", _embed_args)
+def run_embed(args: argparse.Namespace) -> None:
+    """Feature norm (and optionally embedding) of every image of one shard."""
+    from featnorm import embed, io, models
+
+    shard = io.read_table(args.shard)
+    model = models.load(args.checkpoint, args.family, args.arch,
+                        trust_legacy_pickle=args.trust_legacy_checkpoint)
+    device = embed.resolve_device(args.device)
+    table = embed.embed_table(
+        shard, model, family=args.family, device=str(device), batch_size=args.batch_size,
+        workers=args.workers, flip_fusion=args.flip_fusion, precision=args.precision,
+        save_embeddings=args.save_embeddings,
+    )
+    params = embed.embedding_params(
+        family=args.family, arch=args.arch, checkpoint=args.checkpoint, device=device,
+        batch_size=args.batch_size, flip_fusion=args.flip_fusion, precision=args.precision,
+        save_embeddings=args.save_embeddings,
+    )
+    params["shard"] = io.read_metadata(args.shard).get("shard")
+    params["rows"] = len(table)
+    params["status_counts"] = table["status"].value_counts().to_dict()
+    params["resized"] = int(table["resized"].sum())
+    io.write_table(table, args.output, params=params,
+                   schema=embed.output_schema(args.save_embeddings))
+    logger.info("embed: %d rows -> %s", len(table), args.output)
+
+
+# ---------------------------------------------------------------------------------------------
 # analysis: merge, correlate, table1, compare, plot, summary
 # ---------------------------------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import logging
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window (workflow jobs have no display)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from featnorm.analysis import GROUND_TRUTH_QUALITY  # noqa: E402
+from featnorm.analysis import GROUND_TRUTH_QUALITY
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def class_norm_mean(class_stats: pd.DataFrame, *, model: str) -> plt.Figure:
     cs = class_stats.sort_values(["n", "label"], ascending=[False, True])
     cs = cs[np.isfinite(cs["norm_mean"])]
     rank = np.arange(1, len(cs) + 1)
-    window = max(_MIN_WINDOW, int(round(_ROLLING_FRACTION * len(cs))))
+    window = max(_MIN_WINDOW, round(_ROLLING_FRACTION * len(cs)))
     mean = cs["norm_mean"].rolling(window, center=True, min_periods=max(2, window // 2))
     mu, sd, cnt = mean.mean().to_numpy(), mean.std().to_numpy(), mean.count().to_numpy()
     half = _Z_NORMAL * sd / np.sqrt(np.maximum(cnt, 1))

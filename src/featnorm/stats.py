@@ -375,7 +375,7 @@ def _percentile_ci(reps: np.ndarray, confidence: float) -> tuple[float, float, i
     if len(good) == 0:
         return (np.nan, np.nan, 0)
     lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return (float(lo), float(hi), int(len(good)))
+    return (float(lo), float(hi), len(good))
 
 
 def _wald_p(r: float, reps: np.ndarray) -> float:
@@ -454,8 +454,8 @@ def correlate(
     codes = np.asarray(codes)
     keep = _finite_rows(x, y)
     x, y, codes = x[keep], y[keep], codes[keep]
-    n = int(len(x))
-    n_classes = int(len(np.unique(codes)))
+    n = len(x)
+    n_classes = len(np.unique(codes))
     flags: list[str] = []
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
@@ -532,8 +532,8 @@ def partial_correlation(
     x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
     keep = _finite_rows(x, y, z)
     x, y, z, codes = x[keep], y[keep], z[keep], np.asarray(codes)[keep]
-    n = int(len(x))
-    n_classes = int(len(np.unique(codes)))
+    n = len(x)
+    n_classes = len(np.unique(codes))
     flags: list[str] = []
     if n < 4:
         flags.append(f"only {n} usable rows (need >= 4)")

@@ -29,11 +29,13 @@ class ModelResults:
     standardise: dict  # the `standardise` metadata of samples.parquet
 
 
-def _fmt(row: pd.Series) -> str:
+def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
     if not np.isfinite(row["r"]):
         return f"n/a ({row['flag']})"
     ci = ("no CI" if not np.isfinite(row["ci_low"])
           else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]")
+    if over_classes:
+        return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} classes"
     return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} images in {int(row['n_classes'])} classes"
 
 
@@ -67,7 +69,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
         verdict = ("rises" if size["r"] > 0 else "falls") if _excludes_zero(size) else \
             "shows no clear trend"
         lines.append(f"- Class-size effect: the mean feature norm of a class {verdict} with the "
-                     f"class size (Spearman over classes {_fmt(size)}).")
+                     f"class size (Spearman over classes {_fmt(size, over_classes=True)}).")
     for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
         row = _pick(c, x, "brisque", "pearson")
         if row is None:

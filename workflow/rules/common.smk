@@ -62,10 +62,10 @@ def model_arch(wildcards):
 
 def model_checkpoint(wildcards):
     """The checkpoint file: the user's, or the demo model trained by train_demo_model."""
-    checkpoint = model_setting(wildcards, "checkpoint")
-    if checkpoint == config_checks.TRAIN_CHECKPOINT:
+    path = model_setting(wildcards, "checkpoint")
+    if path == config_checks.TRAIN_CHECKPOINT:
         return f"{RESULTS}/models/{wildcards.model}/checkpoint.ckpt"
-    return checkpoint
+    return path
 
 
 def flag_if(condition, flag):
@@ -97,6 +97,52 @@ def embed_flags():
             ],
         )
     )
+
+
+def analysis_policies():
+    """Standardisation policies, space-separated for the CLI."""
+    return " ".join(config["analysis"]["policies"])
+
+
+def analysis_methods():
+    """Correlation methods, space-separated for the CLI."""
+    return " ".join(config["analysis"]["methods"])
+
+
+def has_ground_truth():
+    """Only the demo dataset carries ground-truth quality columns."""
+    return config["dataset"]["format"] == "demo"
+
+
+def model_figure_names():
+    """Per-model figure names (results/{model}/figures/<name>.png)."""
+    names = ["class_sizes", "class_norm_mean", "norm_vs_brisque", "trends", "forest"]
+    return names + (["ground_truth"] if has_ground_truth() else [])
+
+
+def correlation_tables():
+    return expand(f"{RESULTS}/{{model}}/correlations.csv", model=model_names())
+
+
+def analysis_targets():
+    """Every final output of the analysis, for all configured models."""
+    per_model = expand(
+        f"{RESULTS}/{{model}}/{{name}}",
+        model=model_names(),
+        name=["samples.parquet", "class_stats.parquet", "correlations.csv"],
+    )
+    figures = expand(
+        f"{RESULTS}/{{model}}/figures/{{figure}}.{{ext}}",
+        model=model_names(),
+        figure=model_figure_names(),
+        ext=["png", "svg"],
+    )
+    tables = [
+        f"{RESULTS}/{name}"
+        for name in ["table1.md", "table1.csv", "comparison.csv", "summary.md"]
+    ]
+    comparison = expand(f"{RESULTS}/figures/comparison_forest.{{ext}}", ext=["png", "svg"])
+    return per_model + figures + tables + comparison
 
 
 def final_outputs():

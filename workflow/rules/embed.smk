@@ -4,7 +4,7 @@
 rule embed_shard:
     input:
         shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
-        checkpoint=model_checkpoint,
+        model_file=model_checkpoint,
     output:
         table=f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
     params:
@@ -27,7 +27,7 @@ rule embed_shard:
     conda:
         "../../envs/featnorm.yaml"
     shell:
-        "python -m featnorm embed --shard {input.shard} --checkpoint {input.checkpoint}"
+        "python -m featnorm embed --shard {input.shard} --checkpoint {input.model_file}"
         " --family {params.family} --arch {params.arch} --device {params.device}"
         " --batch-size {params.batch_size} --workers {params.workers}"
         " --flip-fusion {params.flip_fusion} --precision {params.precision}"

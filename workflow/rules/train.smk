@@ -6,7 +6,7 @@ rule train_demo_model:
     input:
         manifest=rules.make_manifest.output.table,
     output:
-        checkpoint=f"{RESULTS}/models/{{model}}/checkpoint.ckpt",
+        model_file=f"{RESULTS}/models/{{model}}/checkpoint.ckpt",
     params:
         arch=model_arch,
         epochs=config["train"]["epochs"],
@@ -26,4 +26,4 @@ rule train_demo_model:
     shell:
         "python -m featnorm train-demo --manifest {input.manifest} --arch {params.arch}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --seed {params.seed} --threads {threads} --output {output.checkpoint} --log {log}"
+        " --seed {params.seed} --threads {threads} --output {output.model_file} --log {log}"

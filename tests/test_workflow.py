@@ -1,0 +1,156 @@
+"""The real `snakemake` on the tiny demo config (tests/workflow/tiny): contracts, row counts,
+re-run behaviour, lint and refusal of bad configurations."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from featnorm import io
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "workflow" / "tiny" / "config.yaml"
+SNAKEMAKE_TIMEOUT_S = 900
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
+    """Run the real snakemake CLI on this repository's Snakefile in ``workdir``."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(config or workdir / "config.yaml"),
+        *args,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def planned_jobs(workdir: Path, config: Path | None = None) -> dict[str, int]:
+    """Rule -> job count that a dry run would execute (empty when nothing is to be done)."""
+    result = snakemake(workdir, "--dry-run", config=config)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    rows = re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)
+    return {rule: int(n) for rule, n in rows if rule != "total"}
+
+
+def write_config(path: Path, **changes) -> Path:
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A working directory in which the tiny demo ran to completion."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_outputs_follow_the_contracts(finished_run: Path):
+    """Every contract file exists with its columns; per-image tables keep every manifest row."""
+    results = finished_run / "results"
+    manifest = io.read_table(results / "manifest.parquet")
+    assert {"sample_id", "path", "label", "class_name", "true_quality"} <= set(manifest.columns)
+    assert manifest["sample_id"].tolist() == list(range(len(manifest)))
+
+    shards = [io.read_table(p) for p in sorted((results / "shards").glob("shard-*.parquet"))]
+    brisque = pd.concat([io.read_table(p) for p in sorted((results / "brisque").glob("shard-*.parquet"))])
+    embed = pd.concat([io.read_table(p) for p in sorted((results / "embed" / "demo").glob("shard-*.parquet"))])
+    assert len(shards) == 2
+    for table in (pd.concat(shards), brisque, embed):
+        assert sorted(table["sample_id"]) == manifest["sample_id"].tolist()
+    assert {"brisque", "status"} <= set(brisque.columns) and brisque["brisque"].dtype == "float64"
+    assert {"feature_norm", "status"} <= set(embed.columns) and embed["feature_norm"].dtype == "float32"
+    assert (embed["status"] == "ok").all() and (embed["feature_norm"] > 0).all()
+
+    samples = io.read_table(results / "demo" / "samples.parquet")
+    assert len(samples) == len(manifest)
+    assert {"brisque", "feature_norm", "feature_norm_z"} <= set(samples.columns)
+    stats = io.read_table(results / "demo" / "class_stats.parquet")
+    assert {"label", "n", "norm_mean", "norm_std", "brisque_mean", "brisque_std"} <= set(stats.columns)
+    assert stats["n"].sum() == len(manifest)
+    corr = pd.read_csv(results / "demo" / "correlations.csv")
+    assert {"model", "x", "y", "method", "n", "r", "ci_low", "ci_high", "p_value"} <= set(corr.columns)
+    for figure in ("class_sizes.png", "class_norm_mean.png"):
+        assert (results / "demo" / "figures" / figure).stat().st_size > 0
+    assert "feature norm" in (results / "summary.md").read_text().lower()
+
+
+def test_provenance_metadata_is_recorded(finished_run: Path):
+    """Tables carry the featnorm version and the parameters that made them."""
+    meta = io.read_metadata(finished_run / "results" / "manifest.parquet")
+    assert meta["format"] == "demo" and meta["demo"]["seed"] == 1 and "featnorm_version" in meta
+
+
+def test_second_run_does_nothing(finished_run: Path):
+    assert planned_jobs(finished_run) == {}
+
+
+def test_analysis_change_reruns_only_analysis(finished_run: Path, tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", **{"analysis.min_class_size": 3})
+    jobs = planned_jobs(finished_run, config)
+    assert jobs, "changing an analysis parameter must re-run the analysis"
+    upstream = {"make_manifest", "make_shards", "score_brisque", "train_demo_model", "embed_shard"}
+    assert not upstream & set(jobs), jobs
+
+
+def test_brisque_change_reruns_no_embedding(finished_run: Path, tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", **{"brisque.save_features": True})
+    jobs = planned_jobs(finished_run, config)
+    assert jobs.get("score_brisque") == 2
+    assert not {"embed_shard", "train_demo_model", "make_manifest"} & set(jobs), jobs
+
+
+def test_second_model_reruns_no_brisque(finished_run: Path, tmp_path: Path):
+    models = {"demo": {"arch": "ir_demo", "checkpoint": "train"},
+              "demo_b": {"arch": "ir_demo", "checkpoint": "train"}}
+    config = write_config(tmp_path / "config.yaml", models=models)
+    jobs = planned_jobs(finished_run, config)
+    assert jobs.get("embed_shard") == 2 and jobs.get("train_demo_model") == 1
+    assert "score_brisque" not in jobs and "make_manifest" not in jobs, jobs
+
+
+def test_lint_reports_nothing(tmp_path: Path):
+    shutil.copy(TINY_CONFIG, tmp_path / "config.yaml")
+    result = snakemake(tmp_path, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dataset.colour": "red"}, r"colour"),
+        ({"shards": "four"}, r"shards|four"),
+        ({"dataset.format": "imagefolder", "dataset.root": "/no/such/folder"}, r"dataset\.root"),
+        ({"models": {"demo": {"arch": "ir_51", "checkpoint": "train"}}}, r"models\.demo\.arch.*ir_51"),
+        ({"shards": 5000}, r"shards = 5000"),
+    ],
+)
+def test_bad_config_is_refused_before_any_job(tmp_path: Path, changes: dict, message: str):
+    config = write_config(tmp_path / "config.yaml", **changes)
+    result = snakemake(tmp_path, "--dry-run", config=config, check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr), result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
