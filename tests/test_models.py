@@ -238,7 +238,7 @@ def test_recipe_regenerates_the_reference_weights(shared_reference, arch):
     checks = json.loads((shared_reference / "adaface" / "recipe_checks.json").read_text())
     entries = [(e["key"], tuple(e["shape"])) for e in manifest(shared_reference, arch)["entries"]]
     state = golden_state_dict(entries)
-    for check in checks["archs"][arch]:
+    for check in checks["archs"][arch]["entries"]:
         tensor = state[check["key"]].double()
         assert math.isclose(tensor.sum().item(), check["sum_f64"], rel_tol=1e-9, abs_tol=1e-9), check
         assert math.isclose(tensor.abs().sum().item(), check["abs_sum_f64"], rel_tol=1e-9), check

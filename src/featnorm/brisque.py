@@ -260,10 +260,13 @@ def _window_1d() -> np.ndarray:
 
 
 def _mscn(x: np.ndarray, top: int = 0, bottom: int = 0) -> np.ndarray:
-    """MSCN coefficients (float64) of rows ``top .. R-bottom-1`` of an (R, W) grey block.
+    """MSCN coefficients of rows ``top .. R-bottom-1`` of an (R, W) grey block -> float32.
 
     Rows outside the block count as zeros (MATLAB ``filter2(..., 'same')``), so ``top`` and
     ``bottom`` are halo rows (real neighbours, or zeros past the image border) of a strip.
+    The local mean and variance are float64 (the variance E[I^2] - mu^2 cancels digits: in float32
+    it is off by ~0.01 grey level^2, which is what moves pyiqa's float32 scores); the quotient is
+    stored as float32 (relative error 6e-8).
     """
     x = x.astype(np.float64, copy=False)
     g = _window_1d()
@@ -271,13 +274,13 @@ def _mscn(x: np.ndarray, top: int = 0, bottom: int = 0) -> np.ndarray:
     sq = cv2.sepFilter2D(x * x, cv2.CV_64F, g, g, borderType=cv2.BORDER_CONSTANT)
     rows = slice(top, x.shape[0] - bottom)
     x, mu, sq = x[rows], mu[rows], sq[rows]
-    num = x - mu
+    num = (x - mu).astype(np.float32)
     np.multiply(mu, mu, out=mu)
     np.subtract(sq, mu, out=sq)
-    np.abs(sq, out=sq)
-    np.sqrt(sq, out=sq)
-    sq += MSCN_C
-    np.divide(num, sq, out=num)
+    sigma = np.abs(sq).astype(np.float32)
+    np.sqrt(sigma, out=sigma)
+    sigma += np.float32(MSCN_C)
+    np.divide(num, sigma, out=num)
     return num
 
 
@@ -293,7 +296,7 @@ _MAPS = ("s", "abs", "sq", "sabs", "nz", "sign")
 
 
 def _map(name: str, s: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """One of :data:`_MAPS` of ``s``, written into ``out`` (same shape, float64)."""
+    """One of :data:`_MAPS` of ``s``, written into ``out`` (same shape and dtype)."""
     if name == "s":
         np.copyto(out, s)
     elif name == "abs":
@@ -320,18 +323,19 @@ def _shift_dots(s: np.ndarray, above: np.ndarray) -> np.ndarray:
     h, w = s.shape
     n = h * w
     buf = np.empty_like(s)
-    row = np.empty(w)
+    row = np.empty_like(above)
     out = np.empty((4, len(_MAPS)))
     for k, name in enumerate(_MAPS):
         x = _map(name, s, buf)
         a = _map(name, above, row)
         f = x.reshape(n)
-        first, last = x[:, 0].copy(), x[:, -1].copy()
+        first, last = x[:, 0].astype(np.float64), x[:, -1].astype(np.float64)
+        a = a.astype(np.float64)
+        top = x[0].astype(np.float64)
         same = first @ last  # (i, 0) with (i, W-1)
         prev = first[1:] @ last[:-1]  # (i, 0) with (i-1, W-1)
         prev2 = first[2:] @ last[:-2]  # (i, 0) with (i-2, W-1)
         prev_r = last[1:] @ first[:-1]  # (i, W-1) with (i-1, 0)
-        top = x[0]
         out[0, k] = np.dot(f[1:], f[: n - 1]) - prev + same
         out[1, k] = np.dot(f[w:], f[: n - w]) + top @ a
         out[2, k] = np.dot(f[w + 1 :], f[: n - w - 1]) - prev2 + prev + top[1:] @ a[:-1] + top[0] * a[-1]
@@ -349,8 +353,8 @@ def _scale_sums(s: np.ndarray, above: np.ndarray, interior: tuple[slice, slice] 
     out = np.empty(_N_SUMS)
     out[0] = s.size
     flat = s.reshape(-1)
-    out[1] = flat @ flat
-    out[2] = np.abs(flat).sum()
+    out[1] = np.dot(flat, flat)
+    out[2] = np.abs(flat).sum(dtype=np.float64)
     out[3] = np.count_nonzero(np.abs(s[interior]) > FLAT_MSCN) if interior else np.nan
     t = _shift_dots(s, above)
     for k in range(4):
@@ -371,14 +375,14 @@ def _half_scale(x: np.ndarray) -> np.ndarray:
     """
     k = HALF_SCALE_TAPS
     anchor = -HALF_SCALE_OFFSET
-    return cv2.sepFilter2D(x, cv2.CV_64F, k, k, anchor=(anchor, anchor),
+    return cv2.sepFilter2D(x.astype(np.float64, copy=False), cv2.CV_64F, k, k, anchor=(anchor, anchor),
                            borderType=cv2.BORDER_REFLECT)[::2, ::2]
 
 
 def _image_sums(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scale-1 and scale-2 sums of one (H, W) grey image held whole."""
     out = []
-    x = grey.astype(np.float64)
+    x = grey
     for scale in (1, 2):
         s = _mscn(x)
         h, w = s.shape
