@@ -318,28 +318,29 @@ def _shift_dots(s: np.ndarray, above: np.ndarray) -> np.ndarray:
 
     ``s`` (h, W) MSCN block, ``above`` (W,) the MSCN row before its first row (cyclically).
     Partners of (i, j): (i, j-1), (i-1, j), (i-1, j-1), (i-1, j+1); columns wrap around.
-    One map at a time, so the block and one map stay in the CPU cache.
+    One map at a time, so the block and one map stay in the CPU cache; the corrections use the
+    maps of the first row, first and last columns and the row above, in float64.
     """
     h, w = s.shape
     n = h * w
     buf = np.empty_like(s)
-    row = np.empty_like(above)
+    edge = np.concatenate([s[:, 0], s[:, -1], s[0], above]).astype(np.float64)
+    edge_buf = np.empty_like(edge)
     out = np.empty((4, len(_MAPS)))
     for k, name in enumerate(_MAPS):
-        x = _map(name, s, buf)
-        a = _map(name, above, row)
-        f = x.reshape(n)
-        first, last = x[:, 0].astype(np.float64), x[:, -1].astype(np.float64)
-        a = a.astype(np.float64)
-        top = x[0].astype(np.float64)
+        f = _map(name, s, buf).reshape(n)
+        e = _map(name, edge, edge_buf)
+        first, last, top, a = e[:h], e[h : 2 * h], e[2 * h : 2 * h + w], e[2 * h + w :]
         same = first @ last  # (i, 0) with (i, W-1)
         prev = first[1:] @ last[:-1]  # (i, 0) with (i-1, W-1)
         prev2 = first[2:] @ last[:-2]  # (i, 0) with (i-2, W-1)
         prev_r = last[1:] @ first[:-1]  # (i, W-1) with (i-1, 0)
+        diag = top[1:] @ a[:-1] + top[0] * a[-1]  # (0, j) with above (j-1), cyclic
+        anti = top[:-1] @ a[1:] + top[-1] * a[0]  # (0, j) with above (j+1), cyclic
         out[0, k] = np.dot(f[1:], f[: n - 1]) - prev + same
         out[1, k] = np.dot(f[w:], f[: n - w]) + top @ a
-        out[2, k] = np.dot(f[w + 1 :], f[: n - w - 1]) - prev2 + prev + top[1:] @ a[:-1] + top[0] * a[-1]
-        out[3, k] = np.dot(f[w - 1 :], f[: n - w + 1]) - same + prev_r + top[:-1] @ a[1:] + top[-1] * a[0]
+        out[2, k] = np.dot(f[w + 1 :], f[: n - w - 1]) - prev2 + prev + diag
+        out[3, k] = np.dot(f[w - 1 :], f[: n - w + 1]) - same + prev_r + anti
     return out
 
 

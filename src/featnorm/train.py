@@ -117,7 +117,7 @@ def train_demo_model(
     torch.manual_seed(seed)  # module initialisation draws from the default generator
     started = time.perf_counter()
     pixels = _load_images(manifest["path"])
-    labels = torch.as_tensor(manifest["label"].to_numpy(), dtype=torch.long)
+    labels = torch.tensor(manifest["label"].to_numpy(), dtype=torch.long)
     classes = int(labels.max()) + 1
     inputs = models.preprocess(list(pixels), family="adaface")
     logger.info("loaded %d images of %d classes in %.1f s", len(inputs), classes, time.perf_counter() - started)
