@@ -4,7 +4,6 @@ clear errors and refusal of unsafe pickles."""
 from __future__ import annotations
 
 import pathlib
-import pickle
 
 import numpy as np
 import pytest
@@ -161,7 +160,7 @@ def test_trusted_legacy_opt_in_loads_custom_classes(demo_model, tmp_path):
     path = tmp_path / "legacy.ckpt"
     obj = _lightning(demo_model.state_dict())
     obj["hyper_parameters"] = LegacyHyperParameters(arch="ir_demo", lr=0.1)
-    torch.save(obj, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save(obj, path)
     with pytest.raises(CheckpointError, match="CLI --trust-legacy-checkpoint"):
         models.load(path, "adaface", "ir_demo")
     loaded = models.load(path, "adaface", "ir_demo", trust_legacy_pickle=True)
