@@ -60,7 +60,9 @@ class WritesAFile:
 # --- formats that load ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["lightning_with_head", "plain", "plain_model_prefix", "mapping"])
+@pytest.mark.parametrize(
+    "layout", ["lightning_with_head", "plain", "plain_model_prefix", "mapping"]
+)
 def test_adaface_layouts_round_trip(demo_model, tmp_path, layout):
     state = demo_model.state_dict()
     obj = {
@@ -116,14 +118,16 @@ def test_wrong_architecture_names_the_likely_one_and_the_keys(demo_model, tmp_pa
     assert "most likely holds family='adaface' arch='ir_demo' (100% of keys" in message
     assert "missing keys (first: body.4.shortcut_layer.0.weight" in message
     assert "unexpected keys (first: body.1.shortcut_layer.0.weight" in message
-    assert "shape mismatches (first: input_layer.0.weight (16, 3, 3, 3) (model: (64, 3, 3, 3))" in message
+    assert ("shape mismatches (first: input_layer.0.weight (16, 3, 3, 3) (model: (64, 3, 3, 3))"
+            in message)
 
 
 def test_magface_file_loaded_as_adaface_names_the_magface_arch(tmp_path):
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in models.build("magface", "iresnet18").state_dict().items()}
     state = {f"features.module.{k}": torch.zeros(s) for k, s in shapes.items()}
-    with pytest.raises(CheckpointError, match=r"most likely holds family='magface' arch='iresnet18'"):
+    likely = r"most likely holds family='magface' arch='iresnet18'"
+    with pytest.raises(CheckpointError, match=likely):
         models.load(state, "adaface", "ir_18")
 
 

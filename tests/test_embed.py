@@ -177,7 +177,8 @@ def test_magface_family_uses_its_input_range(tmp_path):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"precision": "bf16", "device": "cpu"}, r"precision 'bf16' is a CUDA option .* use precision fp32"),
+    ({"precision": "bf16", "device": "cpu"},
+     r"precision 'bf16' is a CUDA option .* use precision fp32"),
     ({"flip_fusion": "average"}, r"flip_fusion 'average' is not known; use one of none, "),
     ({"device": "tpu"}, r"device 'tpu' is not known; use one of auto, cpu, cuda"),
     ({"batch_size": 0}, r"batch_size = 0; it must be at least 1"),
@@ -221,3 +222,10 @@ def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files
     assert "resize_policy" in meta
     text = log.read_text()
     assert "\r" not in text and "embedded 9/9 images" in text
+
+
+def test_empty_shard_gives_an_empty_table_with_the_columns(demo_model):
+    out = embed.embed_table(_shard([]), demo_model, family="adaface", device="cpu", batch_size=4,
+                            save_embeddings=True)
+    assert len(out) == 0
+    assert list(out.columns) == ["sample_id", "feature_norm", "status", "resized", "embedding"]

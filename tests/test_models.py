@@ -26,7 +26,7 @@ from torch import nn
 
 from featnorm import models
 from featnorm.images import read_image
-from featnorm.models.fold import fold_batchnorm
+from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.models.recipe import golden_state_dict
 
 GOLDEN_ARCHS = ("ir_18", "ir_50", "ir_101")
@@ -240,7 +240,7 @@ def test_recipe_regenerates_the_reference_weights(shared_reference, arch):
     state = golden_state_dict(entries)
     for check in checks["archs"][arch]["entries"]:
         tensor = state[check["key"]].double()
-        assert math.isclose(tensor.sum().item(), check["sum_f64"], rel_tol=1e-9, abs_tol=1e-9), check
+        assert math.isclose(tensor.sum().item(), check["sum_f64"], rel_tol=1e-9, abs_tol=1e-9)
         assert math.isclose(tensor.abs().sum().item(), check["abs_sum_f64"], rel_tol=1e-9), check
         assert tensor.flatten()[0].item() == check["first"], check
 
@@ -281,7 +281,7 @@ def test_folding_batchnorm_keeps_outputs_and_leaves_the_model_alone(family, arch
     model = models.build(family, arch)
     model.load_state_dict(golden_state_dict(model))
     model.eval()
-    folded = fold_batchnorm(model)
+    folded = replace_subsample_pools(fold_batchnorm(model))
     x = models.preprocess(formula_images_bgr(), family=family)
     with torch.inference_mode():
         embedding, norm = model(x)
@@ -296,3 +296,16 @@ def test_folding_batchnorm_keeps_outputs_and_leaves_the_model_alone(family, arch
     units = sum(models.IR_UNITS["ir_18"])
     assert count_bn(folded) == units + 1
     assert count_bn(model) > count_bn(folded)
+
+
+@pytest.mark.parametrize("size", [112, 56, 7, 15])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_subsample_pool_replacement_is_exact(size, stride):
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+    pool = nn.Sequential(nn.MaxPool2d(kernel_size=1, stride=stride))
+    expected = pool(x)
+    replaced = replace_subsample_pools(pool)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in replaced.modules())
+    torch.testing.assert_close(replaced(x), expected, rtol=0, atol=0)
+    kept = replace_subsample_pools(nn.Sequential(nn.MaxPool2d(kernel_size=2)))
+    assert isinstance(kept[0], nn.MaxPool2d)  # a real pool is left alone

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,7 @@ def _dry_run_resources(workdir: Path, profiles: list[Path]) -> dict[str, list[st
     resources: dict[str, list[str]] = {}
     rule = None
     for line in result.stdout.splitlines():
-        if match := re.match(r"^(?:local)?rule (\w+):", line):
+        if match := re.match(r"^\s*(?:local)?rule (\w+):", line):
             rule = match[1]
         elif rule and line.strip().startswith("resources:"):
             resources.setdefault(rule, []).append(line.strip())
@@ -182,7 +183,7 @@ def _slurm_jobs_of(workdir: Path) -> pd.DataFrame:
     ).stdout
     rows = [line.split("|", 3) for line in listing.splitlines() if line.strip()]
     jobs = pd.DataFrame(rows, columns=["job_id", "state", "workdir", "comment"])
-    return jobs[jobs["workdir"] == str(workdir)].reset_index(drop=True)
+    return jobs[jobs["workdir"] == str(workdir.resolve())].reset_index(drop=True)
 
 
 def _slurm_log_job_ids(workdir: Path) -> dict[str, str]:
@@ -292,7 +293,9 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
     SLURM job of the test cluster, and its tables equal a local run's on the same config."""
     _cluster_or_skip()
     local_dir = _copy_repo(tmp_path / "local")
-    slurm_dir = _copy_repo(tmp_path / "slurm")
+    # a name no earlier run used: the controller keeps finished jobs for an hour, keyed here by
+    # working directory, and a rerun with a fixed --basetemp would otherwise see the old ones
+    slurm_dir = _copy_repo(tmp_path / f"slurm-{time.time_ns()}")
     local_config = _tiny_config(local_dir)
     slurm_config = _tiny_config(slurm_dir)
 
@@ -323,6 +326,14 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
     assert (jobs["state"] == "COMPLETED").all(), jobs.to_dict("records")
     missing = {r for r in RULES_THROUGH_SLURM if not any(r in c for c in jobs["comment"])}
     assert not missing, f"rules never submitted to SLURM: {sorted(missing)}; jobs: {jobs.to_dict('records')}"
+
+    # the profile's groups: all analysis and figure jobs in one SLURM job, and BRISQUE shards
+    # packed group-components at a time
+    shards = yaml.safe_load(slurm_config.read_text())["shards"]
+    per_brisque_job = _profile(TEST_OVERLAY)["group-components"]["brisque"]
+    comments = list(jobs["comment"])
+    assert sum(c.startswith("rule_analysis_") for c in comments) == 1, comments
+    assert sum(c.startswith("rule_brisque_") for c in comments) == -(-shards // per_brisque_job)
 
     # --- the outputs equal the local run's
     local_files, slurm_files = _result_files(local_dir), _result_files(slurm_dir)

@@ -120,6 +120,35 @@ def run_train_demo(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# brisque
+# ---------------------------------------------------------------------------------------------
+
+
+def _brisque_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", required=True, help="shard table (sample_id, path, ...)")
+    p.add_argument("--threads", type=int, required=True,
+                   help="OpenCV/OpenBLAS threads (1 per job is fastest; run jobs in parallel)")
+    p.add_argument("--save-features", action="store_true",
+                   help="also store the 36 BRISQUE features (brisque_s1_mscn_shape, ...)")
+    p.add_argument("--output", required=True)
+
+
+@step("brisque", _brisque_args)
+def run_brisque(args: argparse.Namespace) -> None:
+    """BRISQUE score (LIVE release flavour) of every image of one shard."""
+    from featnorm import brisque, io
+
+    shard = io.read_table(args.shard)
+    table = brisque.score_table(shard, threads=args.threads, save_features=args.save_features)
+    params = brisque.output_params(save_features=args.save_features)
+    params["shard"] = io.read_metadata(args.shard).get("shard")
+    params["rows"] = len(table)
+    params["status_counts"] = table["status"].value_counts().to_dict()
+    io.write_table(table, args.output, params=params)
+    logger.info("brisque: %d rows -> %s", len(table), args.output)
+
+
+# ---------------------------------------------------------------------------------------------
 # embed
 # ---------------------------------------------------------------------------------------------
 

@@ -62,7 +62,8 @@ def _check_family_arch(family: str, arch: str) -> None:
         hint = next((f for f, names in ARCHS.items() if arch in names), None)
         also = f" ({arch!r} is a {hint} arch: set family={hint!r})" if hint else ""
         raise ValueError(
-            f"{family} arch {arch!r} is not known; use one of {', '.join(sorted(ARCHS[family]))}{also}"
+            f"{family} arch {arch!r} is not known; "
+            f"use one of {', '.join(sorted(ARCHS[family]))}{also}"
         )
 
 

@@ -72,7 +72,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_legacy_pickle: bool = Fals
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; check the models.*.checkpoint path")
+        raise FileNotFoundError(
+            f"checkpoint {str(path)!r} does not exist; check the models.*.checkpoint path"
+        )
     size = path.stat().st_size
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -138,15 +140,17 @@ def backbone_state_dict(obj: Any, family: str) -> dict[str, torch.Tensor]:
     are kept (``head.*``, MagFace's loss ``fc.weight`` and other wrapper entries are dropped).
     """
     if family not in FAMILY_PREFIXES:
-        raise ValueError(f"family {family!r} is not known; use one of {', '.join(sorted(FAMILY_PREFIXES))}")
+        raise ValueError(
+            f"family {family!r} is not known; use one of {', '.join(sorted(FAMILY_PREFIXES))}"
+        )
     tensors = _raw_state_dict(obj)
     for prefix in FAMILY_PREFIXES[family]:
         if any(k.startswith(prefix) for k in tensors):
             kept = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
             dropped = len(tensors) - len(kept)
             if dropped:
-                logger.info("checkpoint: kept %d '%s' entries, ignored %d others (head/loss/wrapper)",
-                            len(kept), prefix, dropped)
+                logger.info("checkpoint: kept %d '%s' entries, ignored %d others "
+                            "(head/loss/wrapper)", len(kept), prefix, dropped)
             return kept
     return tensors
 
@@ -206,7 +210,9 @@ def fit_state_dict(
                 f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:_SHOW_KEYS])});"
             )
         if reshaped:
-            parts.append(f"{len(reshaped)} shape mismatches (first: {'; '.join(reshaped[:_SHOW_KEYS])});")
+            parts.append(
+                f"{len(reshaped)} shape mismatches (first: {'; '.join(reshaped[:_SHOW_KEYS])});"
+            )
         parts.append(
             f"it most likely holds family={family!r} arch={arch!r} "
             f"({score:.0%} of keys and shapes match); set family/arch to that, or check the file."

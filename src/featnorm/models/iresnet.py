@@ -1,4 +1,4 @@
-"""AdaFace's IR backbones (``ir_18`` .. ``ir_101`` and the small ``ir_demo``), written from the facts.
+"""AdaFace's IR backbones (``ir_18`` .. ``ir_101``, and the small ``ir_demo``), from the facts.
 
 The layout follows the official AdaFace ``net.py`` (mk-minchul/AdaFace) key for key, so official
 checkpoints load strictly:

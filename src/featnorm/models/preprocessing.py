@@ -82,7 +82,9 @@ def fit_input_size(image: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _lut(family: str) -> np.ndarray:
     if family not in FAMILY_LUTS:
-        raise ValueError(f"family {family!r} is not known; use one of {', '.join(sorted(FAMILY_LUTS))}")
+        raise ValueError(
+            f"family {family!r} is not known; use one of {', '.join(sorted(FAMILY_LUTS))}"
+        )
     return FAMILY_LUTS[family]
 
 

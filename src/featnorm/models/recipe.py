@@ -46,7 +46,9 @@ def recipe_role(key: str, shape: tuple[int, ...], keys: set[str]) -> str:
         return "bn_weight" if is_bn else "prelu_weight"
     if leaf == "bias":
         return "bn_bias" if is_bn else "linear_bias"
-    raise ValueError(f"state-dict entry {key!r} has no recipe role; expected weight, bias or a BN buffer")
+    raise ValueError(
+        f"state-dict entry {key!r} has no recipe role; expected weight, bias or a BN buffer"
+    )
 
 
 def _draw(role: str, key: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
