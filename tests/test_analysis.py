@@ -18,7 +18,7 @@ def _tables(seed=0, n_classes=40, ground_truth=True):
     n = len(labels)
     manifest = pd.DataFrame({
         "sample_id": np.arange(n, dtype=np.int64), "path": [f"img/{i}.png" for i in range(n)],
-        "label": labels.astype(np.int64), "class_name": [f"id{l:03d}" for l in labels],
+        "label": labels.astype(np.int64), "class_name": [f"id{label:03d}" for label in labels],
     })
     quality = rng.uniform(0, 1, n)
     if ground_truth:

@@ -1,5 +1,7 @@
 """featnorm.demo: the synthetic long-tailed face dataset."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,7 @@ def test_generation_is_deterministic_and_writes_real_112px_images(tmp_path):
     for path_a, path_b in zip(first["path"], second["path"], strict=True):
         image = read_image(path_a)
         assert image.ok and image.image.shape == (112, 112, 3)
-        assert open(path_a, "rb").read() == open(path_b, "rb").read()
+        assert Path(path_a).read_bytes() == Path(path_b).read_bytes()
     cols = ["blur_sigma", "downup_factor", "noise_sigma", "jpeg_quality", "true_quality"]
     assert first[cols].equals(second[cols])
 

@@ -19,7 +19,7 @@ def study():
     labels = np.repeat(np.arange(30), sizes)
     n = len(labels)
     manifest = pd.DataFrame({"sample_id": np.arange(n), "path": "x.png", "label": labels,
-                             "class_name": [f"c{l}" for l in labels],
+                             "class_name": [f"c{label}" for label in labels],
                              "true_quality": rng.uniform(size=n)})
     brisque = pd.DataFrame({"sample_id": np.arange(n), "brisque": rng.normal(40, 8, n),
                             "status": "ok"})

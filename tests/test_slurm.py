@@ -64,6 +64,8 @@ RULES_THROUGH_SLURM = {
     "score_brisque",
     "embed_shard",
     "merge_samples",
+    "correlate",
+    "compare_models",
 }
 
 # The workflow tests' tiny demo config (a few dozen images, 2 shards, 1 training epoch).

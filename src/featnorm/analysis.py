@@ -354,7 +354,7 @@ def correlation_table(
     rows.append(_row(model, "class_size", "class_norm_mean", "spearman", res, None))
     table = pd.DataFrame(rows)
     table["lower_is_better"] = table["y"].map(
-        lambda y: QUALITY_REFERENCES.get(y.split(" |")[0], None))
+        lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
     logger.info("%d correlations for model %s (%d replicates) in %.1f s",
                 len(table), model, replicates, time.perf_counter() - started)
     return table

@@ -12,21 +12,21 @@ rule correlate:
             category="correlations",
             labels={"model": "{model}", "table": "correlations"},
         ),
-    params:
-        policies=analysis_policies(),
-        methods=analysis_methods(),
-        replicates=config["analysis"]["bootstrap_replicates"],
-        confidence=config["analysis"]["confidence"],
-        seed=config["analysis"]["seed"],
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         f"{RESULTS}/logs/correlate/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/correlate/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        policies=analysis_policies(),
+        methods=analysis_methods(),
+        replicates=config["analysis"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["analysis"]["seed"],
     shell:
         "python -m featnorm correlate --samples {input.samples} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
@@ -45,14 +45,14 @@ rule table1:
             category="correlations",
             labels={"table": "Table 1"},
         ),
-    params:
-        confidence=config["analysis"]["confidence"],
     log:
         f"{RESULTS}/logs/table1/table1.log",
     benchmark:
         f"{RESULTS}/benchmarks/table1/table1.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        confidence=config["analysis"]["confidence"],
     shell:
         "python -m featnorm table1 --correlations {input.correlations}"
         " --confidence {params.confidence} --csv {output.csv} --markdown {output.markdown}"
@@ -91,7 +91,9 @@ rule summary:
     input:
         correlations=correlation_tables(),
         samples=expand(f"{RESULTS}/{{model}}/samples.parquet", model=model_names()),
-        class_stats=expand(f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()),
+        class_stats=expand(
+            f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()
+        ),
     output:
         summary=report(
             f"{RESULTS}/summary.md",
@@ -99,15 +101,15 @@ rule summary:
             category="summary",
             labels={"table": "summary"},
         ),
-    params:
-        models=model_names(),
-        confidence=config["analysis"]["confidence"],
     log:
         f"{RESULTS}/logs/summary/summary.log",
     benchmark:
         f"{RESULTS}/benchmarks/summary/summary.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        models=model_names(),
+        confidence=config["analysis"]["confidence"],
     shell:
         "python -m featnorm summary --models {params.models}"
         " --correlations {input.correlations} --samples {input.samples}"

@@ -6,18 +6,18 @@ rule score_brisque:
         shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
     output:
         table=f"{RESULTS}/brisque/shard-{{k}}.parquet",
-    params:
-        save_features=flag_if(config["brisque"]["save_features"], "--save-features"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
     log:
         f"{RESULTS}/logs/score_brisque/shard-{{k}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/score_brisque/shard-{{k}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        save_features=flag_if(config["brisque"]["save_features"], "--save-features"),
     shell:
         "python -m featnorm brisque --shard {input.shard} --threads {threads}"
         " {params.save_features} --output {output.table} --log {log}"

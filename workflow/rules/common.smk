@@ -7,7 +7,6 @@ from snakemake.utils import validate
 
 from featnorm import config_checks
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # Outputs go under results/ of the working directory; use `snakemake --directory` to move them.
 RESULTS = "results"
@@ -38,12 +37,16 @@ def brisque_tables():
 
 def embed_tables(wildcards):
     """Embedding shard tables of one model (wildcards.model)."""
-    return expand(f"{RESULTS}/embed/{wildcards.model}/shard-{{k}}.parquet", k=shard_ids())
+    return expand(
+        f"{RESULTS}/embed/{wildcards.model}/shard-{{k}}.parquet", k=shard_ids()
+    )
 
 
 def all_embed_tables():
     return expand(
-        f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet", model=model_names(), k=shard_ids()
+        f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
+        model=model_names(),
+        k=shard_ids(),
     )
 
 
@@ -141,12 +144,19 @@ def analysis_targets():
         f"{RESULTS}/{name}"
         for name in ["table1.md", "table1.csv", "comparison.csv", "summary.md"]
     ]
-    comparison = expand(f"{RESULTS}/figures/comparison_forest.{{ext}}", ext=["png", "svg"])
+    comparison = expand(
+        f"{RESULTS}/figures/comparison_forest.{{ext}}", ext=["png", "svg"]
+    )
     return per_model + figures + tables + comparison
 
 
 def final_outputs():
-    return [manifest_table(), *brisque_tables(), *all_embed_tables(), *analysis_targets()]
+    return [
+        manifest_table(),
+        *brisque_tables(),
+        *all_embed_tables(),
+        *analysis_targets(),
+    ]
 
 
 wildcard_constraints:

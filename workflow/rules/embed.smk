@@ -7,6 +7,16 @@ rule embed_shard:
         model_file=model_checkpoint,
     output:
         table=f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
+    log:
+        f"{RESULTS}/logs/embed_shard/{{model}}/shard-{{k}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/embed_shard/{{model}}/shard-{{k}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         family=model_family,
         arch=model_arch,
@@ -16,16 +26,6 @@ rule embed_shard:
         flip_fusion=config["embed"]["flip_fusion"],
         precision=config["embed"]["precision"],
         options=embed_flags(),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    log:
-        f"{RESULTS}/logs/embed_shard/{{model}}/shard-{{k}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/embed_shard/{{model}}/shard-{{k}}.tsv"
-    conda:
-        "../../envs/featnorm.yaml"
     shell:
         "python -m featnorm embed --shard {input.shard} --checkpoint {input.model_file}"
         " --family {params.family} --arch {params.arch} --device {params.device}"

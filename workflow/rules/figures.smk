@@ -60,14 +60,14 @@ rule plot_norm_vs_brisque:
             labels={"model": "{model}", "figure": "norm vs BRISQUE"},
         ),
         svg=f"{RESULTS}/{{model}}/figures/norm_vs_brisque.svg",
-    params:
-        policies=analysis_policies(),
     log:
         f"{RESULTS}/logs/plot_norm_vs_brisque/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_norm_vs_brisque/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        policies=analysis_policies(),
     shell:
         "python -m featnorm plot --kind norm_vs_brisque --model {wildcards.model}"
         " --samples {input.samples} --correlations {input.correlations} --policies {params.policies}"
@@ -85,14 +85,14 @@ rule plot_trends:
             labels={"model": "{model}", "figure": "binned trends"},
         ),
         svg=f"{RESULTS}/{{model}}/figures/trends.svg",
-    params:
-        policies=analysis_policies(),
     log:
         f"{RESULTS}/logs/plot_trends/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_trends/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        policies=analysis_policies(),
     shell:
         "python -m featnorm plot --kind trends --model {wildcards.model}"
         " --samples {input.samples} --policies {params.policies}"
@@ -133,14 +133,14 @@ rule plot_ground_truth:
             labels={"model": "{model}", "figure": "ground truth"},
         ),
         svg=f"{RESULTS}/{{model}}/figures/ground_truth.svg",
-    params:
-        policies=analysis_policies(),
     log:
         f"{RESULTS}/logs/plot_ground_truth/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_ground_truth/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        policies=analysis_policies(),
     shell:
         "python -m featnorm plot --kind ground_truth --model {wildcards.model}"
         " --samples {input.samples} --policies {params.policies}"

@@ -4,15 +4,15 @@
 rule make_manifest:
     output:
         table=f"{RESULTS}/manifest.parquet",
-    params:
-        fmt=config["dataset"]["format"],
-        source=dataset_source_args(),
     log:
         f"{RESULTS}/logs/make_manifest.log",
     benchmark:
         f"{RESULTS}/benchmarks/make_manifest.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        fmt=config["dataset"]["format"],
+        source=dataset_source_args(),
     shell:
         "python -m featnorm manifest --format {params.fmt} {params.source}"
         " --output {output.table} --log {log}"

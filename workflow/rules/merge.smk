@@ -11,20 +11,20 @@ rule merge_samples:
     output:
         samples=f"{RESULTS}/{{model}}/samples.parquet",
         class_stats=f"{RESULTS}/{{model}}/class_stats.parquet",
-    params:
-        policies=analysis_policies(),
-        min_class_size=config["analysis"]["min_class_size"],
-        ddof=config["analysis"]["ddof"],
-        residual_degree=config["analysis"]["residual_degree"],
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         f"{RESULTS}/logs/merge_samples/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/merge_samples/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        policies=analysis_policies(),
+        min_class_size=config["analysis"]["min_class_size"],
+        ddof=config["analysis"]["ddof"],
+        residual_degree=config["analysis"]["residual_degree"],
     shell:
         "python -m featnorm merge --manifest {input.manifest} --brisque {input.brisque}"
         " --embed {input.embed} --model {wildcards.model} --policies {params.policies}"

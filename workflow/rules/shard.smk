@@ -6,14 +6,14 @@ rule make_shards:
         manifest=rules.make_manifest.output.table,
     output:
         tables=shard_tables(),
-    params:
-        shards=config["shards"],
     log:
         f"{RESULTS}/logs/make_shards.log",
     benchmark:
         f"{RESULTS}/benchmarks/make_shards.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        shards=config["shards"],
     shell:
         "python -m featnorm shard --manifest {input.manifest} --shards {params.shards}"
         " --outputs {output.tables} --log {log}"
