@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featnorm import analysis, io, stats
+from featnorm import analysis, io, standardisation, stats
 
 logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
@@ -67,7 +67,7 @@ def main() -> None:
         merged = analysis.merge_samples(m, b, e)
         times["read + merge"] = time.perf_counter() - t0
         t = time.perf_counter()
-        samples, _ = analysis.standardise(merged, policies=list(stats.POLICIES),
+        samples, _ = analysis.standardise(merged, policies=list(standardisation.POLICIES),
                                           min_class_size=2, ddof=1, residual_degree=2)
         times["standardise (4 policies)"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -75,7 +75,7 @@ def main() -> None:
         times["class statistics"] = time.perf_counter() - t
         t = time.perf_counter()
         corr = analysis.correlation_table(
-            samples, model="bench", x_columns=analysis.norm_columns(list(stats.POLICIES)),
+            samples, model="bench", x_columns=analysis.norm_columns(list(standardisation.POLICIES)),
             methods=args.methods, replicates=args.replicates, confidence=0.95, seed=0)
         times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = \
             time.perf_counter() - t

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import analysis, stats
+from featnorm import analysis, standardisation, stats
 
-POLICIES = list(stats.POLICIES)
+POLICIES = list(standardisation.POLICIES)
 
 
 def _tables(seed=0, n_classes=40, ground_truth=True):

@@ -266,6 +266,16 @@ def test_overlays_repeat_main_profile_except_embed_shard():
         assert not {"gpu", "gpu_model", "gres", "cpus_per_gpu"} & set(embed), embed
 
 
+@pytest.mark.parametrize("profile", [MAIN_PROFILE, CPU_OVERLAY, TEST_OVERLAY], ids=str)
+def test_profiles_name_only_existing_rules(profile):
+    """A renamed rule would silently lose its resources: every rule a profile names exists."""
+    sources = "".join(path.read_text() for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk"))
+    rules = set(re.findall(r"^rule (\w+):", sources, re.M))
+    config = _profile(profile)
+    named = {rule for key in ("set-resources", "set-threads", "groups") for rule in config.get(key, {})}
+    assert named <= rules, f"{profile} names unknown rules {sorted(named - rules)}"
+
+
 @pytest.mark.workflow
 def test_dry_run_requests_gpu_for_embed_only_without_cpu_overlay(tmp_path):
     """`snakemake --profile profiles/slurm --dry-run` on the default config shows gpu=1 on every

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from featnorm import stats
+from featnorm import standardisation, stats
 
 
 def _grouped(rng, *, n_classes, rho_between, rho_within, var_between=1.0, var_within=1.0):
@@ -126,19 +126,19 @@ def test_feature_norm_z_ignores_class_shift():
     codes = np.repeat(np.arange(5), 8)
     x = rng.normal(size=40)
     shifted = x + np.array([0, 10, -3, 7, 100])[codes]
-    z1, _ = stats.within_class_z(x, codes)
-    z2, _ = stats.within_class_z(shifted, codes)
+    z1, _ = standardisation.within_class_z(x, codes)
+    z2, _ = standardisation.within_class_z(shifted, codes)
     np.testing.assert_allclose(z1, z2, atol=1e-9)
 
 
 def test_within_class_z_by_hand_and_exclusions():
     x = np.array([1.0, 3.0, 5.0, 2.0, 2.0, 9.0, np.nan])
     codes = np.array([0, 0, 0, 1, 1, 2, 0])
-    z, excluded = stats.within_class_z(x, codes, ddof=1, min_class_size=2)
+    z, excluded = standardisation.within_class_z(x, codes, ddof=1, min_class_size=2)
     np.testing.assert_allclose(z[:3], [-1.0, 0.0, 1.0])  # mean 3, sample std 2
     assert excluded.tolist() == [False, False, False, True, True, True, False]
     assert np.isnan(z[3:]).all()  # class 1 constant, class 2 too small, NaN stays NaN
-    z0, _ = stats.within_class_z(x, codes, ddof=0)
+    z0, _ = standardisation.within_class_z(x, codes, ddof=0)
     np.testing.assert_allclose(z0[:3], np.array([-2.0, 0.0, 2.0]) / np.sqrt(8 / 3))
 
 
@@ -147,8 +147,8 @@ def test_shrinkage_z_defined_for_single_image_classes_and_near_z_for_large():
     sizes = np.r_[np.full(50, 200), np.ones(20, dtype=int)]
     codes = np.repeat(np.arange(len(sizes)), sizes)
     x = rng.normal(size=len(codes)) + rng.normal(size=len(sizes))[codes]
-    zs, info = stats.shrinkage_z(x, codes)
-    z, _ = stats.within_class_z(x, codes)
+    zs, info = standardisation.shrinkage_z(x, codes)
+    z, _ = standardisation.within_class_z(x, codes)
     assert np.isfinite(zs).all()
     big = codes < 50
     assert np.corrcoef(zs[big], z[big])[0, 1] > 0.99
@@ -158,7 +158,7 @@ def test_shrinkage_z_defined_for_single_image_classes_and_near_z_for_large():
 def test_within_class_rank_by_hand():
     x = np.array([3.0, 1.0, 2.0, 5.0, 5.0, 7.0])
     codes = np.array([0, 0, 0, 1, 1, 2])
-    r, excluded = stats.within_class_rank(x, codes, min_class_size=2)
+    r, excluded = standardisation.within_class_rank(x, codes, min_class_size=2)
     np.testing.assert_allclose(r[:5], [2.5 / 3, 0.5 / 3, 1.5 / 3, 0.5, 0.5])
     assert excluded.tolist() == [False] * 5 + [True] and np.isnan(r[5])
 
@@ -167,7 +167,7 @@ def test_class_size_residual_removes_the_trend():
     sizes = np.repeat([2, 5, 20, 100, 400], 30)
     rng = np.random.default_rng(8)
     x = 3 + 0.5 * np.log(sizes) + 0.01 * rng.normal(size=len(sizes))
-    resid, coef = stats.class_size_residual(x, sizes, degree=1)
+    resid, coef = standardisation.class_size_residual(x, sizes, degree=1)
     assert coef[0] == pytest.approx(0.5, abs=0.01)
     assert abs(np.corrcoef(resid, np.log(sizes))[0, 1]) < 1e-6
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from featnorm import stats
+from featnorm import standardisation, stats
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ OK = "ok"
 def norm_columns(policies: list[str] | tuple[str, ...]) -> list[str]:
     """The norm columns the analysis correlates: the raw norm, then one per policy."""
     for p in policies:
-        if p not in stats.POLICIES:
+        if p not in standardisation.POLICIES:
             raise ValueError(
-                f"analysis.policies contains {p!r}; use any of {', '.join(stats.POLICIES)}"
+                f"analysis.policies contains {p!r}; use any of {', '.join(standardisation.POLICIES)}"
             )
     return [NORM_COLUMN] + [f"{NORM_COLUMN}_{p}" for p in policies]
 
@@ -197,19 +197,19 @@ def standardise(
     codes = _codes(out["label"])
     x = out[NORM_COLUMN].to_numpy(np.float64)
     info: dict = {"ddof": ddof, "min_class_size": min_class_size}
-    z, excluded = stats.within_class_z(x, codes, ddof=ddof, min_class_size=min_class_size)
+    z, excluded = standardisation.within_class_z(x, codes, ddof=ddof, min_class_size=min_class_size)
     out["z_excluded"] = excluded
     info["z_excluded_classes"] = int(out.loc[excluded, "label"].nunique())
     info["z_excluded_images"] = int(excluded.sum())
     if "z" in policies:
         out[f"{NORM_COLUMN}_z"] = z
     if "shrinkage_z" in policies:
-        out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = stats.shrinkage_z(x, codes)
+        out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = standardisation.shrinkage_z(x, codes)
     if "rank" in policies:
-        out[f"{NORM_COLUMN}_rank"], _ = stats.within_class_rank(
+        out[f"{NORM_COLUMN}_rank"], _ = standardisation.within_class_rank(
             x, codes, min_class_size=min_class_size)
     if "residual" in policies:
-        resid, coef = stats.class_size_residual(
+        resid, coef = standardisation.class_size_residual(
             x, out["class_size"].to_numpy(), degree=residual_degree)
         out[f"{NORM_COLUMN}_residual"] = resid
         info["residual_coefficients"] = [float(c) for c in coef]

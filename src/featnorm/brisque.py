@@ -277,25 +277,34 @@ def live_model() -> SvrModel:
 
 
 @cache
-def _window_1d() -> np.ndarray:
+def _window_1d(dtype: type = np.float64) -> np.ndarray:
+    """(7,) the 1-D Gaussian whose outer product is fspecial's normalised 7x7 window."""
     x = np.arange(WINDOW_SIZE) - WINDOW_HALF
     g = np.exp(-(x**2) / (2.0 * WINDOW_SIGMA**2))
-    return g / g.sum()  # outer(g, g) is fspecial's normalised 7x7 window
+    return (g / g.sum()).astype(dtype)
+
+
+@cache
+def _squares(dtype: type) -> np.ndarray:
+    """(256,) table of v^2 for a uint8 v: x^2 of a grey image in one ``cv2.LUT`` pass (exact)."""
+    return (np.arange(256, dtype=np.float64) ** 2).astype(dtype)
 
 
 class _Workspace:
-    """Buffers reused from one image to the next (same shapes in a data set), and the precision.
+    """Buffers reused from one batch to the next (same shapes in a data set), and the precision.
 
     Fresh arrays of this size come from mmap, and touching their pages for the first time cost
-    about as much as the arithmetic (measured: 2.3 vs 1.6 ms per 250x250 image).
+    about as much as the arithmetic (measured: 2.3 vs 1.6 ms per 250x250 image). Strided views
+    of the buffers (:func:`_blocks`) are cached with them.
     """
 
     def __init__(self, precision: str = "float64") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
         self.dtype = np.dtype(precision)
+        self.depth = cv2.CV_64F if self.dtype == np.float64 else cv2.CV_32F
         self._bufs: dict[tuple[str, type], np.ndarray] = {}
-        self._views: dict[tuple[str, tuple[int, ...], type], np.ndarray] = {}
+        self._views: dict[tuple, np.ndarray] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         """A C-contiguous array of ``shape``: a view of the largest buffer ``name`` had so far
@@ -308,89 +317,131 @@ class _Workspace:
         buf = self._bufs.get((name, dtype))
         if buf is None or buf.size < size:
             buf = self._bufs[(name, dtype)] = np.empty(size, dtype)
-            self._views = {k: v for k, v in self._views.items() if k[0] != name or k[2] != dtype}
+            self._views = {k: v for k, v in self._views.items() if k[0] != name}
         view = self._views[key] = buf[:size].reshape(shape)
         return view
 
+    def blocks(self, name: str, buf: np.ndarray, layout: _Tall, lag: int) -> np.ndarray:
+        """Cached :func:`_blocks` view of the workspace buffer ``name`` (``buf``)."""
+        key = (name, buf.shape, layout, lag)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _blocks(buf, layout, lag)
+        return view
 
-def _mscn(ws: _Workspace, x: np.ndarray, top: int = 0, bottom: int = 0) -> np.ndarray:
+
+def _mscn(ws: _Workspace, x: np.ndarray, top: int = 0, bottom: int = 0, *,
+          out: np.ndarray | None = None) -> np.ndarray:
     """MSCN coefficients of rows ``top .. R-bottom-1`` of an (R, W) grey block -> float32.
 
-    Rows outside the block count as zeros (MATLAB ``filter2(..., 'same')``), so ``top`` and
-    ``bottom`` are halo rows (real neighbours, or zeros past the image border) of a strip.
-    The local mean and variance use ``ws.dtype``: float64 by default, as MATLAB (the variance
-    E[I^2] - mu^2 cancels digits: in float32 it is off by ~0.01 grey level^2, which is what moves
-    pyiqa's float32 scores); the quotient is stored as float32 (relative error 6e-8). The result
-    is a workspace buffer: use it before the next call with the same shape.
+    ``x``: uint8 (a grey image) or float32 (a half-scale image). Rows outside the block count as
+    zeros (MATLAB ``filter2(..., 'same')``), so ``top`` and ``bottom`` are halo rows (real
+    neighbours, or zeros past the image border) of a strip, and zero rows between stacked
+    images are exactly the zero padding of each. The local mean mu and E[I^2] use ``ws.dtype``:
+    float64 by default, as MATLAB (the variance E[I^2] - mu^2 cancels digits: in float32 it is
+    off by ~0.01 grey level^2, which is what moves pyiqa's float32 scores). I - mu is formed in
+    that precision too (in flat windows it is float residue whose sign the pair fits see), and
+    only sqrt(|variance|) + 1 and the quotient are float32 (relative error 6e-8). Result:
+    ``out`` (float32, R - top - bottom rows) or a workspace buffer, valid until the next call.
+    Ten OpenCV passes, no temporaries.
     """
     shape = x.shape
     inner = (shape[0] - top - bottom, shape[1])
-    dt = ws.dtype
-    ddepth = cv2.CV_64F if dt == np.float64 else cv2.CV_32F
-    g = _window_1d().astype(dt)
-    xf = ws.get("x", shape, dt)
-    np.copyto(xf, x)
-    x2 = ws.get("x2", shape, dt)
-    np.multiply(xf, xf, out=x2)
+    dt, depth = ws.dtype, ws.depth
+    g = _window_1d(dt)
     mu = ws.get("mu", shape, dt)
-    sq = ws.get("sq", shape, dt)
-    cv2.sepFilter2D(xf, ddepth, g, g, dst=mu, borderType=cv2.BORDER_CONSTANT)
-    cv2.sepFilter2D(x2, ddepth, g, g, dst=sq, borderType=cv2.BORDER_CONSTANT)
-    rows = slice(top, shape[0] - bottom)
-    xr, mu, sq = xf[rows], mu[rows], sq[rows]
-    num = ws.get("num", inner, np.float32)
-    sigma = ws.get("sigma", inner, np.float32)
-    np.subtract(xr, mu, out=num, casting="same_kind")
-    np.multiply(mu, mu, out=mu)
-    np.subtract(sq, mu, out=sq)
-    np.abs(sq, out=sigma, casting="same_kind")
-    np.sqrt(sigma, out=sigma)
-    sigma += np.float32(MSCN_C)
-    np.divide(num, sigma, out=num)
+    ex2 = ws.get("ex2", shape, dt)
+    cv2.sepFilter2D(x, depth, g, g, dst=mu, borderType=cv2.BORDER_CONSTANT)
+    if x.dtype == np.uint8:
+        cv2.LUT(x, _squares(dt), dst=ex2)
+    else:
+        cv2.multiply(x, x, dst=ex2, dtype=depth)
+    cv2.sepFilter2D(ex2, depth, g, g, dst=ex2, borderType=cv2.BORDER_CONSTANT)  # in place
+    if top or bottom:
+        rows = slice(top, shape[0] - bottom)
+        x, mu, ex2 = x[rows], mu[rows], ex2[rows]
+    var = ws.get("var", inner, dt)
+    cv2.multiply(mu, mu, dst=var)
+    cv2.absdiff(ex2, var, dst=var)  # |E[I^2] - mu^2| (MATLAB: sqrt(abs(...)))
+    sigma = var if dt == np.float32 else ws.get("sigma", inner, np.float32)
+    if sigma is not var:
+        np.copyto(sigma, var, casting="same_kind")
+    cv2.sqrt(sigma, dst=sigma)
+    np.add(sigma, np.float32(MSCN_C), out=sigma)
+    num = ws.get("num", inner, np.float32) if out is None else out
+    cv2.subtract(x, mu, dst=num, dtype=cv2.CV_32F)  # computed in ws.dtype, then rounded
+    cv2.divide(num, sigma, dst=num)
     return num
 
 
-# The sums over neighbour products p = s * s' are dot products of five maps of s with their
-# shifted selves, T(X) = sum_x X(x) X(partner(x)):
+# --- stacked layout -----------------------------------------------------------------------------
+# Same-size images (or one strip) are stacked in one "tall" (rows, W) array: GAP zero rows, then
+# each image followed by GAP zero rows. The zero rows are the window's zero padding of each image
+# (exactly: filter2 pads with zeros), so one filter call serves the whole stack, and they let a
+# flat dot product at a lag of up to W + 1 elements start at each image without reaching the
+# previous one.
+_GAP = WINDOW_HALF  # >= 2 rows, as the diagonal lag W + 1 needs
+
+
+@dataclass(frozen=True)
+class _Tall:
+    """Layout of ``count`` (h, w) images stacked with :data:`_GAP` zero rows around each."""
+
+    count: int
+    h: int
+    w: int
+
+    @property
+    def step(self) -> int:
+        return self.h + _GAP
+
+    @property
+    def rows(self) -> int:
+        return _GAP + self.count * self.step
+
+    def image(self, k: int) -> slice:
+        """Rows of image k."""
+        return slice(_GAP + k * self.step, _GAP + k * self.step + self.h)
+
+    def zero_gaps(self, a: np.ndarray) -> None:
+        """Set the gap rows of a (rows, w) array to 0."""
+        a[:_GAP] = 0.0
+        a[_GAP:].reshape(self.count, self.step, self.w)[:, self.h :] = 0.0
+
+
+def _blocks(a: np.ndarray, layout: _Tall, lag: int = 0) -> np.ndarray:
+    """(count, h*w) view of the images of a tall (rows, w) array, each read from ``lag``
+    elements before its first pixel (the rows above are zero gap rows)."""
+    flat = a.reshape(-1)
+    start = _GAP * layout.w - lag
+    return np.lib.stride_tricks.as_strided(
+        flat[start:], shape=(layout.count, layout.h * layout.w),
+        strides=(layout.step * layout.w * flat.strides[0], flat.strides[0]), writeable=False,
+    )
+
+
+# The sums over neighbour products p = s * s' are dot products of maps of s with their shifted
+# selves, T(X) = sum_x X(x) X(partner(x)):
 #   sum p^2 = T(s^2),  sum sign(p) p^2 = T(s |s|),  sum |p| = T(|s|),
 #   n_{p>0} - n_{p<0} = T(sign s),  n_{p != 0} = T([s != 0]),
 # and the one-sided sums are half sums and differences (sum_{p>0} p^2 = (T(s^2) + T(s|s|)) / 2,
-# ...). T is one BLAS dot over the flattened map at the shift's flat offset, corrected on the
-# first row (partner in the row above, cyclically) and on the first and last columns
-# (wrap-around instead of the neighbouring row).
+# ...). T is one BLAS dot per image over its flattened map at the shift's flat offset (one
+# batched matmul for all images of a stack), corrected on the first row (partner: the last row,
+# cyclically) and on the first and last columns (wrap-around instead of the neighbouring row).
 _MAPS = ("sq", "sabs", "abs", "sign", "nz")
+_LAGS = ("1", "w", "w+1", "w-1")  # partners (i, j-1), (i-1, j), (i-1, j-1), (i-1, j+1)
 _SIGN_BIT = np.uint32(0x80000000)
 _ONE_BITS = np.uint32(0x3F800000)  # float32 1.0
 
 
-def _map(name: str, s: np.ndarray, out: np.ndarray, *, nonzero: bool = False,
-         absolute: np.ndarray | None = None) -> np.ndarray:
-    """One of :data:`_MAPS` of ``s``, written into ``out`` (same shape and dtype).
-
-    ``nonzero``: ``s`` is float32 without exact zeros, so sign(s) is 1.0 with the sign bit of s.
-    ``absolute``: |s| if already computed.
-    """
-    if name == "abs":
-        np.abs(s, out=out)
-    elif name == "sq":
-        np.multiply(s, s, out=out)
-    elif name == "sabs":
-        np.multiply(np.abs(s, out=out) if absolute is None else absolute, s, out=out)
-    elif name == "sign" and nonzero and s.dtype == np.float32:
-        bits = out.view(np.uint32)
-        np.bitwise_and(s.view(np.uint32), _SIGN_BIT, out=bits)
-        np.bitwise_or(bits, _ONE_BITS, out=bits)
-    elif name == "sign":
-        np.sign(s, out=out)
-    else:  # "nz"
-        np.not_equal(s, 0.0, out=out)
-    return out
+def _lag(name: str, w: int) -> int:
+    return {"1": 1, "w": w, "w+1": w + 1, "w-1": w - 1}[name]
 
 
 @cache
 def _edge_pairs(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index pairs into the edge vector [first column, last column, first row, row above] and
-    their signed contributions (P, 4) to the 4 shift sums of :func:`_shift_dots`.
+    their signed contributions (P, 4) to the 4 shift sums of :func:`_tall_sums`.
 
     The flat dot at lag 1 pairs (i, 0) with (i-1, W-1) instead of (i, W-1); at lag W+1, (i, 0)
     with (i-2, W-1) instead of (i-1, W-1); at lag W-1, (i, W-1) with (i, 0) instead of
@@ -420,71 +471,81 @@ def _edge_pairs(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i, j, coef
 
 
-def _shift_dots(ws: _Workspace, s: np.ndarray, above: np.ndarray, absolute: np.ndarray, *,
-                nonzero: bool) -> np.ndarray:
-    """T(X) for each map X of :data:`_MAPS` and the 4 partners -> (B, 4, 5) float64.
+def _edge_maps(edge: np.ndarray) -> np.ndarray:
+    """The :data:`_MAPS` of float64 edge values (B, E) -> (5, B, E)."""
+    absolute = np.abs(edge)
+    return np.stack([edge * edge, edge * absolute, absolute, np.sign(edge),
+                     (edge != 0.0).astype(np.float64)])
 
-    ``s`` (B, h, W) C-contiguous float32 MSCN blocks, ``above`` (B, W) the MSCN row before each
-    block's first row (cyclically), ``absolute`` = |s|. Partners of (i, j): (i, j-1), (i-1, j),
-    (i-1, j-1), (i-1, j+1); columns wrap around. The flat dots go one map at a time, so the
-    blocks and one map stay in the CPU cache (one BLAS dot per image, or one batched matmul per
-    lag for several images); the edge corrections (:func:`_edge_pairs`) are float64.
-    ``nonzero``: no block has an exact zero; if ``above`` has none either, T([s != 0]) is the
-    pixel count and is not computed.
+
+def _tall_sums(ws: _Workspace, name: str, s: np.ndarray, layout: _Tall,
+               above: np.ndarray | None, interior: tuple[slice, slice] | None) -> np.ndarray:
+    """Additive statistics (count, _N_SUMS) of a tall float32 MSCN stack with zero gap rows.
+
+    ``name``: the workspace buffer ``s`` lives in (its strided views are cached under it).
+    ``above`` (count, w): the MSCN row before each image's first row, cyclically (None: the
+    image's own last row; a strip passes the previous strip's last row). ``interior``: rows,
+    columns of an image farther than the window's reach from the image border, for the
+    near-flat count (None: not counted).
     """
-    b, h, w = s.shape
+    b, h, w = layout.count, layout.h, layout.w
     n = h * w
-    buf = ws.get("map", s.shape, s.dtype)
-    all_nonzero = nonzero and bool(above.all())
-    lags = (1, w, w + 1, w - 1)
-    out = np.empty((b, 4, len(_MAPS)))
-    edge = np.concatenate([s[:, :, 0], s[:, :, -1], s[:, 0], above], axis=1).astype(np.float64)
-    edge_maps = np.empty((len(_MAPS), *edge.shape))
-    for k, name in enumerate(_MAPS):
-        _map(name, edge, edge_maps[k])
-        if name == "nz" and all_nonzero:
-            out[:, :, k] = 0.0  # replaced by n below
-            continue
-        f = absolute if name == "abs" else _map(name, s, buf, nonzero=nonzero, absolute=absolute)
-        f = f.reshape(b, n)
-        if b == 1:
-            out[0, :, k] = [np.dot(f[0, d:], f[0, : n - d]) for d in lags]
-        else:
-            for li, d in enumerate(lags):
-                out[:, li, k] = np.matmul(f[:, None, d:], f[:, : n - d, None])[:, 0, 0]
-    i, j, coef = _edge_pairs(h, w)
-    out += ((edge_maps[:, :, i] * edge_maps[:, :, j]) @ coef).transpose(1, 2, 0)
-    if all_nonzero:
-        out[:, :, _MAPS.index("nz")] = n
-    return out
-
-
-def _scale_sums(
-    ws: _Workspace, s: np.ndarray, above: np.ndarray, interior: tuple[slice, slice] | None
-) -> np.ndarray:
-    """Additive statistics (B, _N_SUMS) of (B, h, W) C-contiguous MSCN blocks.
-
-    ``above`` (B, W): the MSCN row before each block's first row (cyclically: the image's last
-    row for the first block). ``interior``: rows, columns of a block farther than the window's
-    reach from the image border, for the near-flat count (None: not counted).
-    """
-    b = s.shape[0]
     out = np.empty((b, _N_SUMS))
-    flat = s.reshape(b, -1)
-    absolute = ws.get("abs", s.shape, s.dtype)
+    absolute = ws.get("abs", s.shape, np.float32)
     np.abs(s, out=absolute)
-    out[:, 0] = flat.shape[1]
-    out[:, 1] = np.matmul(flat[:, None, :], flat[:, :, None])[:, 0, 0]
-    out[:, 2] = absolute.reshape(b, -1).sum(axis=1, dtype=np.float64)
+    s0, a0 = ws.blocks(name, s, layout, 0), ws.blocks("abs", absolute, layout, 0)
+    out[:, 0] = n
+    out[:, 1] = np.matmul(s0[:, None, :], s0[:, :, None])[:, 0, 0]
     if interior:  # counted on every ACTIVE_STEP-th row and column, scaled to all of them
+        cube = np.lib.stride_tricks.as_strided(
+            a0, shape=(b, h, w), strides=(a0.strides[0], w * a0.strides[1], a0.strides[1]))
         rows, cols = (slice(sl.start, sl.stop, ACTIVE_STEP) for sl in interior)
-        sample = absolute[:, rows, cols]
+        sample = cube[:, rows, cols]
         share = _interior_size(interior) / max(sample[0].size, 1)
         out[:, 3] = np.count_nonzero(sample > FLAT_MSCN, axis=(1, 2)) * share
     else:
         out[:, 3] = np.nan
-    nonzero = bool(flat.all())
-    out[:, _N_BASE:] = _shift_dots(ws, s, above, absolute, nonzero=nonzero).reshape(b, -1)
+
+    # edge values: first column, last column, first row, row above (float64 corrections)
+    cube = np.lib.stride_tricks.as_strided(
+        s0, shape=(b, h, w), strides=(s0.strides[0], w * s0.strides[1], s0.strides[1]))
+    above = cube[:, -1] if above is None else above
+    edge = np.concatenate([cube[:, :, 0], cube[:, :, -1], cube[:, 0], above], axis=1)
+    edge_maps = _edge_maps(edge.astype(np.float64))
+    i, j, coef = _edge_pairs(h, w)
+    dots = ((edge_maps[:, :, i] * edge_maps[:, :, j]) @ coef).transpose(1, 2, 0)  # (b, 4, 5)
+
+    # flat dots, one map at a time through one buffer (zero gaps give zero products)
+    nonzero = cv2.countNonZero(s) == b * n  # no exact zero in any image (gaps are zero)
+    buf = ws.get("map", s.shape, np.float32)
+    for k, name in enumerate(_MAPS):
+        if name == "abs":
+            f = absolute
+        elif name == "sq":
+            f = cv2.multiply(s, s, dst=buf)
+        elif name == "sabs":
+            f = cv2.multiply(absolute, s, dst=buf)
+        elif name == "sign" and nonzero:  # 1.0 with the sign bit of s; gaps set back to 0
+            bits = buf.view(np.uint32)
+            np.bitwise_and(s.view(np.uint32), _SIGN_BIT, out=bits)
+            np.bitwise_or(bits, _ONE_BITS, out=bits)
+            layout.zero_gaps(buf)
+            f = buf
+        elif name == "sign":
+            f = np.sign(s, out=buf)
+        elif nonzero:  # "nz": every pair counts
+            dots[:, :, k] = n  # (replaces the edge corrections)
+            continue
+        else:
+            f = np.not_equal(s, 0.0, out=buf)
+        key = "abs" if f is absolute else "map"
+        f0 = ws.blocks(key, f, layout, 0)[:, None, :]
+        if name == "sign":  # sum |s| = sum s sign(s) (an exact zero adds 0 either way)
+            out[:, 2] = np.matmul(f0, s0[:, :, None])[:, 0, 0]
+        for li, lag in enumerate(_LAGS):
+            dots[:, li, k] += np.matmul(f0, ws.blocks(key, f, layout, _lag(lag, w))[:, :, None])[
+                :, 0, 0]
+    out[:, _N_BASE:] = dots.reshape(b, -1)
     return out
 
 
@@ -492,44 +553,53 @@ def _interior_size(interior: tuple[slice, slice]) -> int:
     return max(interior[0].stop - interior[0].start, 0) * max(interior[1].stop - interior[1].start, 0)
 
 
-def _half_scale(ws: _Workspace, x: np.ndarray) -> np.ndarray:
-    """MATLAB ``imresize(x, 0.5)`` (antialiased bicubic) of an (H, W) image -> float32 view.
+def _half_scale(ws: _Workspace, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """MATLAB ``imresize(x, 0.5)`` (antialiased bicubic) of an (H, W) uint8 image -> float32.
 
     The 8-tap filter runs at full resolution with a mirror border (OpenCV's BORDER_REFLECT is
-    MATLAB's 'symmetric'), then every second row and column is kept: ceil(H/2) x ceil(W/2).
+    MATLAB's 'symmetric'), then every second row and column is kept: ceil(H/2) x ceil(W/2),
+    written into ``out`` if given (else a strided workspace view is returned).
     float32 output (MATLAB: double): 1e-5 grey levels of rounding, far below a grey level.
     """
-    k = HALF_SCALE_TAPS.astype(np.float32)
+    k = _half_taps()
     anchor = -HALF_SCALE_OFFSET
     full = ws.get("half", x.shape, np.float32)
     cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=full, anchor=(anchor, anchor),
                     borderType=cv2.BORDER_REFLECT)
-    return full[::2, ::2]
+    if out is None:
+        return full[::2, ::2]
+    np.copyto(out, full[::2, ::2])
+    return out
+
+
+@cache
+def _half_taps() -> np.ndarray:
+    return HALF_SCALE_TAPS.astype(np.float32)
 
 
 def _chunk_sums(ws: _Workspace, greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Scale-1 and scale-2 sums (two (B, _N_SUMS) arrays) of same-size (H, W) uint8 images.
 
-    Scale 1 goes image by image (its arrays fill the CPU cache); the half-scale images are
-    stacked with 3 zero rows between them (the window's zero padding) and processed as one batch.
+    Scale 1: each image's MSCN is computed on its own (its float64 arrays then stay in the CPU
+    cache) straight into a tall stack; scale 2: the half-scale images are stacked with zero gap
+    rows (the window's zero padding) and their MSCN is one call. The sums of each stack are
+    batched across its images (:func:`_tall_sums`).
     """
     b = len(greys)
     h, w = greys[0].shape
-    h2, w2 = (h + 1) // 2, (w + 1) // 2
-    pad = WINDOW_HALF
-    sums1 = np.empty((b, _N_SUMS))
-    interior = (slice(pad, h - pad), slice(pad, w - pad))
-    halves = ws.get("halves", (b, h2 + 2 * pad, w2), np.float32)
-    halves[:, :pad] = 0.0
-    halves[:, h2 + pad :] = 0.0
+    one, two = _Tall(b, h, w), _Tall(b, (h + 1) // 2, (w + 1) // 2)
+    s1 = ws.get("s1", (one.rows, w), np.float32)
+    halves = ws.get("halves", (two.rows, two.w), np.float32)
+    one.zero_gaps(s1)
+    two.zero_gaps(halves)
     for k, grey in enumerate(greys):
-        s = _mscn(ws, grey)
-        sums1[k] = _scale_sums(ws, s[None], s[-1][None], interior)[0]
-        halves[k, pad : pad + h2] = _half_scale(ws, grey)
-    tall = _mscn(ws, halves.reshape(b * (h2 + 2 * pad), w2))
-    s2 = ws.get("s2", (b, h2, w2), np.float32)
-    np.copyto(s2, tall.reshape(b, h2 + 2 * pad, w2)[:, pad : pad + h2])
-    return sums1, _scale_sums(ws, s2, s2[:, -1], None)
+        _mscn(ws, grey, out=s1[one.image(k)])
+        _half_scale(ws, grey, out=halves[two.image(k)])
+    r = WINDOW_HALF
+    sums1 = _tall_sums(ws, "s1", s1, one, None, (slice(r, h - r), slice(r, w - r)))
+    s2 = _mscn(ws, halves)  # the "num" buffer
+    two.zero_gaps(s2)
+    return sums1, _tall_sums(ws, "num", s2, two, None, None)
 
 
 def _strip_sums(ws: _Workspace, image: np.ndarray, strip_rows: int, *,
@@ -538,18 +608,22 @@ def _strip_sums(ws: _Workspace, image: np.ndarray, strip_rows: int, *,
     h, w = image.shape
     r = WINDOW_HALF
 
-    def rows(a: int, b: int) -> np.ndarray:
+    def rows(a: int, b: int, out: np.ndarray | None = None) -> np.ndarray:
         """MSCN rows a..b-1, with the window's zero padding outside the image."""
         lo, hi = max(a - r, 0), min(b + r, h)
-        return _mscn(ws, image[lo:hi], a - lo, hi - b)
+        return _mscn(ws, image[lo:hi], a - lo, hi - b, out=out)
 
     total = np.zeros(_N_SUMS)
     above = rows(h - 1, h)[0].copy()  # circshift partner of row 0
     for a in range(0, h, strip_rows):
         b = min(a + strip_rows, h)
-        s = rows(a, b)
+        layout = _Tall(1, b - a, w)
+        tall = ws.get("strip", (layout.rows, w), np.float32)
+        layout.zero_gaps(tall)
+        s = rows(a, b, out=tall[layout.image(0)])
         interior = (slice(max(r - a, 0), max(min(h - r, b) - a, 0)), slice(r, w - r))
-        total += _scale_sums(ws, s[None], above[None], interior if count_active else None)[0]
+        total += _tall_sums(ws, "strip", tall, layout, above[None],
+                            interior if count_active else None)[0]
         above = s[-1].copy()
     return total
 

@@ -4,8 +4,8 @@ Images are read and decoded by :func:`featnorm.images.read_image` inside ``torch
 worker processes (grey replicated to BGR, alpha dropped, 16-bit scaled, sizes other than 112x112
 resized by :data:`featnorm.models.RESIZE_POLICY`), mapped to the family's input values by the
 same lookup table as :func:`featnorm.models.preprocess`, and batched. The model runs in
-``eval()`` under ``torch.inference_mode()`` on an inference copy (BatchNorms folded into the convs, NHWC
-"channels-last" layout; outputs change by float32 rounding only). An image that cannot be
+``eval()`` under ``torch.inference_mode()`` on an inference copy (BatchNorms folded into the
+convs, NHWC "channels-last" layout; outputs change by float32 rounding only). An image that cannot be
 decoded keeps its row, with its status and a NaN norm; nothing is dropped.
 
 Flip fusion (optional) adds the horizontally flipped view, as AdaFace's validation code does:
@@ -44,6 +44,7 @@ __all__ = [
     "FLIP_FUSIONS",
     "PRECISIONS",
     "EmbedOptions",
+    "ImageFiles",
     "embed_batch",
     "embed_table",
     "embedding_params",
@@ -166,7 +167,7 @@ def embed_batch(model: nn.Module, x: torch.Tensor, options: EmbedOptions
     return emb.cpu(), norm[:, 0].cpu()
 
 
-class _ImageFiles(Dataset):
+class ImageFiles(Dataset):
     """Decodes one image per item into the model's input values; failures become a status."""
 
     def __init__(self, paths: Sequence[str], family: str):
@@ -268,7 +269,7 @@ def embed_table(
         flip_fusion, precision, channels_last,
     )
     loader = DataLoader(
-        _ImageFiles(shard["path"].astype(str).tolist(), family),
+        ImageFiles(shard["path"].astype(str).tolist(), family),
         batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=_worker_init if workers > 0 else None,

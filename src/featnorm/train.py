@@ -148,12 +148,12 @@ def train_demo_model(
             loss.backward()
             optimiser.step()
             step += 1
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             with torch.no_grad():
                 correct += int(((embedding @ F.normalize(head.kernel, dim=0)).argmax(1) == y).sum())
             if step % _LOG_EVERY_STEPS == 0:
                 logger.info("epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, total,
-                            float(loss), time.perf_counter() - started)
+                            loss.item(), time.perf_counter() - started)
         summary = {"loss": loss_sum / len(inputs), "train_accuracy": correct / len(inputs)}
         logger.info("epoch %d/%d: mean loss %.3f, train accuracy %.3f", epoch + 1, epochs,
                     summary["loss"], summary["train_accuracy"])
