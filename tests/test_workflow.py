@@ -154,3 +154,15 @@ def test_bad_config_is_refused_before_any_job(tmp_path: Path, changes: dict, mes
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_html_report_contains_every_figure_and_table(finished_run: Path):
+    """`snakemake --report` after a run: one self-contained HTML with every figure and table."""
+    report = finished_run / "report.html"
+    snakemake(finished_run, "--report", str(report))
+    html = report.read_text(errors="replace")
+    results = finished_run / "results"
+    figures = sorted(p.name for p in results.rglob("*.png"))
+    assert {"class_sizes.png", "class_norm_mean.png", "norm_vs_brisque.png"} <= set(figures)
+    for name in [*figures, "correlations.csv", "table1.md", "summary.md"]:
+        assert name in html, f"{name} is missing from the report"
