@@ -169,14 +169,18 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
                    help="also store the 512-d embedding (float16)")
     p.add_argument("--trust-legacy-checkpoint", action="store_true",
                    help="allow a full unpickle of a trusted checkpoint that pickles custom classes")
+    p.add_argument("--threads", type=int, required=True, help="torch CPU threads of this job")
     p.add_argument("--output", required=True)
 
 
 @step("embed", _embed_args)
 def run_embed(args: argparse.Namespace) -> None:
     """Feature norm (and optionally embedding) of every image of one shard."""
+    import torch
+
     from featnorm import embed, io, models
 
+    torch.set_num_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
     shard = io.read_table(args.shard)
     model = models.load(args.checkpoint, args.family, args.arch,
                         trust_legacy_pickle=args.trust_legacy_checkpoint)
@@ -428,5 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         logger.exception("step %s failed", args.step)
         return 1
-    logger.info("step %s done in %.1f s", args.step, time.perf_counter() - started)
-    return 0
+    else:
+        logger.info("step %s done in %.1f s", args.step, time.perf_counter() - started)
+        return 0
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.close()  # flush and release the --log file (matters when called in-process)

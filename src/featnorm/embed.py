@@ -5,8 +5,8 @@ worker processes (grey replicated to BGR, alpha dropped, 16-bit scaled, sizes ot
 resized by :data:`featnorm.models.RESIZE_POLICY`), mapped to the family's input values by the
 same lookup table as :func:`featnorm.models.preprocess`, and batched. The model runs in
 ``eval()`` under ``torch.inference_mode()`` on an inference copy (BatchNorms folded into the
-convs, NHWC "channels-last" layout; outputs change by float32 rounding only). An image that cannot be
-decoded keeps its row, with its status and a NaN norm; nothing is dropped.
+convs, NHWC "channels-last" layout; outputs change by float32 rounding only). An image that
+cannot be decoded keeps its row, with its status and a NaN norm; nothing is dropped.
 
 Flip fusion (optional) adds the horizontally flipped view, as AdaFace's validation code does:
 

@@ -31,4 +31,4 @@ rule embed_shard:
         " --family {params.family} --arch {params.arch} --device {params.device}"
         " --batch-size {params.batch_size} --workers {params.workers}"
         " --flip-fusion {params.flip_fusion} --precision {params.precision}"
-        " {params.options} --output {output.table} --log {log}"
+        " {params.options} --threads {threads} --output {output.table} --log {log}"
