@@ -18,6 +18,8 @@ rule score_brisque:
         runtime=60,
     params:
         save_features=flag_if(config["brisque"]["save_features"], "--save-features"),
+        precision=config["brisque"]["precision"],
     shell:
         "python -m featnorm brisque --shard {input.shard} --threads {threads}"
-        " {params.save_features} --output {output.table} --log {log}"
+        " {params.save_features} --precision {params.precision}"
+        " --output {output.table} --log {log}"
