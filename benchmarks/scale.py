@@ -42,16 +42,15 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import math
 import multiprocessing as mp
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -230,10 +229,8 @@ def run_snakemake(workdir: Path, cores: int, log_name: str) -> dict:
         while proc.poll() is None:
             loads.append(os.getloadavg()[0])
             cpu_s = _proc_cpu_s(proc.pid) or cpu_s
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=LOAD_SAMPLE_S)
-            except subprocess.TimeoutExpired:
-                pass
         wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake failed in {workdir} (exit {proc.returncode}); see "

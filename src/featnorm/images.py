@@ -11,6 +11,9 @@ One policy for every stage, so BRISQUE and the embedding see the same pixels:
   scaled by 255;
 * EXIF orientation is **ignored** (``IMREAD_UNCHANGED`` semantics): face datasets are aligned
   crops stored the way they were aligned, and rotating them would break that alignment;
+* a PNG whose chunk lengths run past the end of the data (truncated or corrupt) is
+  ``undecodable`` without calling OpenCV: its PNG reader allocates a chunk's declared length
+  first, so one flipped bit in a 7 kB file's IDAT length made it allocate 2.7 GB (fuzz test);
 * any failure is a status string, never an exception: ``missing_file``, ``empty_file``,
   ``unreadable_file``, ``undecodable``, ``unsupported_channels``.
 """
@@ -27,6 +30,8 @@ __all__ = ["STATUS_OK", "Decoded", "decode_bytes", "read_image", "to_uint8"]
 
 STATUS_OK = "ok"
 _UINT16_TO_UINT8 = 257.0  # 65535 / 255: maps the 16-bit range exactly onto the 8-bit one
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHUNK_OVERHEAD = 12  # 4-byte length, 4-byte type, 4-byte CRC around each chunk's data
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,31 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _png_chunks_fit(buf: np.ndarray) -> bool:
+    """False for a PNG whose chunks do not fit in ``buf`` (a declared length past the end, or no
+    IEND); True for a complete PNG and for data that is not a PNG."""
+    if buf[: len(_PNG_SIGNATURE)].tobytes() != _PNG_SIGNATURE:
+        return True
+    data = memoryview(np.ascontiguousarray(buf).reshape(-1))  # no copy of the image data
+    pos = len(_PNG_SIGNATURE)
+    while pos + _PNG_CHUNK_OVERHEAD <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunk_type = bytes(data[pos + 4 : pos + 8])
+        pos += _PNG_CHUNK_OVERHEAD + length
+        if pos > len(data):
+            return False
+        if chunk_type == b"IEND":
+            return True
+    return False
+
+
 def decode_bytes(data: bytes | np.ndarray) -> Decoded:
     """Decode an encoded image (JPEG, PNG, BMP, WebP, ...) held in memory."""
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
     if buf.size == 0:
         return Decoded(None, "empty_file")
+    if not _png_chunks_fit(buf):
+        return Decoded(None, "undecodable")
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:
