@@ -49,3 +49,27 @@ def test_missing_file_and_non_ascii_names(tmp_path):
     path = tmp_path / "Zoë_Ñandú.png"
     path.write_bytes(_encode(".png", np.zeros((4, 4, 3), np.uint8)))
     assert read_image(path).ok
+
+
+def _jpeg_with_declared_size(width: int, height: int) -> bytes:
+    """A real 16x16 JPEG whose start-of-frame header is rewritten to claim width x height."""
+    data = bytearray(_encode(".jpg", np.zeros((16, 16, 3), np.uint8)))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_headers_declaring_huge_images_are_refused_without_decoding():
+    """A JPEG claiming 65000x65000 px (4.2 GP) is too_large; a PNG IHDR likewise."""
+    assert decode_bytes(_jpeg_with_declared_size(65000, 65000)).status == "too_large"
+    png = bytearray(_encode(".png", np.zeros((4, 4), np.uint8)))
+    png[16:24] = (60000).to_bytes(4, "big") + (60000).to_bytes(4, "big")
+    assert decode_bytes(bytes(png)).status == "too_large"
+
+
+def test_declared_size_reads_the_real_jpeg_and_png_headers():
+    from featnorm.images import _declared_pixels
+
+    jpeg = np.frombuffer(_encode(".jpg", np.zeros((30, 20, 3), np.uint8)), np.uint8)
+    png = np.frombuffer(_encode(".png", np.zeros((30, 20), np.uint8)), np.uint8)
+    assert _declared_pixels(jpeg) == 600 and _declared_pixels(png) == 600

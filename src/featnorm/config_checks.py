@@ -89,9 +89,15 @@ def _check_shards(config: dict[str, Any]) -> None:
 def _check_results(results: str) -> None:
     folder = Path(results)
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    where = existing.resolve()
+    if not existing.is_dir():
+        raise ConfigError(
+            f"the output folder {results!r} is not a folder: {where} is a file; remove it, "
+            "or run from another working directory (`--directory`)"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"the output folder {results!r} is not writable ({existing} refuses writes); "
+            f"the output folder {results!r} is not writable ({where} refuses writes); "
             "run from a writable working directory or pass `--directory`"
         )
 

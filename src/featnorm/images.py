@@ -14,8 +14,11 @@ One policy for every stage, so BRISQUE and the embedding see the same pixels:
 * a PNG whose chunk lengths run past the end of the data (truncated or corrupt) is
   ``undecodable`` without calling OpenCV: its PNG reader allocates a chunk's declared length
   first, so one flipped bit in a 7 kB file's IDAT length made it allocate 2.7 GB (fuzz test);
+* a JPEG or PNG whose header declares more than ``MAX_DECODE_PIXELS`` (2^27, about 134
+  megapixels: a 10,000 x 10,000 image still decodes) is ``too_large`` without decoding, so a
+  corrupt or hostile header cannot make one job allocate gigabytes;
 * any failure is a status string, never an exception: ``missing_file``, ``empty_file``,
-  ``unreadable_file``, ``undecodable``, ``unsupported_channels``.
+  ``unreadable_file``, ``undecodable``, ``too_large``, ``unsupported_channels``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["STATUS_OK", "Decoded", "decode_bytes", "read_image", "to_uint8"]
+__all__ = ["MAX_DECODE_PIXELS", "STATUS_OK", "Decoded", "decode_bytes", "read_image", "to_uint8"]
 
 STATUS_OK = "ok"
 _UINT16_TO_UINT8 = 257.0  # 65535 / 255: maps the 16-bit range exactly onto the 8-bit one
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHUNK_OVERHEAD = 12  # 4-byte length, 4-byte type, 4-byte CRC around each chunk's data
+MAX_DECODE_PIXELS = 2**27  # ~134 MP: at most ~400 MB decoded (BGR uint8) per image
+_JPEG_SOI = b"\xff\xd8"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xDA)})  # markers without a length field
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,33 @@ def _png_chunks_fit(buf: np.ndarray) -> bool:
     return False
 
 
+def _declared_pixels(buf: np.ndarray) -> int | None:
+    """Width x height that a PNG (IHDR) or JPEG (SOF) header declares; None if not found."""
+    data = memoryview(np.ascontiguousarray(buf).reshape(-1))
+    if bytes(data[:8]) == _PNG_SIGNATURE and len(data) >= 24 and bytes(data[12:16]) == b"IHDR":
+        return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")
+    if bytes(data[:2]) != _JPEG_SOI:
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None  # not at a marker: leave the verdict to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_NO_LENGTH:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return height * width
+        pos += 2 + length
+    return None
+
+
 def decode_bytes(data: bytes | np.ndarray) -> Decoded:
     """Decode an encoded image (JPEG, PNG, BMP, WebP, ...) held in memory."""
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
@@ -99,6 +134,9 @@ def decode_bytes(data: bytes | np.ndarray) -> Decoded:
         return Decoded(None, "empty_file")
     if not _png_chunks_fit(buf):
         return Decoded(None, "undecodable")
+    declared = _declared_pixels(buf)
+    if declared is not None and declared > MAX_DECODE_PIXELS:
+        return Decoded(None, "too_large")
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:
