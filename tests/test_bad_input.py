@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakemake_cli import run_snakemake
 
 from featnorm import io
 
@@ -46,16 +47,7 @@ pytestmark = pytest.mark.workflow
 # ---------------------------------------------------------------------------------------------
 
 
-def snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
-    """Run the real snakemake CLI on this repository's Snakefile in ``workdir``."""
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(config), *args,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+snakemake = run_snakemake  # (workdir, config, *args, check=True)
 
 
 def featnorm_cli(*args: str) -> None:

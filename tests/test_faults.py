@@ -16,13 +16,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
+from snakemake_cli import run_snakemake, snakemake_command
 
 from featnorm import io
 
@@ -38,18 +38,11 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(CONFIG), *args,
-    ]
+    return snakemake_command(workdir, CONFIG, *args)
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True,
-                            timeout=SNAKEMAKE_TIMEOUT_S)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+def snakemake(workdir: Path, *args: str, check: bool = True):
+    return run_snakemake(workdir, CONFIG, *args, check=check)
 
 
 def tables(workdir: Path) -> dict[str, pd.DataFrame]:

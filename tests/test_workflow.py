@@ -5,34 +5,24 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from snakemake_cli import run_snakemake
 
 from featnorm import io
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "workflow" / "tiny" / "config.yaml"
-SNAKEMAKE_TIMEOUT_S = 900
 
 pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
-    """Run the real snakemake CLI on this repository's Snakefile in ``workdir``."""
-    cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(config or workdir / "config.yaml"),
-        *args,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    """Run the real snakemake CLI in ``workdir`` (config: ``workdir/config.yaml`` by default)."""
+    return run_snakemake(workdir, config or workdir / "config.yaml", *args, check=check)
 
 
 def planned_jobs(workdir: Path, config: Path | None = None) -> dict[str, int]:

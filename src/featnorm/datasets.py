@@ -30,11 +30,12 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MANIFEST_COLUMNS = ["sample_id", "path", "label", "class_name"]
 
 
-def finalise(table: pd.DataFrame) -> pd.DataFrame:
-    """Sort by (label, path), number the rows 0..N-1 as ``sample_id``, fix dtypes.
+def finalise(table: pd.DataFrame, *, order: tuple[str, ...] = ("label", "path")) -> pd.DataFrame:
+    """Sort by ``order``, number the rows 0..N-1 as ``sample_id``, fix dtypes.
 
     ``table`` needs ``path``, ``label`` and ``class_name``; other columns are kept after them.
-    Raises ValueError for an empty table or duplicated paths.
+    RecordIO sorts by (label, record_index): its locators ``train.rec#9`` / ``#10`` do not sort
+    as strings. Raises ValueError for an empty table or duplicated paths.
     """
     if table.empty:
         raise ValueError("the dataset holds no images; check dataset.root / dataset.list")
@@ -42,7 +43,7 @@ def finalise(table: pd.DataFrame) -> pd.DataFrame:
     if len(dupes):
         raise ValueError(f"{len(dupes)} image paths are listed twice, e.g. {dupes.iloc[0]!r}")
     table = table.astype({"path": "string", "label": "int64", "class_name": "string"})
-    table = table.sort_values(["label", "path"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(list(order), kind="stable").reset_index(drop=True)
     table.insert(0, "sample_id", pd.RangeIndex(len(table), dtype="int64").to_numpy())
     extra = [c for c in table.columns if c not in MANIFEST_COLUMNS]
     return table[MANIFEST_COLUMNS + extra]
@@ -108,6 +109,7 @@ def build_manifest(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The manifest table of a dataset and the parameters to store in its metadata."""
     params: dict[str, Any] = {"format": fmt}
+    order = ("label", "path")
     if fmt == "demo":
         from featnorm import demo as demo_mod
 
@@ -134,9 +136,10 @@ def build_manifest(
         with recordio.RecordIO(root) as records:
             table = records.manifest().drop(columns=["sample_id"])
         params["root"] = root
+        order = ("label", "record_index")
     else:
         raise ValueError(f"dataset.format = {fmt!r} is not known; use demo, imagefolder, list or recordio")
-    manifest = finalise(table)
+    manifest = finalise(table, order=order)
     sizes = manifest.groupby("label").size()
     logger.info(
         "%d images, %d classes, class size min %d / median %d / max %d",
