@@ -31,7 +31,7 @@ CHILD_TIMEOUT_S = 300
 BATCH_S = 120  # the batched calls over all cases: brisque.score and embed_table
 EMBED_BATCH = 64
 HEADER_BYTES = 64  # "header corruption" overwrites bytes in the first 64 (markers, IHDR, sizes)
-DECODE_STATUSES = {"ok", "empty_file", "undecodable", "unsupported_channels"}
+DECODE_STATUSES = {"ok", "empty_file", "undecodable", "too_large", "unsupported_channels"}
 BRISQUE_STATUSES = {"ok", "too_small", "flat_image", "near_flat_image", "degenerate_features"}
 
 
