@@ -380,33 +380,57 @@ def fit_rule_times(results: list[dict], fmt: str, key: str) -> dict[str, tuple[f
     return fits
 
 
-def project(fits: dict, n_images: int, *, cores_list, noop_s: float, gpu_embed_ips: float | None,
-            decode_s_per_image: float, gpu_node_cores: int) -> dict:
-    """Wall-time projection for ``n_images`` on C cores and on one GPU node (seconds)."""
+# how each basis turns a rule's summed job figure into core-seconds: wall x threads, CPU as is
+BASES = {"cpu": ("cpu_s", False), "wall": ("sum_s", True)}
+
+
+def project(fits: dict, n_images: int, *, threads_scale: bool, cores_list, noop_s: float,
+            gpu_embed_ips: float | None, decode_s_per_image: float, gpu_node_cores: int) -> dict:
+    """Wall-time projection for ``n_images`` on C cores and on one GPU node (seconds).
+
+    ``fits`` maps rule -> (a, b) of job seconds = a + b * N; with ``threads_scale`` they are wall
+    seconds (multiplied by the rule's threads to give core-seconds), else CPU seconds.
+    """
     parallel = serial = 0.0  # core-seconds of per-shard stages; seconds of single jobs
     for rule, (a, b) in fits.items():
         t = a + b * n_images
         if rule in PER_SHARD_RULES:
-            parallel += t * RULE_THREADS.get(rule, 1)
+            parallel += t * (RULE_THREADS.get(rule, 1) if threads_scale else 1)
         else:
             serial += t
     cpu = {str(c): round(serial + parallel / c + noop_s, 1) for c in cores_list}
-    brisque = fits.get("score_brisque", (0.0, 0.0))
-    embed_cpu = fits.get("embed_shard", (0.0, 0.0))
-    brisque_core_s = brisque[0] + brisque[1] * n_images
+    a, b = fits.get("score_brisque", (0.0, 0.0))
+    brisque_core_s = (a + b * n_images) * (RULE_THREADS["score_brisque"] if threads_scale else 1)
+    a, b = fits.get("embed_shard", (0.0, 0.0))
+    embed_core_s = (a + b * n_images) * (RULE_THREADS["embed_shard"] if threads_scale else 1)
     # GPU node: decoding runs on the node's CPU cores beside BRISQUE; the forward pass on the GPU
     decode_core_s = decode_s_per_image * n_images
     cpu_side = (brisque_core_s + decode_core_s) / gpu_node_cores
     gpu_side = n_images / gpu_embed_ips if gpu_embed_ips else 0.0
     gpu_node = serial + max(cpu_side, gpu_side) + noop_s
     return {"images": n_images, "serial_s": round(serial, 1), "per_shard_core_s": round(parallel, 1),
-            "cpu_wall_s_by_cores": cpu, "embed_cpu_core_s": round(
-                (embed_cpu[0] + embed_cpu[1] * n_images) * RULE_THREADS["embed_shard"], 1),
+            "cpu_wall_s_by_cores": cpu, "embed_core_s": round(embed_core_s, 1),
+            "brisque_core_s": round(brisque_core_s, 1),
             "gpu_node": {"cores": gpu_node_cores, "wall_s": round(gpu_node, 1),
-                         "brisque_core_s": round(brisque_core_s, 1),
                          "decode_core_s": round(decode_core_s, 1),
                          "gpu_forward_s": round(gpu_side, 1), "gpu_embed_ips": gpu_embed_ips,
                          "measured_gpu": gpu_embed_ips is not None}}
+
+
+def projections(result: dict, others: list[dict], args: argparse.Namespace) -> dict:
+    """Per format and basis (cpu, wall), the CASIA-WebFace projection."""
+    out = {}
+    for fmt, run in result["runs"].items():
+        sizes = sorted({o["images"] for o in others if fmt in o["runs"]} | {result["images"]})
+        out[fmt] = {"fitted_on_sizes": sizes}
+        for basis, (key, threads_scale) in BASES.items():
+            fits = fit_rule_times([*others, result], fmt, key)
+            out[fmt][basis] = project(
+                fits, CASIA_IMAGES, threads_scale=threads_scale, cores_list=args.project_cores,
+                noop_s=run["noop"]["wall_s"], gpu_embed_ips=args.gpu_embed_ips,
+                decode_s_per_image=result["decode_cpu_s_per_image"],
+                gpu_node_cores=args.gpu_node_cores)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,23 +483,53 @@ def markdown(result: dict, others: list[dict]) -> str:
                     cells.append(f"{row['rss_max_mib']:.0f}" if row else "-")
                 lines.append(f"| {fmt} | {rule} | " + " | ".join(cells) + " |")
         lines.append("")
-    for fmt, p in result["projection"].items():
-        g = p["gpu_node"]
-        cores = " / ".join(f"{c} cores {_hms(s)}" for c, s in p["cpu_wall_s_by_cores"].items())
-        assumption = ("GPU forward at the given measured throughput "
-                      f"{g['gpu_embed_ips']} images/s" if g["measured_gpu"] else
-                      "ESTIMATE: GPU forward assumed not to be the bottleneck (official ir_50 GPU "
-                      "throughput not measured here); embedding bound by decoding on the node's cores")
-        lines += [f"Projection to CASIA-WebFace ({CASIA_IMAGES:,} images), {fmt}, demo model: "
-                  f"{cores} (single jobs {p['serial_s']:.0f} s + per-shard "
-                  f"{p['per_shard_core_s'] / 3600:.2f} core-h / cores); one GPU node "
-                  f"({g['cores']} cores): {_hms(g['wall_s'])} ({assumption}; BRISQUE "
-                  f"{g['brisque_core_s'] / 3600:.2f} core-h + decode {g['decode_core_s'] / 3600:.2f} "
-                  f"core-h over {g['cores']} cores).", ""]
+    gpu_ips = None
+    for fmt, proj in result["projection"].items():
+        lines += [f"Projection to CASIA-WebFace ({CASIA_IMAGES:,} images), {fmt}, demo model, "
+                  f"fitted on sizes {proj['fitted_on_sizes']} (job time = a + b N per rule):", "",
+                  "| basis | " + " | ".join(f"{c} cores" for c in proj["cpu"]["cpu_wall_s_by_cores"])
+                  + " | one GPU node | single jobs s | per-shard core-h | BRISQUE core-h | "
+                  "embed core-h (CPU) |",
+                  "|---|" + "---:|" * (len(proj["cpu"]["cpu_wall_s_by_cores"]) + 5)]
+        for basis in BASES:
+            p = proj[basis]
+            g = p["gpu_node"]
+            gpu_ips = g["gpu_embed_ips"]
+            label = "CPU time (contention-free)" if basis == "cpu" else "wall time (upper bound)"
+            lines.append(f"| {label} | " + " | ".join(_hms(s) for s in p["cpu_wall_s_by_cores"].values())
+                         + f" | {_hms(g['wall_s'])} | {p['serial_s']:.0f} | "
+                         f"{p['per_shard_core_s'] / 3600:.2f} | {p['brisque_core_s'] / 3600:.2f} | "
+                         f"{p['embed_core_s'] / 3600:.2f} |")
+        lines.append("")
+    g_cores = next(iter(result["projection"].values()))["cpu"]["gpu_node"]["cores"]
+    if gpu_ips:
+        lines.append(f"GPU node ({g_cores} cores): embedding forward at the given measured "
+                     f"{gpu_ips:.0f} images/s, BRISQUE and decoding spread over the node's cores.")
+    else:
+        lines.append(f"GPU node ({g_cores} cores) is an ESTIMATE: no GPU throughput was given, so the "
+                     "forward pass is assumed not to be the bottleneck and the embedding stage is "
+                     f"bound by decoding + preprocessing ({1e3 * result['decode_cpu_s_per_image']:.2f} "
+                     "ms CPU per image, measured) spread with BRISQUE over the node's cores.")
+    lines.append("")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def finish(result: dict, out: Path, args: argparse.Namespace) -> int:
+    """Project, render, write OUT/scale-N.json and print the report."""
+    others = []
+    for path in sorted(out.glob("scale-*.json")):
+        other = json.loads(path.read_text())
+        if other["images"] != result["images"] and other.get("shards") == result["shards"]:
+            others.append(other)
+    result["projection"] = projections(result, others, args)
+    result.setdefault("loadavg_end", os.getloadavg())
+    result["markdown"] = markdown(result, others)
+    (out / f"scale-{result['images']}.json").write_text(json.dumps(result, indent=1, default=float))
+    sys.stdout.write(result["markdown"] + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="measured GPU embedding throughput (images/s) for the GPU-node projection")
     p.add_argument("--gpu-node-cores", type=int, default=16, help="CPU cores of the GPU node")
     p.add_argument("--project-cores", type=int, nargs="+", default=[2, 16, 64])
+    p.add_argument("--report-only", action="store_true",
+                   help="recompute the projection and report from OUT/scale-N.json (no runs)")
     p.add_argument("--clean", action="store_true",
                    help="remove the generated dataset and run folders at the end (JSON kept)")
     args = p.parse_args(argv)
@@ -502,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data_dir = (args.data_dir or out / f"data-{args.images}").resolve()
 
+    if args.report_only:
+        result = json.loads((out / f"scale-{args.images}.json").read_text())
+        return finish(result, out, args)
     checkpoint, ckpt_info = demo_checkpoint(out)
     logger.info("checkpoint %s (%s)", checkpoint, ckpt_info)
     dataset = build_dataset(data_dir, args.images, seed=args.seed, processes=args.gen_processes)
@@ -529,25 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(result_dirs.values()))
     result["decode_cpu_s_per_image"] = decode_cost(first, DECODE_PROBE_IMAGES)
 
-    others = []
-    for path in sorted(out.glob("scale-*.json")):
-        other = json.loads(path.read_text())
-        if other["images"] != args.images and other.get("shards") == args.shards:
-            others.append(other)
-    result["projection"] = {}
-    for fmt, run in result["runs"].items():
-        fits = fit_rule_times([*others, result], fmt, "sum_s")
-        result["projection"][fmt] = project(
-            fits, CASIA_IMAGES, cores_list=args.project_cores, noop_s=run["noop"]["wall_s"],
-            gpu_embed_ips=args.gpu_embed_ips, decode_s_per_image=result["decode_cpu_s_per_image"],
-            gpu_node_cores=args.gpu_node_cores)
-        result["projection"][fmt]["fitted_on_sizes"] = sorted(
-            {o["images"] for o in others if fmt in o["runs"]} | {args.images})
-    result["loadavg_end"] = os.getloadavg()
-    report = markdown(result, others)
-    result["markdown"] = report
-    (out / f"scale-{args.images}.json").write_text(json.dumps(result, indent=1, default=float))
-    sys.stdout.write(report + "\n")
+    finish(result, out, args)
     if args.clean:
         shutil.rmtree(data_dir, ignore_errors=True)
         for fmt in args.formats:
