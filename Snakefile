@@ -28,6 +28,11 @@ rule all:
         final_outputs(),
 
 
+rule manifest:
+    input:
+        manifest_table(),
+
+
 rule brisque_all:
     input:
         brisque_tables(),
