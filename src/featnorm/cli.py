@@ -303,7 +303,7 @@ def _save_figure(fig, png: str, svg: str) -> None:
 
     for path, fmt in ((png, "png"), (svg, "svg")):
         with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")  # long labels stay whole
     plt.close(fig)
 
 
