@@ -452,10 +452,8 @@ def correlate(
     n_classes = len(np.unique(codes))
     flags: list[str] = []
     if n < 3:
-        flags.append(f"only {n} usable rows (need >= 3)")
-        return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan,
-                       np.nan, flags)
-    g = weights.shape[1] if weights is not None else int(codes.max()) + 1
+        return _too_few_rows(n, n_classes, need=3)
+    g = _class_count(codes, weights)
     if method == "kendall":
         s, r = kendall_scores(x, y)
         if not np.isfinite(r):
@@ -500,6 +498,17 @@ def correlate(
     return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
 
 
+def _too_few_rows(n: int, n_classes: int, *, need: int) -> CorrelationResult:
+    """The flagged all-NaN result of a statistic with fewer than ``need`` usable rows."""
+    return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan, np.nan,
+                   [f"only {n} usable rows (need >= {need})"])
+
+
+def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
+    """Number of class columns: the bootstrap weights' width, else the largest code + 1."""
+    return weights.shape[1] if weights is not None else int(codes.max()) + 1
+
+
 def _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags) -> CorrelationResult:
     return CorrelationResult(
         r=float(r), n=n, n_classes=n_classes, ci_low=boot_ci[0], ci_high=boot_ci[1],
@@ -530,10 +539,8 @@ def partial_correlation(
     n_classes = len(np.unique(codes))
     flags: list[str] = []
     if n < 4:
-        flags.append(f"only {n} usable rows (need >= 4)")
-        return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan,
-                       np.nan, flags)
-    g = weights.shape[1] if weights is not None else int(codes.max()) + 1
+        return _too_few_rows(n, n_classes, need=4)
+    g = _class_count(codes, weights)
     data = np.column_stack([x - x.mean(), y - y.mean(), z - z.mean()])
     sums = moment_sums(data, codes, g)
 
