@@ -52,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -216,11 +217,17 @@ def _proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of proc(5)
 
 
-def run_snakemake(workdir: Path, cores: int, log_name: str) -> dict:
-    """Run snakemake in ``workdir``; wall time, Snakemake's own CPU seconds, load samples."""
+def run_snakemake(workdir: Path, cores: int, log_name: str, *, extra_args: Sequence[str] = (),
+                  sample: Callable[[float], None] | None = None,
+                  interval_s: float = LOAD_SAMPLE_S) -> dict:
+    """Run snakemake in ``workdir``; wall time, Snakemake's own CPU seconds, load samples.
+
+    ``extra_args`` go on the command line after ``--cores``; ``sample(elapsed_s)``, when given,
+    is called every ``interval_s`` while Snakemake runs (e.g. to record GPU utilisation).
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-           "--cores", str(cores)]
+           "--cores", str(cores), *extra_args]
     loads: list[float] = []
     cpu_s = 0.0
     with open(workdir / log_name, "w") as log:
@@ -229,8 +236,10 @@ def run_snakemake(workdir: Path, cores: int, log_name: str) -> dict:
         while proc.poll() is None:
             loads.append(os.getloadavg()[0])
             cpu_s = _proc_cpu_s(proc.pid) or cpu_s
+            if sample is not None:
+                sample(time.perf_counter() - started)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=LOAD_SAMPLE_S)
+                proc.wait(timeout=interval_s)
         wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"snakemake failed in {workdir} (exit {proc.returncode}); see "
@@ -291,8 +300,8 @@ def _concat(paths) -> pd.DataFrame:
     return pd.concat([io.read_table(p) for p in sorted(paths)], ignore_index=True)
 
 
-def reconcile(results: Path, n_images: int, identities: int) -> dict:
-    """Raise unless every per-image table holds every manifest row exactly once."""
+def reconcile(results: Path, n_images: int, identities: int, *, model: str = MODEL_NAME) -> dict:
+    """Raise unless every per-image table holds every manifest row exactly once (``model``'s)."""
     manifest = io.read_table(results / "manifest.parquet")
     ids = manifest["sample_id"].to_numpy()
     problems = []
@@ -304,15 +313,15 @@ def reconcile(results: Path, n_images: int, identities: int) -> dict:
         problems.append("manifest sample_id is not 0..N-1")
     tables = {"shards": _concat((results / "shards").glob("shard-*.parquet")),
               "brisque": _concat((results / "brisque").glob("shard-*.parquet")),
-              "embed": _concat((results / "embed" / MODEL_NAME).glob("shard-*.parquet")),
-              "samples": io.read_table(results / MODEL_NAME / "samples.parquet")}
+              "embed": _concat((results / "embed" / model).glob("shard-*.parquet")),
+              "samples": io.read_table(results / model / "samples.parquet")}
     status = {}
     for name, table in tables.items():
         if len(table) != len(manifest) or not np.array_equal(np.sort(table["sample_id"]), ids):
             problems.append(f"{name}: {len(table)} rows do not match the manifest's sample_ids")
         if "status" in table.columns:
             status[name] = {str(k): int(v) for k, v in table["status"].value_counts().items()}
-    stats = io.read_table(results / MODEL_NAME / "class_stats.parquet")
+    stats = io.read_table(results / model / "class_stats.parquet")
     if int(stats["n"].sum()) != n_images:
         problems.append(f"class_stats n sums to {int(stats['n'].sum())}, expected {n_images}")
     if problems:
