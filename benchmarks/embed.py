@@ -35,8 +35,8 @@ Run from the repository root::
 and once per arch the official loop (fp32, ``--official-images`` images, on the same device).
 It writes ``embed_sweep.csv`` (one row per arch, precision, batch size) and
 ``embed_summary.csv`` (per arch and precision: the best batch size and its ratios to the official
-loop) to ``--out``; ``embed_sweep.csv`` is rewritten after every row, so a run stopped at its time
-limit keeps what it measured::
+loop) to ``--out``; both are rewritten after every row, so a run stopped at its time limit keeps
+what it measured::
 
     python benchmarks/embed.py --device cuda --arch ir_50 ir_101 --precisions fp32 bf16 fp16 \
         --batch-sizes 64 256 1024 --workers 8 --out /tmp/embed-gpu
@@ -380,10 +380,11 @@ def sweep(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
                                 batch_size, forward_ips, pipeline_ips,
                                 pipeline_ips / official_ips, deviation)
                     _write_csv(rows, args.out / "embed_sweep.csv", SWEEP_COLUMNS)
+                    summary = summarise_sweep(pd.DataFrame(rows, columns=SWEEP_COLUMNS))
+                    _write_csv(summary.to_dict("records"), args.out / "embed_summary.csv",
+                               list(summary.columns))
                 del prepared
     table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
-    summary = summarise_sweep(table)
-    _write_csv(summary.to_dict("records"), args.out / "embed_summary.csv", list(summary.columns))
     logger.info("best batch per arch and precision:\n%s", summary.to_string(index=False))
     return table
 
