@@ -82,11 +82,14 @@ PY=$(command -v python3 || command -v python)
 if ! command -v python >/dev/null; then
   mkdir -p "$WORK/bin" && ln -sf "$PY" "$WORK/bin/python" && export PATH="$WORK/bin:$PATH"
 fi
+# carried wheels (GPU_BENCH_WHEELS, default .whl): installed without dependencies, beside the
+# machine's packages, never over them
+WHEELS=${GPU_BENCH_WHEELS:-.whl}
 SITE=""
-if compgen -G ".whl/*.whl" >/dev/null; then
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
   SITE="$WORK/site"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$SITE" .whl/*.whl >>"$LOG" 2>&1 || { echo "wheel install failed; see $LOG" >&2; exit 1; }
+    --target "$SITE" "$WHEELS"/*.whl >>"$LOG" 2>&1 || { echo "wheel install failed; see $LOG" >&2; exit 1; }
 fi
 export PYTHONPATH="$PWD/src${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
 

@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-.whl}
+# the machine's Python; another version only to rehearse the install on a CPU machine
+PYTHON_VERSION=${GPU_WHEELS_PYTHON:-3.12}
 
 WHEELS=(
   snakemake==9.27.1
@@ -59,7 +61,7 @@ WHEELS=(
 )
 
 mkdir -p "$DEST"
-python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+python3 -m pip download --no-deps --only-binary=:all: --python-version "$PYTHON_VERSION" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux1_x86_64 -d "$DEST" "${WHEELS[@]}"
