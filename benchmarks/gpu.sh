@@ -53,7 +53,7 @@ elif [ "$SIZE" = tiny ]; then
               --forward-images 16 --pipeline-images 16 --official-images 8
               --deviation-images 8 --workers 0 --threads 2)
   # tiny: up to merge_samples (the figures add a minute on 2 cores and nothing GPU-related)
-  FLOW_ARGS=(--images 300 --arch ir_demo --precision fp32 --batch-size 16 --workers 0
+  FLOW_ARGS=(--images 300 --arch ir_demo --precision fp32 --batch-size 16 --workers 1
              --embed-threads 1 --gpu-slots 1 --shards 2 --cores 2 --bootstrap-replicates 50
              --gen-processes 2 --until merge_samples)
   EMBED_LIMIT_S=300 FLOW_LIMIT_S=300

@@ -121,6 +121,9 @@ def test_workflow_rows_reconcile_and_occupancy_adds_up(dry_run):
     assert list(timeline.columns) == gpu_workflow.TIMELINE_COLUMNS
     assert timeline["t_s"].is_monotonic_increasing
     assert timeline["gpu_util_pct"].isna().all()  # CPU run: no GPU counters
+    # one decoding worker per embed job shares its command line: counted once, so at most the
+    # gpu slots (1) even while a worker runs
+    assert result["workers"] == 1
     assert 1 <= timeline["embed_jobs"].max() <= result["gpu_slots"]
     assert timeline["brisque_jobs"].max() >= 1
 
