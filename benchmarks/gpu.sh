@@ -101,14 +101,19 @@ export PYTHONPATH="$PWD/src${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
   echo
 } | tee -a "$SUMMARY" "$LOG"
 
+LIMIT=(timeout --signal=TERM --kill-after=15)
+command -v timeout >/dev/null || { LIMIT=(); echo "no 'timeout' command: steps run without limits" | tee -a "$LOG"; }
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, log it, remember a failure
   local name=$1 limit=$2; shift 2
   echo "== $name: $* ==" | tee -a "$LOG"
   local started=$SECONDS rc
-  timeout --signal=TERM --kill-after=15 "$limit" "$@" >>"$LOG" 2>&1
+  if [ ${#LIMIT[@]} -gt 0 ]; then "${LIMIT[@]}" "$limit" "$@" >>"$LOG" 2>&1; else "$@" >>"$LOG" 2>&1; fi
   rc=$?
-  echo "== $name: exit $rc after $((SECONDS - started)) s ==" | tee -a "$LOG" "$SUMMARY"
-  [ "$rc" -eq 0 ] || status=1
+  echo "== $name: exit $rc after $((SECONDS - started)) s (limit $limit s) ==" | tee -a "$LOG" "$SUMMARY"
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    tail -n 40 "$LOG"  # the error, in the device call's output_tail too
+  fi
 }
 
 step embed "$EMBED_LIMIT_S" "$PY" benchmarks/embed.py --device "$DEVICE" --out "$OUT" "${EMBED_ARGS[@]}"
@@ -119,5 +124,7 @@ if [ -f "$OUT/embed_summary.csv" ]; then
 fi
 step workflow "$FLOW_LIMIT_S" "$PY" benchmarks/gpu_workflow.py --device "$DEVICE" \
   --work "$WORK" --out "$OUT" --summary "$SUMMARY" "${FLOW_ARGS[@]}"
+echo
+cat "$SUMMARY"
 echo "results in $OUT"
 exit $status

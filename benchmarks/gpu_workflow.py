@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     config = write_config(workdir, args, work / f"data-{args.images}" / args.format, checkpoint)
     extra = ["--resources", f"gpu={args.gpu_slots}", "--set-resources", "embed_shard:gpu=1",
-             "--set-threads", f"embed_shard={args.embed_threads}"]
+             "--set-threads", f"embed_shard={args.embed_threads}",
+             "--show-failed-logs"]  # a failed job's log lands in snakemake.log, hence in ours
     if args.until:
         extra += ["--until", args.until]
     timeline = Timeline(workdir, gpu=args.device == "cuda")
