@@ -16,66 +16,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-import torch
 import yaml
 from snakemake_cli import SNAKEMAKE_TIMEOUT_S, run_snakemake
-
-from featnorm import models
-from featnorm.models.recipe import golden_state_dict
-
-REPO = Path(__file__).resolve().parents[1]
-SHARDS = 2
-MODEL = "mine"
+from user_data import REPO, USER_MODEL, USER_SHARDS, checkout_like, make_user_data, user_config
 
 pytestmark = pytest.mark.workflow
 
 
-# ---------------------------------------------------------------------------------------------
-# the user's data: an image folder, a checkpoint, a working directory like their checkout
-# ---------------------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
 def user_data(tmp_path_factory) -> tuple[Path, Path]:
-    """(image folder root/<class>/<image>.jpg, AdaFace-layout ir_demo checkpoint)."""
-    folder = tmp_path_factory.mktemp("user_data")
-    rng = np.random.default_rng(13)
-    for person in range(3):
-        (folder / "faces" / f"person_{person}").mkdir(parents=True)
-        for i in range(2):
-            noise = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-            image = cv2.GaussianBlur(noise, (7, 7), 0)
-            assert cv2.imwrite(str(folder / "faces" / f"person_{person}" / f"{i}.jpg"), image)
-    checkpoint = folder / "my_model.ckpt"
-    weights = golden_state_dict(models.build("adaface", "ir_demo"))
-    torch.save({"state_dict": {f"model.{k}": v for k, v in weights.items()}}, checkpoint)
-    return folder / "faces", checkpoint
-
-
-def checkout_like(workdir: Path) -> Path:
-    """``workdir`` holding the repository's own config.yaml, as the user's checkout does."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    return workdir
-
-
-def user_config(path: Path, user_data: tuple[Path, Path], *, with_model: bool = True,
-                **extra) -> Path:
-    root, checkpoint = user_data
-    config: dict = {"dataset": {"format": "imagefolder", "root": str(root)}, "shards": SHARDS}
-    if with_model:
-        config["models"] = {MODEL: {"family": "adaface", "arch": "ir_demo",
-                                    "checkpoint": str(checkpoint)}}
-    path.write_text(yaml.safe_dump({**config, **extra}))
-    return path
+    return make_user_data(tmp_path_factory.mktemp("user_data"))
 
 
 def planned(result) -> tuple[dict[str, int], str]:
@@ -89,10 +44,10 @@ def planned(result) -> tuple[dict[str, int], str]:
 def assert_only_the_user_model(result) -> None:
     jobs, text = planned(result)
     assert "train_demo_model" not in jobs, jobs
-    assert jobs["embed_shard"] == SHARDS, jobs
+    assert jobs["embed_shard"] == USER_SHARDS, jobs
     assert not re.search(r"\bdemo\b", text.replace("dataset.demo", "")), "a demo job is planned"
     assert re.findall(r"wildcards: model=(\S+)", text) and {
-        m.rstrip(",") for m in re.findall(r"model=(\S+)", text)} == {MODEL}
+        m.rstrip(",") for m in re.findall(r"model=(\S+)", text)} == {USER_MODEL}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +104,7 @@ def test_slurm_profile_plans_the_user_model_without_a_cluster(tmp_path: Path, us
                            "--dry-run")
     assert_only_the_user_model(result)
     embed_jobs = re.findall(r"rule embed_shard:.*?resources: ([^\n]*)", result.stdout, re.DOTALL)
-    assert len(embed_jobs) == SHARDS and all("gpu=1" in r for r in embed_jobs), embed_jobs
+    assert len(embed_jobs) == USER_SHARDS and all("gpu=1" in r for r in embed_jobs), embed_jobs
 
 
 # ---------------------------------------------------------------------------------------------
