@@ -188,6 +188,8 @@ def run_embed(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
     device = embed.resolve_device(args.device, env=os.environ)  # a GPU job must get its GPU
+    logger.info("embed.device %s -> %s (%s); GPU given to this job: %s", args.device, device,
+                embed.device_name(device), embed.gpu_assignment(os.environ) or "none")
     shard = io.read_table(args.shard)
     model = models.load(args.checkpoint, args.family, args.arch,
                         trust_legacy_pickle=args.trust_legacy_checkpoint)

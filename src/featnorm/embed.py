@@ -6,7 +6,9 @@ resized by :data:`featnorm.models.RESIZE_POLICY`), mapped to the family's input 
 same lookup table as :func:`featnorm.models.preprocess`, and batched. The model runs in
 ``eval()`` under ``torch.inference_mode()`` on an inference copy (BatchNorms folded into the
 convs, NHWC "channels-last" layout; outputs change by float32 rounding only). An image that
-cannot be decoded keeps its row, with its status and a NaN norm; nothing is dropped.
+cannot be decoded, or whose shorter side is under ``min_side`` (status ``too_small``), keeps its
+row, with its status and a NaN norm; nothing is dropped. A job that was given a GPU which torch
+cannot use stops (:func:`choose_device`) instead of running on the CPU.
 
 Flip fusion (optional) adds the horizontally flipped view, as AdaFace's validation code does:
 
