@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 # The workflow runs the featnorm package of its own checkout: here, to check the config while
-# Snakemake parses (torch- and OpenCV-free: planning needs Snakemake, PyYAML and pandas only),
+# Snakemake parses (torch- and OpenCV-free: planning needs Snakemake and NumPy only),
 # and in every job through PYTHONPATH. The conda envs in envs/ therefore list third-party
 # packages only: Snakemake copies an env file under .snakemake/conda/ before creating it, so the
 # file cannot install this checkout by a path relative to itself.
