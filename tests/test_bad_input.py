@@ -113,8 +113,8 @@ EXPECTED: dict[str, tuple[str, str, str, str]] = {
     "truncated_jpeg": ("broken", "truncated.jpg", "undecodable", "undecodable"),
     "zero_byte": ("broken", "zero_byte.jpg", "empty_file", "empty_file"),
     "text_as_png": ("broken", "not_an_image.png", "undecodable", "undecodable"),
-    "size_1x1": ("sizes", "one_pixel.png", "too_small", "ok"),
-    "size_16x16": ("sizes", "sixteen.png", "too_small", "ok"),
+    "size_1x1": ("sizes", "one_pixel.png", "too_small", "too_small"),
+    "size_16x16": ("sizes", "sixteen.png", "too_small", "too_small"),
     "flat": ("sizes", "flat.png", "flat_image", "ok"),
     "huge_10000x10000": ("sizes", "huge.jpg", "ok", "ok"),
     "grey": ("formats", "grey.png", "ok", "ok"),
@@ -315,11 +315,13 @@ def test_cmyk_jpeg_decodes_to_the_right_colours(bad_folder):
     assert np.abs(decoded.astype(int) - plain.astype(int)).mean() < 4  # JPEG q95 error only
 
 
-def test_small_and_huge_images_are_resized_for_the_model(bad_run: Path):
+def test_huge_images_are_resized_for_the_model_and_tiny_ones_refused(bad_run: Path):
+    """Above embed.min_side (32 px) an image of another size is resized to 112x112; below it
+    nothing is fed to the model (too_small), so nothing is resized."""
     table = per_image(bad_run)
-    for name in ("one_pixel.png", "sixteen.png", "huge.jpg"):
-        assert bool(table.loc[name, "resized"]), name
-    assert not bool(table.loc["flat.png", "resized"])
+    assert bool(table.loc["huge.jpg", "resized"])
+    for name in ("one_pixel.png", "sixteen.png", "flat.png"):
+        assert not bool(table.loc[name, "resized"]), name
 
 
 def test_huge_image_memory_stays_bounded(bad_run: Path):

@@ -209,7 +209,7 @@ def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files
     code = main([
         "embed", "--shard", str(shard_path), "--checkpoint", str(ckpt), "--family", "adaface",
         "--arch", "ir_demo", "--device", "cpu", "--batch-size", "2", "--workers", "0",
-        "--flip-fusion", "none", "--precision", "fp32", "--save-embeddings", "--threads", "1",
+        "--min-side", "32", "--flip-fusion", "none", "--precision", "fp32", "--save-embeddings", "--threads", "1",
         "--output", str(output), "--log", str(log),
     ])
     assert code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -164,6 +165,8 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--workers", type=int, required=True, help="decoding worker processes")
+    p.add_argument("--min-side", type=int, required=True,
+                   help="px; images with a shorter side get status too_small")
     p.add_argument("--flip-fusion", required=True,
                    choices=["none", "pre_norm_vector_add", "norm_weighted_avg"])
     p.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16"],
@@ -184,19 +187,21 @@ def run_embed(args: argparse.Namespace) -> None:
     from featnorm import embed, io, models
 
     torch.set_num_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
+    device = embed.resolve_device(args.device, env=os.environ)  # a GPU job must get its GPU
+    logger.info("embed.device %s -> %s (%s); GPU given to this job: %s", args.device, device,
+                embed.device_name(device), embed.gpu_assignment(os.environ) or "none")
     shard = io.read_table(args.shard)
     model = models.load(args.checkpoint, args.family, args.arch,
                         trust_legacy_pickle=args.trust_legacy_checkpoint)
-    device = embed.resolve_device(args.device)
     table = embed.embed_table(
         shard, model, family=args.family, device=str(device), batch_size=args.batch_size,
-        workers=args.workers, flip_fusion=args.flip_fusion, precision=args.precision,
-        save_embeddings=args.save_embeddings,
+        workers=args.workers, min_side=args.min_side, flip_fusion=args.flip_fusion,
+        precision=args.precision, save_embeddings=args.save_embeddings,
     )
     params = embed.embedding_params(
         family=args.family, arch=args.arch, checkpoint=args.checkpoint, device=device,
         batch_size=args.batch_size, flip_fusion=args.flip_fusion, precision=args.precision,
-        save_embeddings=args.save_embeddings,
+        save_embeddings=args.save_embeddings, min_side=args.min_side,
     )
     params["shard"] = io.read_metadata(args.shard).get("shard")
     params["rows"] = len(table)

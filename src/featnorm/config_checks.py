@@ -1,7 +1,8 @@
 """Checks of a validated configuration that a JSON schema cannot express.
 
 They run while Snakemake parses the workflow, before any job: each error names the key, the
-value received and what to change.
+value received and what to change. This module and what it imports are free of torch and OpenCV,
+so planning (``snakemake -n``, a login node, every SLURM job's own Snakemake) needs neither.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 __all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings"]
 
 TRAIN_CHECKPOINT = "train"  # models.<name>.checkpoint value that asks for the demo model
+#: train.<key> that allows `checkpoint: train` on a dataset other than the demo.
+ALLOW_USER_DATASET = "allow_non_demo_dataset"
 MODEL_DEFAULTS = {"family": "adaface"}  # schema defaults inside models.<name> (see below)
 
 
@@ -50,7 +53,7 @@ def _check_dataset(dataset: dict[str, Any]) -> None:
 
 
 def _check_models(config: dict[str, Any]) -> None:
-    from featnorm.models import ARCHS
+    from featnorm.archs import ARCHS
 
     for name in config["models"]:
         settings = model_settings(config, name)
@@ -66,6 +69,7 @@ def _check_models(config: dict[str, Any]) -> None:
                     f"models.{name}.checkpoint = train works for family adaface only "
                     f"(got family {family}); give a checkpoint file instead"
                 )
+            _check_training_dataset(config, name)
         elif not Path(checkpoint).is_file():
             raise ConfigError(
                 f"models.{name}.checkpoint = {checkpoint!r} does not exist; give the path to a "
@@ -73,10 +77,29 @@ def _check_models(config: dict[str, Any]) -> None:
             )
 
 
+def _check_training_dataset(config: dict[str, Any], name: str) -> None:
+    """`checkpoint: train` on a dataset other than the demo only when asked for explicitly.
+
+    The demo model is a tiny network meant for the synthetic demo; trained on a real dataset it
+    costs hours of CPU before anything useful runs, and it is what a config that names no models
+    gets by default (the schema's ``models`` default).
+    """
+    fmt = config["dataset"]["format"]
+    if fmt == "demo" or config["train"][ALLOW_USER_DATASET]:
+        return
+    raise ConfigError(
+        f"models.{name}.checkpoint = train would train the small demo model on your dataset "
+        f"(dataset.format = {fmt}). Name your own models under `models:` with their checkpoint "
+        "files (an entry there replaces the default demo model; see the README, \"Your own data "
+        f"and models\"), or set train.{ALLOW_USER_DATASET}: true to train the demo model on it "
+        "on purpose"
+    )
+
+
 def _check_shards(config: dict[str, Any]) -> None:
     if config["dataset"]["format"] != "demo":
         return  # other datasets are counted when the manifest exists (the shard step checks)
-    from featnorm.demo import DemoParams, class_sizes
+    from featnorm.demo_params import DemoParams, class_sizes
 
     try:
         images = int(class_sizes(DemoParams(**config["dataset"]["demo"])).sum())

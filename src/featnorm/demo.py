@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from featnorm.demo_params import DemoParams, class_sizes
 from featnorm.io import atomic_path
 
 __all__ = ["DemoParams", "class_sizes", "generate", "render_identity_image", "true_quality"]
@@ -51,36 +51,6 @@ _SAVE_JPEG_QUALITY = 95  # quality of undegraded JPEG files (the "no JPEG degrad
 
 # probability that an image escapes each degradation; keeps a healthy share of clean images
 _P_CLEAN = {"blur": 0.5, "downup": 0.6, "noise": 0.5, "jpeg": 0.5}
-
-
-@dataclass(frozen=True)
-class DemoParams:
-    """Generator parameters; defaults mirror workflow/schemas/config.schema.yaml."""
-
-    identities: int = 320
-    min_images: int = 2
-    max_images: int = 160
-    zipf_exponent: float = 0.7
-    image_format: str = "jpg"
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.identities < 2:
-            raise ValueError(f"dataset.demo.identities = {self.identities}; use 2 or more")
-        if not 2 <= self.min_images <= self.max_images:
-            raise ValueError(
-                f"dataset.demo.min_images = {self.min_images}, max_images = {self.max_images}; "
-                "need 2 <= min_images <= max_images"
-            )
-        if self.image_format not in ("jpg", "png"):
-            raise ValueError(f"dataset.demo.image_format = {self.image_format!r}; use jpg or png")
-
-
-def class_sizes(params: DemoParams) -> np.ndarray:
-    """Images per identity, ndarray of shape (identities,) int64, largest first."""
-    rank = np.arange(1, params.identities + 1, dtype=np.float64)
-    sizes = np.rint(params.max_images * rank ** (-params.zipf_exponent))
-    return np.clip(sizes, params.min_images, params.max_images).astype(np.int64)
 
 
 def true_quality(blur_sigma, downup_factor, noise_sigma, jpeg_quality) -> np.ndarray:

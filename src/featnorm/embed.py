@@ -6,7 +6,9 @@ resized by :data:`featnorm.models.RESIZE_POLICY`), mapped to the family's input 
 same lookup table as :func:`featnorm.models.preprocess`, and batched. The model runs in
 ``eval()`` under ``torch.inference_mode()`` on an inference copy (BatchNorms folded into the
 convs, NHWC "channels-last" layout; outputs change by float32 rounding only). An image that
-cannot be decoded keeps its row, with its status and a NaN norm; nothing is dropped.
+cannot be decoded, or whose shorter side is under ``min_side`` (status ``too_small``), keeps its
+row, with its status and a NaN norm; nothing is dropped. A job that was given a GPU which torch
+cannot use stops (:func:`choose_device`) instead of running on the CPU.
 
 Flip fusion (optional) adds the horizontally flipped view, as AdaFace's validation code does:
 
@@ -22,8 +24,9 @@ import copy
 import itertools
 import logging
 import math
+import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -42,12 +45,18 @@ from featnorm.models.preprocessing import FAMILY_LUTS
 __all__ = [
     "DEVICES",
     "FLIP_FUSIONS",
+    "GPU_ENV_VARS",
+    "MIN_SIDE_PX",
     "PRECISIONS",
+    "STATUS_TOO_SMALL",
     "EmbedOptions",
     "ImageFiles",
+    "choose_device",
+    "device_name",
     "embed_batch",
     "embed_table",
     "embedding_params",
+    "gpu_assignment",
     "output_schema",
     "prepare_model",
     "resolve_device",
@@ -56,6 +65,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Environment variables through which the user or SLURM gives a job GPUs.
+GPU_ENV_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+_NO_GPU_VALUES = frozenset({"nodevfiles", "none"})  # values that name no device (lower case)
 PRECISIONS = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: fusion rule -> what the fused norm is (written into the metadata).
@@ -67,6 +79,11 @@ FLIP_FUSIONS: dict[str, str] = {
     "re-normalised",
 }
 _PROGRESS_LINES = 20  # default: about this many progress lines per shard
+#: Shorter side (px) below which an image is not embedded: up-sampled to 112x112 a patch that
+#: small carries no face, so its norm would measure nothing. BRISQUE's own limit, so both stages
+#: refuse the same images (config key embed.min_side).
+MIN_SIDE_PX = 32
+STATUS_TOO_SMALL = "too_small"  # the same status BRISQUE records
 
 
 @dataclass(frozen=True)
@@ -80,15 +97,85 @@ class EmbedOptions:
     channels_last: bool = False
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+def gpu_assignment(env: Mapping[str, str]) -> str | None:
+    """``"NAME=value"`` of the first variable of :data:`GPU_ENV_VARS` in ``env`` that gives this
+    job a GPU, or None. ``env`` is an environment mapping (the CLI passes ``os.environ``).
+
+    ``CUDA_VISIBLE_DEVICES`` names a device unless it is empty or starts with a negative index
+    (``-1``: CUDA hides every device); the SLURM variables count unless empty, ``0`` or SLURM's
+    ``NoDevFiles``.
+    """
+    for name in GPU_ENV_VARS:
+        value = env.get(name, "").strip()
+        first = value.split(",")[0].strip()
+        if not first or first.startswith("-") or first.lower() in _NO_GPU_VALUES:
+            continue
+        if name == "SLURM_GPUS_ON_NODE" and first.isdigit() and int(first) == 0:
+            continue
+        return f"{name}={value}"
+    return None
+
+
+def choose_device(device: str, env: Mapping[str, str], *, cuda_available: bool,
+                  cuda_build: str | None) -> str:
+    """The device to embed on, ``"cuda"`` or ``"cpu"``; a pure function of its arguments.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+        ``cpu`` always runs on the CPU; ``auto`` uses CUDA when torch sees a device, else the CPU,
+        unless the job was given a GPU (see ``env``); ``cuda`` needs a device.
+    env : mapping
+        The job's environment; a GPU given through :data:`GPU_ENV_VARS` that torch cannot see is
+        an error under ``auto``, never a silent run on the CPU.
+    cuda_available, cuda_build : what torch reports (``torch.cuda.is_available()``,
+        ``torch.version.cuda``: None for a CPU-only build of torch).
+
+    Raises
+    ------
+    ValueError
+        A GPU is expected and torch sees none; the message names the cause (CPU-only build of
+        torch, or driver/visibility) and the way out (``embed.device: cpu``).
+    """
     if device not in DEVICES:
         raise ValueError(f"device {device!r} is not known; use one of {', '.join(DEVICES)}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible; use auto or cpu")
-    return torch.device(device)
+    if device == "cpu":
+        return "cpu"
+    if cuda_available:
+        return "cuda"
+    given = gpu_assignment(env)
+    if device == "auto" and given is None:
+        return "cpu"
+    if cuda_build is None:
+        cause = ("this torch is a CPU-only build (torch.version.cuda is None): install the CUDA "
+                 "build of torch in the job's environment (envs/featnorm-gpu.yaml, or the PyPI "
+                 "wheel on Linux)")
+    else:
+        cause = (f"torch is built for CUDA {cuda_build} but finds no device: the NVIDIA driver "
+                 "is missing or too old for it, or the device is not visible to this process "
+                 "(check nvidia-smi inside the job)")
+    way_out = ("to embed on the CPU on purpose, set embed.device: cpu (on SLURM, also drop the "
+               "GPU request: --profile profiles/slurm --profile profiles/slurm/cpu)")
+    if device == "cuda":
+        raise ValueError(
+            f"device 'cuda' was asked for but no CUDA GPU is visible; use auto or cpu. {cause}")
+    raise ValueError(f"the job was given a GPU ({given}) but torch sees no CUDA GPU; {cause}; "
+                     f"{way_out}")
+
+
+def resolve_device(device: str, env: Mapping[str, str] | None = None) -> torch.device:
+    """:func:`choose_device` with what this torch reports; ``env`` None skips the check of a
+    GPU given to the job (pass ``os.environ`` where the job starts)."""
+    return torch.device(choose_device(device, env or {}, cuda_available=torch.cuda.is_available(),
+                                      cuda_build=torch.version.cuda))
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of ``device`` for logs and metadata (GPU model, or CPU and threads)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu}, {torch.get_num_threads()} torch threads"
 
 
 def _check_options(flip_fusion: str, precision: str, device: torch.device) -> None:
@@ -170,9 +257,10 @@ def embed_batch(model: nn.Module, x: torch.Tensor, options: EmbedOptions
 class ImageFiles(Dataset):
     """Decodes one image per item into the model's input values; failures become a status."""
 
-    def __init__(self, paths: Sequence[str], family: str):
+    def __init__(self, paths: Sequence[str], family: str, min_side: int = MIN_SIDE_PX):
         self.paths = list(paths)
         self.lut = FAMILY_LUTS[family]
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -181,6 +269,8 @@ class ImageFiles(Dataset):
         decoded = read_image(self.paths[i])
         if not decoded.ok:
             return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), decoded.status, False
+        if min(decoded.image.shape[:2]) < self.min_side:
+            return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), STATUS_TOO_SMALL, False
         bgr, resized = fit_input_size(to_bgr(decoded.image))
         return torch.from_numpy(self.lut[bgr.transpose(2, 0, 1)]), STATUS_OK, resized
 
@@ -200,6 +290,7 @@ def embed_table(
     device: str = "auto",
     batch_size: int = 64,
     workers: int = 0,
+    min_side: int = MIN_SIDE_PX,
     flip_fusion: str = "none",
     precision: str = "fp32",
     save_embeddings: bool = False,
@@ -223,6 +314,8 @@ def embed_table(
         Images per forward pass (per view).
     workers : int >= 0
         Decoding worker processes; 0 decodes in this process.
+    min_side : int >= 1
+        Images whose shorter side is below this (px) get status ``too_small`` and a NaN norm.
     flip_fusion : {"none", "pre_norm_vector_add", "norm_weighted_avg"}
         See the module docstring; the fused norm of ``pre_norm_vector_add`` is ~2x the plain one.
     precision : {"fp32", "bf16", "fp16"}
@@ -239,8 +332,8 @@ def embed_table(
     -------
     DataFrame, one row per shard row in shard order:
         ``sample_id`` int64; ``feature_norm`` float32 (L2 norm of the un-normalised feature,
-        meant to be higher for better images; NaN when status != "ok"); ``status`` str ("ok" or
-        the decoding failure); ``resized`` bool (the image was not 112x112); ``embedding``
+        meant to be higher for better images; NaN when status != "ok"); ``status`` str ("ok",
+        the decoding failure, or ``too_small``); ``resized`` bool (the image was not 112x112); ``embedding``
         (only with ``save_embeddings``) ndarray (512,) float16, None when status != "ok".
     """
     missing = {"sample_id", "path"} - set(shard.columns)
@@ -250,6 +343,8 @@ def embed_table(
         raise ValueError(f"batch_size = {batch_size}; it must be at least 1")
     if workers < 0:
         raise ValueError(f"workers = {workers}; it must be 0 (decode in-process) or more")
+    if min_side < 1:
+        raise ValueError(f"min_side = {min_side}; it must be at least 1 px")
     if family not in FAMILY_LUTS:
         raise ValueError(f"family {family!r} is not known; use one of {', '.join(FAMILY_LUTS)}")
     torch_device = resolve_device(device)
@@ -264,12 +359,12 @@ def embed_table(
     n_batches = max(1, math.ceil(n / batch_size))
     every = progress_every or max(1, math.ceil(n_batches / _PROGRESS_LINES))
     logger.info(
-        "embedding %d images on %s: family=%s batch_size=%d workers=%d flip_fusion=%s "
-        "precision=%s channels_last=%s", n, torch_device, family, batch_size, workers,
-        flip_fusion, precision, channels_last,
+        "embedding %d images on %s (%s): family=%s batch_size=%d workers=%d min_side=%d "
+        "flip_fusion=%s precision=%s channels_last=%s", n, torch_device, device_name(torch_device),
+        family, batch_size, workers, min_side, flip_fusion, precision, channels_last,
     )
     loader = DataLoader(
-        ImageFiles(shard["path"].astype(str).tolist(), family),
+        ImageFiles(shard["path"].astype(str).tolist(), family, min_side),
         batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=_worker_init if workers > 0 else None,
@@ -323,7 +418,7 @@ def output_schema(save_embeddings: bool) -> pa.Schema:
 
 def embedding_params(
     *, family: str, arch: str, checkpoint: str, device: torch.device | str, batch_size: int,
-    flip_fusion: str, precision: str, save_embeddings: bool,
+    flip_fusion: str, precision: str, save_embeddings: bool, min_side: int = MIN_SIDE_PX,
 ) -> dict[str, object]:
     """The parameters that describe an embedding table (for its Parquet metadata)."""
     return {
@@ -332,7 +427,9 @@ def embedding_params(
         "arch": arch,
         "checkpoint": checkpoint,
         "device": str(device),
+        "device_name": device_name(torch.device(device)),
         "batch_size": batch_size,
+        "min_side_px": min_side,
         "flip_fusion": flip_fusion,
         "flip_fusion_rule": FLIP_FUSIONS[flip_fusion],
         "precision": precision,

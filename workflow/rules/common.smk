@@ -2,8 +2,23 @@
 import json
 import re
 import shlex
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
+
+# The workflow runs the featnorm package of its own checkout: here, to check the config while
+# Snakemake parses (torch- and OpenCV-free: planning needs Snakemake and NumPy only),
+# and in every job through PYTHONPATH. The conda envs in envs/ therefore list third-party
+# packages only: Snakemake copies an env file under .snakemake/conda/ before creating it, so the
+# file cannot install this checkout by a path relative to itself.
+FEATNORM_SRC = str(Path(workflow.basedir) / "src")
+if FEATNORM_SRC not in sys.path:
+    sys.path.insert(0, FEATNORM_SRC)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(FEATNORM_SRC)}"
+    "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
 
 from featnorm import config_checks
 

@@ -1,4 +1,5 @@
-# Feature norms per shard and model (GPU when present).
+# Feature norms per shard and model (GPU when present). The only GPU rule: its environment has
+# the CUDA build of torch (envs/featnorm-gpu.yaml); a job given a GPU that torch cannot use stops.
 
 
 rule embed_shard:
@@ -12,7 +13,7 @@ rule embed_shard:
     benchmark:
         f"{RESULTS}/benchmarks/embed_shard/{{model}}/shard-{{k}}.tsv"
     conda:
-        "../../envs/featnorm.yaml"
+        "../../envs/featnorm-gpu.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -23,12 +24,13 @@ rule embed_shard:
         device=config["embed"]["device"],
         batch_size=config["embed"]["batch_size"],
         workers=config["embed"]["workers"],
+        min_side=config["embed"]["min_side"],
         flip_fusion=config["embed"]["flip_fusion"],
         precision=config["embed"]["precision"],
         options=embed_flags(),
     shell:
         "python -m featnorm embed --shard {input.shard} --checkpoint {input.model_file}"
         " --family {params.family} --arch {params.arch} --device {params.device}"
-        " --batch-size {params.batch_size} --workers {params.workers}"
+        " --batch-size {params.batch_size} --workers {params.workers} --min-side {params.min_side}"
         " --flip-fusion {params.flip_fusion} --precision {params.precision}"
         " {params.options} --threads {threads} --output {output.table} --log {log}"

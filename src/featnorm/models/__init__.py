@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from featnorm.archs import ARCHS
 from featnorm.models.checkpoint import (
     CheckpointError,
     backbone_state_dict,
@@ -51,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 _BUILDERS: dict[str, Callable[[str], nn.Module]] = {"adaface": build_ir, "magface": build_iresnet}
 FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
-#: family -> architecture names it accepts.
-ARCHS: dict[str, tuple[str, ...]] = {"adaface": tuple(IR_ARCHS), "magface": tuple(MAGFACE_ARCHS)}
 
 
 def _check_family_arch(family: str, arch: str) -> None:

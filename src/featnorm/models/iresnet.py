@@ -23,10 +23,11 @@ Depth and width are data: one table, :data:`IR_ARCHS`, feeds one :class:`Backbon
 from __future__ import annotations
 
 import logging
-from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from featnorm.archs import IR_ARCHS, IRArch
 
 __all__ = [
     "DROPOUT_P",
@@ -47,26 +48,6 @@ EMBEDDING_DIM = 512  # width of the embedding (the official Linear's output size
 FINAL_MAP_PX = 7  # 112 px after four stride-2 stages: 112 / 2**4
 DROPOUT_P = 0.4  # official output_layer dropout; inactive in eval mode
 
-
-class IRArch(NamedTuple):
-    """One architecture: units per stage and channel width per stage (four stages each)."""
-
-    units: tuple[int, int, int, int]
-    widths: tuple[int, int, int, int]
-
-
-_OFFICIAL_WIDTHS = (64, 128, 256, 512)
-
-#: Architecture name -> (units per stage, widths per stage). ``ir_101`` has units 3-13-30-3 (the
-#: official ``build_model('ir_101')`` builds ``num_layers=100``). ``ir_demo`` is ours: a tiny
-#: IR network that trains on 2 CPU cores in minutes for the embedded demo dataset.
-IR_ARCHS: dict[str, IRArch] = {
-    "ir_18": IRArch((2, 2, 2, 2), _OFFICIAL_WIDTHS),
-    "ir_34": IRArch((3, 4, 6, 3), _OFFICIAL_WIDTHS),
-    "ir_50": IRArch((3, 4, 14, 3), _OFFICIAL_WIDTHS),
-    "ir_101": IRArch((3, 13, 30, 3), _OFFICIAL_WIDTHS),
-    "ir_demo": IRArch((1, 1, 1, 1), (16, 32, 64, 128)),
-}
 
 #: Architecture name -> units per stage (the depth table alone).
 IR_UNITS: dict[str, tuple[int, int, int, int]] = {name: a.units for name, a in IR_ARCHS.items()}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from featnorm.archs import MAGFACE_ARCHS
 from featnorm.models.iresnet import DROPOUT_P, EMBEDDING_DIM, FINAL_MAP_PX
 
 __all__ = ["BN_EPS", "MAGFACE_ARCHS", "IBasicBlock", "IResNet", "build_iresnet"]
@@ -30,14 +31,6 @@ BN_EPS = 2e-5  # insightface/MagFace BatchNorm epsilon
 # training; kept so a fine-tuned copy behaves like the original.
 BN_MOMENTUM = 0.9
 _WIDTHS = (64, 128, 256, 512)
-
-#: Architecture name -> units per stage (insightface iResNet; 100 = 3-13-30-3).
-MAGFACE_ARCHS: dict[str, tuple[int, int, int, int]] = {
-    "iresnet18": (2, 2, 2, 2),
-    "iresnet34": (3, 4, 6, 3),
-    "iresnet50": (3, 4, 14, 3),
-    "iresnet100": (3, 13, 30, 3),
-}
 
 
 def _bn2d(channels: int) -> nn.BatchNorm2d:
