@@ -288,8 +288,8 @@ def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:
     """Class-size bands ``[low, high]`` (inclusive) from ascending lower edges.
 
     Band i runs from ``edges[i]`` to ``edges[i + 1] - 1``; the last from ``edges[-1]`` to
-    ``largest``. Bands that start above ``largest`` are dropped. Classes smaller than
-    ``edges[0]`` fall in no band.
+    ``largest``; no band reaches above ``largest``, and bands that start above it are dropped.
+    Classes smaller than ``edges[0]`` fall in no band.
 
     >>> size_bands([2, 4, 8], 20)
     [(2, 3), (4, 7), (8, 20)]
@@ -299,4 +299,4 @@ def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:
         raise ValueError(f"analysis.size_bins = {edges} must be strictly ascending integers "
                          ">= 1, e.g. [2, 4, 8, 16]")
     highs = [e - 1 for e in edges[1:]] + [max(largest, edges[-1])]
-    return [(lo, hi) for lo, hi in zip(edges, highs, strict=True) if lo <= largest]
+    return [(lo, min(hi, largest)) for lo, hi in zip(edges, highs, strict=True) if lo <= largest]
