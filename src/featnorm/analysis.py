@@ -281,6 +281,22 @@ def _row(model: str, x: str, y: str, method: str, res: stats.CorrelationResult,
     return d
 
 
+def _bootstrap_setup(samples: pd.DataFrame, *, replicates: int, seed: int):
+    """What every bootstrap table shares: the ok rows, class codes, the weight matrix (one
+    generator seeded by ``seed``, so every table of a model uses the same draws) and the
+    quality references present (column -> lower is better)."""
+    if replicates < 1:
+        raise ValueError(f"analysis.bootstrap_replicates = {replicates} must be >= 1")
+    ok = samples["status"].to_numpy() == OK
+    codes_all = _codes(samples["label"])
+    n_classes = int(codes_all.max()) + 1 if len(codes_all) else 0
+    rng = np.random.default_rng(seed)
+    weights = (stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
+               if n_classes >= 1 else None)
+    refs = {y: lib for y, lib in QUALITY_REFERENCES.items() if y in samples.columns}
+    return ok, codes_all, weights, refs
+
+
 def correlation_table(
     samples: pd.DataFrame,
     *,
@@ -307,24 +323,19 @@ def correlation_table(
     -------
     DataFrame
         Columns ``model, x, y, method, n, r, ci_low, ci_high, p_value`` (the contract) and
-        ``n_classes, ci_method, naive_ci_low, naive_ci_high, p_value_iid, replicates, flag,
-        quality_aligned_r, quality_aligned_ci_low, quality_aligned_ci_high, lower_is_better``.
+        ``n_classes, ci_method, naive_ci_low, naive_ci_high, p_value_wald, p_value_iid,
+        replicates, flag, quality_aligned_r, quality_aligned_ci_low, quality_aligned_ci_high,
+        lower_is_better, p_holm``. ``p_value`` is the cluster-bootstrap p (never below
+        ``2 / (1 + replicates)``), ``p_value_wald`` its normal approximation, ``p_holm`` the
+        Holm adjustment of ``p_value`` over every row of the table (the model's family).
         r is signed: agreement with BRISQUE is negative; ``quality_aligned_r`` is positive
         when the norm agrees with the reference. ``quality_aligned_*`` is NaN for the
         class-size row (no quality reference).
     """
     for m in methods:
         stats._check_method(m)
-    if replicates < 1:
-        raise ValueError(f"analysis.bootstrap_replicates = {replicates} must be >= 1")
     started = time.perf_counter()
-    ok = samples["status"].to_numpy() == OK
-    codes_all = _codes(samples["label"])
-    n_classes = int(codes_all.max()) + 1 if len(codes_all) else 0
-    rng = np.random.default_rng(seed)
-    weights = (stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
-               if n_classes >= 1 else None)
-    refs = {y: lib for y, lib in QUALITY_REFERENCES.items() if y in samples.columns}
+    ok, codes_all, weights, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
     rows = []
     codes = codes_all[ok]
     for y, lower in refs.items():
@@ -355,6 +366,8 @@ def correlation_table(
     table = pd.DataFrame(rows)
     table["lower_is_better"] = table["y"].map(
         lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
+    # family: every row of this model's table that has a bootstrap p
+    table["p_holm"] = stats.holm(table["p_value"].to_numpy(np.float64))
     logger.info("%d correlations for model %s (%d replicates) in %.1f s",
                 len(table), model, replicates, time.perf_counter() - started)
     return table

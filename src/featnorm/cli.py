@@ -276,6 +276,58 @@ def run_correlate(args: argparse.Namespace) -> None:
     io.write_text(table.to_csv(index=False), args.output)
 
 
+def _contrast_args(p: argparse.ArgumentParser, *, methods: bool = True,
+                   size_bins: bool = False) -> None:
+    p.add_argument("--samples", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--policies", nargs="*", required=True)
+    if methods:
+        p.add_argument("--methods", nargs="+", required=True)
+    if size_bins:
+        p.add_argument("--size-bins", nargs="+", type=int, required=True,
+                       help="lower edges of the class-size bands, ascending")
+    p.add_argument("--replicates", type=int, required=True)
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--output", required=True)
+
+
+def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
+    """Read samples, build one contrast table with the shared bootstrap settings, write CSV."""
+    from featnorm import analysis, io
+
+    samples = io.read_table(args.samples)
+    table = build(samples, model=args.model, x_columns=analysis.norm_columns(args.policies),
+                  replicates=args.replicates, confidence=args.confidence, seed=args.seed,
+                  **extra)
+    io.write_text(table.to_csv(index=False), args.output)
+
+
+@step("differences", _contrast_args)
+def run_differences(args: argparse.Namespace) -> None:
+    """Paired r(standardised, y) - r(raw norm, y) with cluster-bootstrap CIs (differences.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.differences_table, methods=args.methods)
+
+
+@step("decompose", lambda p: _contrast_args(p, methods=False))
+def run_decompose(args: argparse.Namespace) -> None:
+    """Within-class and between-class Pearson r of each norm column (decomposition.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.decomposition_table)
+
+
+@step("by-class-size", lambda p: _contrast_args(p, size_bins=True))
+def run_by_class_size(args: argparse.Namespace) -> None:
+    """Correlations within class-size bands (by_class_size.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.by_class_size_table, methods=args.methods,
+                    size_bins=args.size_bins)
+
+
 def _table1_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correlations", nargs="+", required=True, help="every model's CSV")
     p.add_argument("--confidence", type=float, required=True)
@@ -332,13 +384,15 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
     # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
-    kinds = ["class_norm_mean", "class_sizes", "forest", "ground_truth", "norm_vs_brisque",
-             "trends"]
+    kinds = ["by_class_size", "class_norm_mean", "class_sizes", "forest", "ground_truth",
+             "norm_vs_brisque", "trends", "two_levels"]
     p.add_argument("--kind", required=True, choices=kinds)
     p.add_argument("--model", required=True)
     p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
     p.add_argument("--class-stats", help="class_stats.parquet (class_sizes, class_norm_mean)")
     p.add_argument("--correlations", help="correlations.csv (norm_vs_brisque, forest)")
+    p.add_argument("--decomposition", help="decomposition.csv (two_levels)")
+    p.add_argument("--by-class-size", help="by_class_size.csv (by_class_size)")
     p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
     p.add_argument("--png", required=True)
     p.add_argument("--svg", required=True)
@@ -360,6 +414,13 @@ def run_plot(args: argparse.Namespace) -> None:
     if kind in ("class_sizes", "class_norm_mean"):
         fig = plots.FIGURES[kind](io.read_table(need("class-stats", args.class_stats)),
                                   model=args.model)
+    elif kind == "by_class_size":
+        fig = plots.by_class_size(pd.read_csv(need("by-class-size", args.by_class_size)),
+                                  model=args.model)
+    elif kind == "two_levels":
+        fig = plots.two_levels(io.read_table(need("samples", args.samples)),
+                               pd.read_csv(need("decomposition", args.decomposition)),
+                               model=args.model)
     elif kind == "forest":
         corr = pd.read_csv(need("correlations", args.correlations))
         fig = plots.forest(corr, title=f"All correlations of model {args.model}")

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DecompositionResult",
     "DifferenceResult",
+    "check_size_bins",
     "paired_difference",
     "size_bands",
     "within_between",
@@ -284,6 +285,16 @@ def within_between(
                                ci_b[0], ci_b[1], share_x, share_y, replicates, "; ".join(flags))
 
 
+def check_size_bins(edges: list[int]) -> list[int]:
+    """``edges`` as ints, or ValueError naming ``analysis.size_bins`` unless strictly ascending
+    integers >= 1."""
+    edges = [int(e) for e in edges]
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
+        raise ValueError(f"analysis.size_bins = {edges} must be strictly ascending integers "
+                         ">= 1, e.g. [2, 4, 8, 16]")
+    return edges
+
+
 def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:
     """Class-size bands ``[low, high]`` (inclusive) from ascending lower edges.
 
@@ -294,9 +305,6 @@ def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:
     >>> size_bands([2, 4, 8], 20)
     [(2, 3), (4, 7), (8, 20)]
     """
-    edges = [int(e) for e in edges]
-    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
-        raise ValueError(f"analysis.size_bins = {edges} must be strictly ascending integers "
-                         ">= 1, e.g. [2, 4, 8, 16]")
+    edges = check_size_bins(edges)
     highs = [e - 1 for e in edges[1:]] + [max(largest, edges[-1])]
     return [(lo, min(hi, largest)) for lo, hi in zip(edges, highs, strict=True) if lo <= largest]
