@@ -24,6 +24,8 @@ __all__ = [
     "GROUND_TRUTH_QUALITY",
     "NORM_COLUMN",
     "QUALITY_REFERENCES",
+    "DEMO_NOTE",
+    "SEED_SIGN_NOTE",
     "SEED_TABLE1",
     "class_stats",
     "compare_models",
@@ -390,41 +392,75 @@ def table1(correlations: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         One row per norm column (``feature_norm``, ``feature_norm_z``, other policies), columns
-        ``norm``, ``seed_r`` (Kim & Sohn's value where they report one) and per model
-        ``<model>_r``, ``<model>_ci_low``, ``<model>_ci_high``, ``<model>_n``. Signed r:
-        agreement with BRISQUE is negative.
+        ``norm``, ``seed_r`` (Kim & Sohn's value as printed, where they report one),
+        ``seed_sign`` (``ambiguous`` beside every seed value: see ``SEED_SIGN_NOTE``) and per
+        model ``<model>_r``, ``<model>_ci_low``, ``<model>_ci_high``, ``<model>_n``,
+        ``<model>_quality_aligned_r`` (and its ``_ci_low``/``_ci_high``). Signed r: agreement
+        with BRISQUE is negative; quality-aligned r: agreement is positive.
     """
     sel = correlations[(correlations["y"] == BRISQUE_COLUMN)
                        & (correlations["method"] == "pearson")]
     out = pd.DataFrame({"norm": pd.unique(sel["x"])})
     out["seed_r"] = out["norm"].map(SEED_TABLE1)
+    out["seed_sign"] = np.where(out["seed_r"].notna(), "ambiguous", "")
     for model, part in sel.groupby("model", sort=False):
         p = part.set_index("x")
-        for col in ("r", "ci_low", "ci_high", "n"):
+        for col in ("r", "ci_low", "ci_high", "n", "quality_aligned_r", "quality_aligned_ci_low",
+                    "quality_aligned_ci_high"):
             out[f"{model}_{col}"] = out["norm"].map(p[col])
     return out
 
 
-def table1_markdown(table: pd.DataFrame, *, confidence: float) -> str:
-    """Markdown rendering of ``table1`` with the sign convention and CI method stated."""
-    models = [c[: -len("_r")] for c in table.columns if c.endswith("_r") and c != "seed_r"]
+# Why Table 1 shows the seed's numbers without reading them as agreement or disagreement.
+SEED_SIGN_NOTE = (
+    "Kim & Sohn's values are shown as printed. Their sign convention is ambiguous (the "
+    "paper's reading of a positive r does not match BRISQUE's lower-is-better scale), so featnorm "
+    "does not read them as either."
+)
+DEMO_NOTE = (
+    "The embedded demo is a **pipeline check on synthetic data**, not a replication of "
+    "Kim & Sohn: a small model trained briefly on rendered faces."
+)
+
+
+def _table1_models(table: pd.DataFrame) -> list[str]:
+    """Model names of a ``table1`` frame, in column order."""
+    return [c[: -len("_ci_low")] for c in table.columns
+            if c.endswith("_ci_low") and not c.endswith("quality_aligned_ci_low")]
+
+
+def table1_markdown(table: pd.DataFrame, *, confidence: float, demo: bool = False) -> str:
+    """Markdown rendering of ``table1`` with the sign convention and CI method stated.
+
+    ``demo``: the correlations come from the embedded demo dataset; the table then says it is
+    a pipeline check on synthetic data, not a replication.
+    """
+    models = _table1_models(table)
     pct = f"{confidence * 100:g} %"
-    head = "| norm | Kim & Sohn | " + " | ".join(f"{m}: r [{pct} CI] (n)" for m in models) + " |"
+    head = ("| norm | Kim & Sohn (as printed) | "
+            + " | ".join(f"{m}: r [{pct} CI] (n) | {m}: quality-aligned r" for m in models)
+            + " |")
     lines = [
         "# Table 1: Pearson correlation of the feature norm with BRISQUE",
         "",
         "Signed r. BRISQUE is lower for better images, so a norm that agrees with BRISQUE "
-        "has a **negative** r. Intervals: cluster bootstrap resampling classes (percentile).",
+        "has a **negative** r; the quality-aligned r flips the sign (positive = agrees). "
+        "Intervals: cluster bootstrap resampling classes (percentile).",
         "",
-        head,
-        "|" + "---|" * (2 + len(models)),
+        SEED_SIGN_NOTE,
+        "",
     ]
+    if demo:
+        lines += [DEMO_NOTE, ""]
+    lines += [head, "|" + "---|" * (2 + 2 * len(models))]
     for _, row in table.iterrows():
-        seed = "" if pd.isna(row["seed_r"]) else f"{row['seed_r']:.3f}"
+        seed = "" if pd.isna(row["seed_r"]) else f"{row['seed_r']:.3f} (sign ambiguous)"
         cells = []
         for m in models:
             r, lo, hi, n = (row[f"{m}_{c}"] for c in ("r", "ci_low", "ci_high", "n"))
             cells.append("n/a" if pd.isna(r) else f"{r:+.3f} [{lo:+.3f}, {hi:+.3f}] ({int(n)})")
+            qa = row.get(f"{m}_quality_aligned_r", np.nan)
+            cells.append("n/a" if pd.isna(qa) else f"{qa:+.3f}")
         lines.append(f"| {row['norm']} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

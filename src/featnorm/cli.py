@@ -344,8 +344,10 @@ def run_table1(args: argparse.Namespace) -> None:
 
     corr = pd.concat([pd.read_csv(p) for p in args.correlations], ignore_index=True)
     table = analysis.table1(corr)
+    demo = bool((corr["y"] == analysis.GROUND_TRUTH_QUALITY).any())  # only the demo has it
     io.write_text(table.to_csv(index=False), args.csv)
-    io.write_text(analysis.table1_markdown(table, confidence=args.confidence), args.markdown)
+    io.write_text(analysis.table1_markdown(table, confidence=args.confidence, demo=demo),
+                  args.markdown)
 
 
 def _save_figure(fig, png: str, svg: str) -> None:
@@ -440,6 +442,11 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correlations", nargs="+", required=True, help="one CSV per model")
     p.add_argument("--samples", nargs="+", required=True, help="one samples.parquet per model")
     p.add_argument("--class-stats", nargs="+", required=True, help="one per model")
+    p.add_argument("--differences", nargs="+", required=True, help="differences.csv per model")
+    p.add_argument("--decomposition", nargs="+", required=True,
+                   help="decomposition.csv per model")
+    p.add_argument("--by-class-size", nargs="+", required=True,
+                   help="by_class_size.csv per model")
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--output", required=True, help="summary.md")
 
@@ -452,19 +459,27 @@ def run_summary(args: argparse.Namespace) -> None:
     from featnorm import io, summary
 
     n = len(args.models)
-    if not (len(args.correlations) == len(args.samples) == len(args.class_stats) == n):
-        raise ValueError("summary needs one --correlations, --samples and --class-stats per "
-                         f"--models entry; got {len(args.correlations)}, {len(args.samples)}, "
-                         f"{len(args.class_stats)} for {n} models")
+    per_model_files = {"--correlations": args.correlations, "--samples": args.samples,
+                       "--class-stats": args.class_stats, "--differences": args.differences,
+                       "--decomposition": args.decomposition,
+                       "--by-class-size": args.by_class_size}
+    wrong = {k: len(v) for k, v in per_model_files.items() if len(v) != n}
+    if wrong:
+        raise ValueError(f"summary needs one file per --models entry ({n}) for each of "
+                         f"{', '.join(per_model_files)}; got {wrong}")
     per_model = {
         m: summary.ModelResults(
             correlations=pd.read_csv(c),
             class_stats=io.read_table(cs),
             samples=io.read_table(s, columns=["label", "status", "z_excluded"]),
             standardise=io.read_metadata(s).get("standardise", {}),
+            differences=pd.read_csv(d),
+            decomposition=pd.read_csv(dec),
+            by_class_size=pd.read_csv(b),
         )
-        for m, c, s, cs in zip(args.models, args.correlations, args.samples, args.class_stats,
-                               strict=True)
+        for m, c, s, cs, d, dec, b in zip(args.models, args.correlations, args.samples,
+                                          args.class_stats, args.differences,
+                                          args.decomposition, args.by_class_size, strict=True)
     }
     io.write_text(summary.render(per_model, confidence=args.confidence), args.output)
 

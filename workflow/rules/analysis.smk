@@ -94,6 +94,13 @@ rule summary:
         class_stats=expand(
             f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()
         ),
+        differences=expand(f"{RESULTS}/{{model}}/differences.csv", model=model_names()),
+        decomposition=expand(
+            f"{RESULTS}/{{model}}/decomposition.csv", model=model_names()
+        ),
+        by_class_size=expand(
+            f"{RESULTS}/{{model}}/by_class_size.csv", model=model_names()
+        ),
     output:
         summary=report(
             f"{RESULTS}/summary.md",
@@ -113,7 +120,9 @@ rule summary:
     shell:
         "python -m featnorm summary --models {params.models}"
         " --correlations {input.correlations} --samples {input.samples}"
-        " --class-stats {input.class_stats} --confidence {params.confidence}"
+        " --class-stats {input.class_stats} --differences {input.differences}"
+        " --decomposition {input.decomposition} --by-class-size {input.by_class_size}"
+        " --confidence {params.confidence}"
         " --output {output.summary} --log {log}"
 
 
