@@ -179,7 +179,8 @@ def standardise(
     policies : list of {"z", "shrinkage_z", "rank", "residual"}
         ``z``: the seed's ``(norm - class mean) / class std`` with ``ddof``; classes with fewer
         than ``min_class_size`` norms or std = 0 are NaN and flagged in ``z_excluded``.
-        ``shrinkage_z``: empirical-Bayes z (``stats.shrinkage_z``), defined for every class.
+        ``shrinkage_z``: z about the class's own mean with limma's moderated class variance
+        (``standardisation.shrinkage_z``), defined for every class.
         ``rank``: within-class percentile in (0, 1); classes below ``min_class_size`` NaN.
         ``residual``: norm minus the fitted trend ``poly(log class_size, residual_degree)``.
     min_class_size, ddof, residual_degree : int

@@ -39,6 +39,15 @@ def _aligned(d: dict, lower_is_better: bool, value: str, low: str, high: str,
     d[f"{prefix}ci_high"] = max(lo, hi)
 
 
+def _finish(rows: list[dict], what: str, model: str, started: float,
+            columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows as a table, with one log line of how many and how long."""
+    table = pd.DataFrame(rows, columns=columns)
+    logger.info("%d %s for model %s in %.1f s", len(table), what, model,
+                time.perf_counter() - started)
+    return table
+
+
 def differences_table(
     samples: pd.DataFrame,
     *,
@@ -86,10 +95,7 @@ def differences_table(
     columns = ["model", "x", "reference", "y", "method", "n", "n_classes", "delta", "ci_low",
                "ci_high", "p_value", "replicates", "r_x", "r_reference", "quality_aligned_delta",
                "quality_aligned_ci_low", "quality_aligned_ci_high", "lower_is_better", "flag"]
-    table = pd.DataFrame(rows, columns=columns)
-    logger.info("%d paired differences for model %s in %.1f s", len(table), model,
-                time.perf_counter() - started)
-    return table
+    return _finish(rows, "paired differences", model, started, columns)
 
 
 def decomposition_table(
@@ -125,10 +131,7 @@ def decomposition_table(
                                            weights=weights, confidence=confidence)
             rows.append({"model": model, "x": x, "y": y, **res.as_dict(),
                          "lower_is_better": lower})
-    table = pd.DataFrame(rows)
-    logger.info("%d within/between splits for model %s in %.1f s", len(table), model,
-                time.perf_counter() - started)
-    return table
+    return _finish(rows, "within/between splits", model, started)
 
 
 def by_class_size_table(
@@ -183,7 +186,4 @@ def by_class_size_table(
                     d["lower_is_better"] = lower
                     d["flag"] = res.flag
                     rows.append(d)
-    table = pd.DataFrame(rows)
-    logger.info("%d class-size-band correlations (%d bands) for model %s in %.1f s", len(table),
-                len(bands), model, time.perf_counter() - started)
-    return table
+    return _finish(rows, f"class-size-band correlations ({len(bands)} bands)", model, started)
