@@ -226,3 +226,23 @@ def test_summary_states_the_change_with_its_ci_and_does_not_read_the_seed():
     seed_lines = [ln for ln in text.splitlines() if "0.053" in ln or "0.204" in ln]
     assert seed_lines and all("agrees" not in ln and "disagrees" not in ln for ln in seed_lines)
     assert "of the feature norm's variance" in text and "by class size" in text
+
+
+def test_class_size_band_interval_equals_a_plain_stratified_loop():
+    """Band i resamples its own k classes with generator default_rng([seed, i]): the same draws
+    taken as class indices by a plain loop give the same percentile interval."""
+    samples, _ = _prepared()
+    bands = contrast_tables.by_class_size_table(
+        samples, model="m", x_columns=["feature_norm"], methods=["pearson"], size_bins=[2, 8],
+        replicates=300, confidence=0.9, seed=5)
+    row = bands[(bands["y"] == "brisque")].iloc[1]  # band 1: classes of >= 8 images
+    part = samples[(samples["class_size"] >= 8) & (samples["status"] == "ok")]
+    labels = np.sort(part["label"].unique())
+    draws = np.random.default_rng([5, 1]).integers(0, len(labels), size=(300, len(labels)))
+    reps = []
+    for drawn in draws:
+        rs = pd.concat([part[part["label"] == labels[i]] for i in drawn])
+        reps.append(np.corrcoef(rs["feature_norm"], rs["brisque"])[0, 1])
+    lo, hi = np.quantile(reps, [0.05, 0.95])
+    assert row["size_low"] == 8 and row["n_classes"] == len(labels)
+    assert row["ci_low"] == pytest.approx(lo, abs=1e-9) and row["ci_high"] == pytest.approx(hi, abs=1e-9)

@@ -2,9 +2,10 @@
 ``decomposition.csv`` and ``by_class_size.csv``.
 
 Pure functions (``samples.parquet`` as a DataFrame in, a DataFrame out). Only rows with status
-``ok`` enter. Every table draws its cluster-bootstrap weights exactly as
-``analysis.correlation_table`` does (one generator seeded by ``analysis.seed``), so with the same
-seed all tables of a model share the same replicate draws.
+``ok`` enter. The differences and the within/between split draw their cluster-bootstrap weights
+exactly as ``analysis.correlation_table`` does (one generator seeded by ``analysis.seed``), so
+with the same seed they share its replicate draws; the class-size bands resample within each
+band.
 
 Sign convention: every coefficient and difference is signed. BRISQUE is lower for better images,
 so agreement with BRISQUE is a negative r, and a negative ``delta`` against BRISQUE means the
@@ -149,8 +150,9 @@ def by_class_size_table(
 
     Bands come from ``contrasts.size_bands(size_bins, largest class)`` over ``class_size``
     (images of the class in the manifest); classes smaller than ``size_bins[0]`` are in no
-    band (logged). Each band's interval uses the model's shared replicate draws restricted to
-    the band's classes.
+    band (logged). Each band's interval resamples the band's own classes (a stratified
+    cluster bootstrap, seeded by ``(seed, band index)``), so a band of few classes still gets
+    an interval in every replicate; a band of one class gets none (flagged).
 
     Returns
     -------
@@ -161,7 +163,7 @@ def by_class_size_table(
         negative.
     """
     started = time.perf_counter()
-    ok, codes_all, weights, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
+    ok, codes_all, _, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
     size = samples["class_size"].to_numpy()
     bands = contrasts.size_bands(size_bins, int(size.max()) if len(size) else 0)
     below = samples.loc[size < size_bins[0], "label"].nunique()
@@ -169,9 +171,14 @@ def by_class_size_table(
         logger.info("%d classes smaller than %d images are in no class-size band",
                     below, size_bins[0])
     rows = []
-    for low, high in bands:
+    for index, (low, high) in enumerate(bands):
         band = ok & (size >= low) & (size <= high)
-        codes = codes_all[band]
+        codes = pd.factorize(codes_all[band], sort=True)[0]
+        # resample the band's own classes (stratified), so every replicate holds as many
+        # classes of the band as the data do; one generator per band, seeded by (seed, band)
+        weights = (stats.cluster_bootstrap_weights(
+            int(codes.max()) + 1, replicates=replicates,
+            rng=np.random.default_rng([seed, index])) if len(codes) else None)
         for y, lower in refs.items():
             yv = samples[y].to_numpy(np.float64)[band]
             for x in x_columns:
@@ -186,4 +193,8 @@ def by_class_size_table(
                     d["lower_is_better"] = lower
                     d["flag"] = res.flag
                     rows.append(d)
-    return _finish(rows, f"class-size-band correlations ({len(bands)} bands)", model, started)
+    columns = ["model", "x", "y", "method", "size_low", "size_high", "n", "n_classes", "r",
+               "ci_low", "ci_high", "p_value", "quality_aligned_r", "quality_aligned_ci_low",
+               "quality_aligned_ci_high", "lower_is_better", "flag"]
+    return _finish(rows, f"class-size-band correlations ({len(bands)} bands)", model, started,
+                   columns)
