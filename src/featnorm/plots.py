@@ -241,7 +241,7 @@ def two_levels(samples: pd.DataFrame, decomposition: pd.DataFrame, *, model: str
     right.set_title(f"within classes: {text('within')}\n{len(centred)} images", fontsize=8)
     share = "" if row.empty else f"; {row['between_share_x'].iloc[0]:.0%} of {x}'s variance " \
         "lies between classes"
-    fig.suptitle(f"{x} vs {y} at two levels ({model}){share}; {SIGN_NOTE}", fontsize=9)
+    fig.suptitle(f"{x} vs {y} at two levels ({model}){share}\n{SIGN_NOTE}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -251,7 +251,7 @@ def by_class_size(table: pd.DataFrame, *, model: str, y: str = "brisque",
     """r of each norm column with ``y`` per class-size band, with cluster-bootstrap CIs.
 
     One marker series per norm column, dodged within each band; x axis: the bands
-    (``size_low``-``size_high`` images per class) with their image counts; signed r.
+    (``size_low``-``size_high`` images per class) with their image and class counts; signed r.
     """
     _style()
     t = table[(table["y"] == y) & (table["method"] == method)]
@@ -267,11 +267,14 @@ def by_class_size(table: pd.DataFrame, *, model: str, y: str = "brisque",
         err = [r - part["ci_low"].to_numpy(np.float64), part["ci_high"].to_numpy(np.float64) - r]
         ax.errorbar(pos, r, yerr=err, fmt="o", ms=3, capsize=2, label=x)
     ax.axhline(0, color="grey", lw=0.8)
-    first = t[t["x"] == columns[0]].set_index("size_low")["n"] if columns else pd.Series()
+    first = (t[t["x"] == columns[0]].set_index("size_low")[["n", "n_classes"]] if columns
+             else pd.DataFrame(columns=["n", "n_classes"]))
     ax.set_xticks(np.arange(len(bands)))
-    ax.set_xticklabels([f"{lo}-{hi}\n(n={int(first.get(lo, 0))})" for lo, hi in
+    ax.set_xticklabels([f"{lo}-{hi}\n{int(first.loc[lo, 'n'])} img, "
+                        f"{int(first.loc[lo, 'n_classes'])} cl." if lo in first.index
+                        else f"{lo}-{hi}" for lo, hi in
                         zip(bands["size_low"], bands["size_high"], strict=True)], fontsize=7)
-    ax.set_xlabel("images per class (band), images in the band")
+    ax.set_xlabel("images per class (band); images and classes in the band")
     ax.set_ylabel(f"{method} r with {y}")
     ax.set_title(f"r with {y} by class size ({model}); {SIGN_NOTE}", fontsize=9)
     ax.legend(fontsize="x-small")
