@@ -416,7 +416,7 @@ def table1(correlations: pd.DataFrame) -> pd.DataFrame:
 SEED_SIGN_NOTE = (
     "Kim & Sohn's values are shown as printed. Their sign convention is ambiguous (the "
     "paper's reading of a positive r does not match BRISQUE's lower-is-better scale), so featnorm "
-    "does not read them as either."
+    "does not read them as agreement or disagreement with BRISQUE."
 )
 DEMO_NOTE = (
     "The embedded demo is a **pipeline check on synthetic data**, not a replication of "

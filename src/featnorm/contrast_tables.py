@@ -81,13 +81,15 @@ def differences_table(
     rows = []
     for y, lower in refs.items():
         yv = samples[y].to_numpy(np.float64)[ok]
+        cache: dict = {}  # r(feature_norm, y) per method and row set, shared by the x columns
         for x in x_columns:
             if x == NORM_COLUMN:
                 continue
             xv = samples[x].to_numpy(np.float64)[ok]
             for m in methods:
                 res = contrasts.paired_difference(xv, reference, yv, codes, method=m,
-                                                  weights=weights, confidence=confidence)
+                                                  weights=weights, confidence=confidence,
+                                                  reference_cache=cache)
                 d = {"model": model, "x": x, "reference": NORM_COLUMN, "y": y, "method": m,
                      **res.as_dict()}
                 _aligned(d, lower, "delta", "ci_low", "ci_high")

@@ -119,6 +119,7 @@ def paired_difference(
     method: str,
     weights: np.ndarray,
     confidence: float = 0.95,
+    reference_cache: dict | None = None,
 ) -> DifferenceResult:
     """Signed ``r(x, y) - r(reference, y)`` on the rows where all three are finite.
 
@@ -134,6 +135,10 @@ def paired_difference(
         Cluster-bootstrap class counts; both coefficients use these same draws (paired).
     confidence : float
         Two-sided level in (0, 1).
+    reference_cache : dict, optional
+        Reuses ``r(reference, y)`` and its replicates between calls that share reference, y,
+        codes and weights and use the same rows (keyed by method and the rows used); the
+        caller keeps one dict per (reference, y).
 
     Returns
     -------
@@ -151,8 +156,12 @@ def paired_difference(
         return DifferenceResult(np.nan, np.nan, np.nan, n, n_classes, np.nan, np.nan, np.nan, 0,
                                 "; ".join(flags))
     r_x, reps_x = stats.correlation_replicates(x, y, codes, method=method, weights=weights)
-    r_ref, reps_ref = stats.correlation_replicates(reference, y, codes, method=method,
-                                                   weights=weights)
+    key = (method, hash(keep.tobytes()))
+    cache = {} if reference_cache is None else reference_cache
+    if key not in cache:
+        cache[key] = stats.correlation_replicates(reference, y, codes, method=method,
+                                                  weights=weights)
+    r_ref, reps_ref = cache[key]
     delta = r_x - r_ref
     if not np.isfinite(delta):
         flags.append("x, reference or y is constant")
