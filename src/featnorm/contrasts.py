@@ -224,13 +224,13 @@ def within_between(
     keep = stats._finite_rows(x, y)
     x, y, codes = x[keep], y[keep], np.asarray(codes)[keep]
     n, n_classes = len(x), len(np.unique(codes))
-    g = weights.shape[1]
     flags: list[str] = []
     nan3 = (np.nan, np.nan, 0)
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
         return DecompositionResult(n, n_classes, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan,
                                    np.nan, np.nan, np.nan, np.nan, np.nan, 0, "; ".join(flags))
+    g = weights.shape[1]
     xc, yc = x - x.mean(), y - y.mean()
     # per class: size, sums and sums of products of the centred values
     size = np.bincount(codes, minlength=g).astype(np.float64)

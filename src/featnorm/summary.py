@@ -112,6 +112,10 @@ def _ci(lo: float, hi: float) -> str:
     return "no CI" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
 
 
+def _r_ci(r: float, lo: float, hi: float) -> str:
+    return "n/a" if not np.isfinite(r) else f"{r:+.3f} {_ci(lo, hi)}"
+
+
 def _difference_line(row: pd.Series, pct: str) -> str:
     """Did standardising change the agreement with BRISQUE, in which direction, with the CI."""
     if not np.isfinite(row["delta"]):
@@ -147,19 +151,20 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
             lines.append(
                 f"- Two levels: {r['between_share_x']:.0%} of the feature norm's variance "
                 f"(and {r['between_share_y']:.0%} of BRISQUE's) lies between classes. "
-                f"Within classes (class-centred) r = {r['r_within']:+.3f} "
-                f"{_ci(r['r_within_ci_low'], r['r_within_ci_high'])}; between classes (class "
-                f"means, one point per class) r = {r['r_between']:+.3f} "
-                f"{_ci(r['r_between_ci_low'], r['r_between_ci_high'])}. A within-class "
-                "z-score keeps only the within-class part.")
+                "Within classes (class-centred) r = "
+                f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}; between "
+                "classes (class means, one point per class) r = "
+                f"{_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}. A "
+                "within-class z-score keeps only the within-class part.")
     b = res.by_class_size
     if b is not None and len(b):
         for x in ("feature_norm_z", "feature_norm"):
             sel = b[(b["x"] == x) & (b["y"] == "brisque") & (b["method"] == "pearson")]
             if len(sel):
                 bands = "; ".join(
-                    f"{int(r.size_low)}-{int(r.size_high)} images: {r.r:+.3f} "
-                    f"{_ci(r.ci_low, r.ci_high)} (n = {int(r.n)})" for r in sel.itertuples())
+                    f"{int(r.size_low)}-{int(r.size_high)} images: "
+                    f"{_r_ci(r.r, r.ci_low, r.ci_high)} (n = {int(r.n)} in {int(r.n_classes)} "
+                    "classes)" for r in sel.itertuples())
                 lines.append(f"- Pearson r({x}, BRISQUE) by class size: {bands}.")
     return lines
 
