@@ -156,7 +156,7 @@ def paired_difference(
         return DifferenceResult(np.nan, np.nan, np.nan, n, n_classes, np.nan, np.nan, np.nan, 0,
                                 "; ".join(flags))
     r_x, reps_x = stats.correlation_replicates(x, y, codes, method=method, weights=weights)
-    key = (method, hash(keep.tobytes()))
+    key = (method, keep.tobytes())  # the rows used, exactly
     cache = {} if reference_cache is None else reference_cache
     if key not in cache:
         cache[key] = stats.correlation_replicates(reference, y, codes, method=method,
