@@ -343,10 +343,11 @@ def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     lx = (np.cumsum(cx) - cx)[rx]
     ly = (np.cumsum(cy) - cy)[ry]
     ex, ey = cx[rx] - 1, cy[ry] - 1
-    lxey = _within_group_smaller(ry, rx)
-    exly = _within_group_smaller(rx, ry)
-    joint = rx * (ry.max() + 1) + ry
-    ee = _tie_sizes(_dense_rank(joint))
+    # the tie terms vanish without ties: skip their sorts then
+    tied_x, tied_y = len(cx) < n, len(cy) < n
+    lxey = _within_group_smaller(ry, rx) if tied_y else 0
+    exly = _within_group_smaller(rx, ry) if tied_x else 0
+    ee = _tie_sizes(_dense_rank(rx * (ry.max() + 1) + ry)) if tied_x and tied_y else 0
     s = 4 * ll + (n - 1) - 2 * lx - 2 * ly - ex - ey + 2 * lxey + 2 * exly + ee
     pairs = n * (n - 1) / 2
     ties_x = float(np.sum(cx * (cx - 1.0)) / 2)
