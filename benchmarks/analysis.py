@@ -1,5 +1,6 @@
 """Analysis throughput: 500,000 images in 10,000 classes through merge, statistics, every
-standardisation policy and 1,000 cluster-bootstrap replicates (target: <= 60 s on 2 cores).
+standardisation policy, correlations, paired differences, the within/between split and the
+class-size bands, with 1,000 cluster-bootstrap replicates (target: <= 60 s on 2 cores).
 
 Writes synthetic Parquet shards (a long-tailed class-size law like CASIA-WebFace's, BRISQUE and
 feature norms with class effects) to a temporary folder, reads them back as the workflow does
@@ -17,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featnorm import analysis, io, standardisation, stats
+from featnorm import analysis, contrast_tables, io, standardisation, stats
 
 logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
+SIZE_BINS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]  # the schema's default class-size bands
 
 
 def synthetic_tables(rows: int, classes: int, seed: int):
@@ -79,6 +81,19 @@ def main() -> None:
             methods=args.methods, replicates=args.replicates, confidence=0.95, seed=0)
         times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = \
             time.perf_counter() - t
+        columns = analysis.norm_columns(list(standardisation.POLICIES))
+        shared = {"model": "bench", "x_columns": columns, "replicates": args.replicates,
+                  "confidence": 0.95, "seed": 0}
+        t = time.perf_counter()
+        diff = contrast_tables.differences_table(samples, methods=args.methods, **shared)
+        times[f"paired differences ({len(diff)} rows)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dec = contrast_tables.decomposition_table(samples, **shared)
+        times[f"within/between split ({len(dec)} rows)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        bands = contrast_tables.by_class_size_table(samples, methods=args.methods,
+                                                    size_bins=SIZE_BINS, **shared)
+        times[f"class-size bands ({len(bands)} rows)"] = time.perf_counter() - t
         t = time.perf_counter()
         io.write_table(samples, tmp / "samples.parquet")
         times["write samples"] = time.perf_counter() - t

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import analysis, standardisation, stats
+from featnorm import analysis, contrast_tables, standardisation, stats, summary
 
 POLICIES = list(standardisation.POLICIES)
 
@@ -137,8 +137,112 @@ def test_table1_and_comparison_across_models():
     t1 = analysis.table1(corr)
     assert t1["norm"].tolist() == cols
     assert t1["seed_r"].tolist() == [0.053, 0.204]
+    assert t1["seed_sign"].tolist() == ["ambiguous", "ambiguous"]
     assert t1["a_r"].tolist() == t1["b_r"].tolist()  # same data, same point estimates
-    md = analysis.table1_markdown(t1, confidence=0.95)
+    np.testing.assert_allclose(t1["a_quality_aligned_r"], -t1["a_r"])  # BRISQUE: flipped
+    md = analysis.table1_markdown(t1, confidence=0.95, demo=True)
     assert "negative" in md and "0.204" in md and "| feature_norm_z |" in md
+    assert "a: quality-aligned r" in md and "b: quality-aligned r" in md
+    assert "sign ambiguous" in md and "pipeline check on synthetic data" in md
+    assert "pipeline check" not in analysis.table1_markdown(t1, confidence=0.95)
     comp = analysis.compare_models(corr)
     assert len(comp) == len(corr) and np.allclose(comp["r_minus_first"], 0)
+
+
+def _holm_loop(p):
+    """Holm (1979) step by step: reject in ascending order while p_(i) <= alpha / (m - i)."""
+    idx = [i for i in range(len(p)) if np.isfinite(p[i])]
+    idx.sort(key=lambda i: p[i])
+    m, out, running = len(idx), np.full(len(p), np.nan), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_p_holm_adjusts_over_every_row_of_the_model():
+    samples, _ = _prepared()
+    c = analysis.correlation_table(samples, model="m", x_columns=analysis.norm_columns(POLICIES),
+                                   methods=list(stats.METHODS), replicates=300, confidence=0.95,
+                                   seed=3)
+    np.testing.assert_allclose(c["p_holm"], _holm_loop(c["p_value"].to_numpy()))
+    assert (c["p_value"].dropna() >= 2 / 301 - 1e-12).all()  # never below the resolution
+    assert (c["p_holm"].dropna() >= c["p_value"].dropna()).all()
+
+
+def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
+    samples, _ = _prepared()
+    cols = analysis.norm_columns(POLICIES)
+    kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 4}
+    corr = analysis.correlation_table(samples, methods=["pearson", "spearman"], **kw)
+    diff = contrast_tables.differences_table(samples, methods=["pearson", "spearman"], **kw)
+    assert list(diff.columns[:12]) == ["model", "x", "reference", "y", "method", "n", "n_classes",
+                                       "delta", "ci_low", "ci_high", "p_value", "replicates"]
+    assert len(diff) == (len(cols) - 1) * 2 * 2  # x != feature_norm, 2 references, 2 methods
+    np.testing.assert_allclose(diff["delta"], diff["r_x"] - diff["r_reference"], atol=1e-15)
+    np.testing.assert_allclose(diff["quality_aligned_delta"],
+                               np.where(diff["lower_is_better"], -1, 1) * diff["delta"])
+    # shrinkage_z is defined wherever the norm is: its r and interval bounds come from the same
+    # rows and draws as in correlations.csv
+    key = ["x", "y", "method"]
+    both = diff.merge(corr, on=key, suffixes=("", "_corr"))
+    shrink = both[both["x"] == "feature_norm_shrinkage_z"]
+    np.testing.assert_allclose(shrink["r_x"], shrink["r"], atol=1e-12)
+    dec = contrast_tables.decomposition_table(samples, **kw)
+    assert len(dec) == len(cols) * 2
+    z = dec[dec["x"] == "feature_norm_z"].iloc[0]
+    assert z["between_share_x"] < 1e-12 and np.isnan(z["r_between"])
+    bands = contrast_tables.by_class_size_table(samples, methods=["pearson"],
+                                                size_bins=[2, 4, 8, 16], **kw)
+    raw = bands[(bands["x"] == "feature_norm") & (bands["y"] == "brisque")]
+    size = samples["class_size"]
+    assert raw["n"].sum() == ((samples["status"] == "ok") & (size >= 2)).sum()
+    assert raw["n_classes"].sum() == samples.loc[size >= 2, "label"].nunique()
+    assert raw["size_low"].tolist() == [2, 4, 8, 16][: len(raw)]
+    band = raw.iloc[1]
+    part = samples[(size >= band["size_low"]) & (size <= band["size_high"])]
+    assert band["r"] == pytest.approx(part["feature_norm"].corr(part["brisque"]), abs=1e-12)
+
+
+def test_summary_states_the_change_with_its_ci_and_does_not_read_the_seed():
+    samples, info = _prepared()
+    cols = analysis.norm_columns(POLICIES)
+    kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 0}
+    res = summary.ModelResults(
+        correlations=analysis.correlation_table(samples, methods=["pearson"], **kw),
+        class_stats=analysis.class_stats(samples), samples=samples, standardise=info,
+        differences=contrast_tables.differences_table(samples, methods=["pearson"], **kw),
+        decomposition=contrast_tables.decomposition_table(samples, **kw),
+        by_class_size=contrast_tables.by_class_size_table(samples, methods=["pearson"],
+                                                          size_bins=[2, 8], **kw))
+    text = summary.render({"m": res}, confidence=0.95)
+    z = res.differences[(res.differences["x"] == "feature_norm_z")
+                        & (res.differences["y"] == "brisque")].iloc[0]
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("- feature_norm_z: delta"))
+    assert f"{z['delta']:+.3f} [{z['ci_low']:+.3f}, {z['ci_high']:+.3f}]" in line
+    direction = "strengthened" if z["quality_aligned_delta"] > 0 else "weakened"
+    assert direction in line if (z["ci_low"] > 0 or z["ci_high"] < 0) else "no change" in line
+    assert "pipeline check on synthetic data" in text and "Holm" in text
+    seed_lines = [ln for ln in text.splitlines() if "0.053" in ln or "0.204" in ln]
+    assert seed_lines and all("agrees" not in ln and "disagrees" not in ln for ln in seed_lines)
+    assert "of the feature norm's variance" in text and "by class size" in text
+
+
+def test_class_size_band_interval_equals_a_plain_stratified_loop():
+    """Band i resamples its own k classes with generator default_rng([seed, i]): the same draws
+    taken as class indices by a plain loop give the same percentile interval."""
+    samples, _ = _prepared()
+    bands = contrast_tables.by_class_size_table(
+        samples, model="m", x_columns=["feature_norm"], methods=["pearson"], size_bins=[2, 8],
+        replicates=300, confidence=0.9, seed=5)
+    row = bands[(bands["y"] == "brisque")].iloc[1]  # band 1: classes of >= 8 images
+    part = samples[(samples["class_size"] >= 8) & (samples["status"] == "ok")]
+    labels = np.sort(part["label"].unique())
+    draws = np.random.default_rng([5, 1]).integers(0, len(labels), size=(300, len(labels)))
+    reps = []
+    for drawn in draws:
+        rs = pd.concat([part[part["label"] == labels[i]] for i in drawn])
+        reps.append(np.corrcoef(rs["feature_norm"], rs["brisque"])[0, 1])
+    lo, hi = np.quantile(reps, [0.05, 0.95])
+    assert row["size_low"] == 8 and row["n_classes"] == len(labels)
+    assert row["ci_low"] == pytest.approx(lo, abs=1e-9) and row["ci_high"] == pytest.approx(hi, abs=1e-9)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import analysis, plots
+from featnorm import analysis, contrast_tables, plots
 
 POLICIES = ["z", "rank"]
 
@@ -80,4 +80,36 @@ def test_sample_figures_have_a_panel_per_column(study, kind):
         assert len(fig.axes[0].get_legend().get_texts()) == len(cols)
     else:
         assert len([a for a in fig.axes if a.get_xlabel()]) == len(cols) + 1
+    plt.close(fig)
+
+
+def test_two_levels_draws_class_means_and_centred_images(study):
+    samples, _, _ = study
+    dec = contrast_tables.decomposition_table(samples, model="m", x_columns=["feature_norm"],
+                                              replicates=50, confidence=0.95, seed=0)
+    fig = plots.two_levels(samples, dec, model="m")
+    left, right = fig.axes[0], fig.axes[1]
+    means = samples[samples["status"] == "ok"].groupby("label")[["brisque", "feature_norm"]].mean()
+    np.testing.assert_allclose(left.collections[0].get_offsets(), means.to_numpy())
+    row = dec[dec["y"] == "brisque"].iloc[0]
+    assert f"r_between = {row['r_between']:+.3f}" in left.get_title()
+    assert f"r_within = {row['r_within']:+.3f}" in right.get_title()
+    assert "agreement is r < 0" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_by_class_size_has_one_point_per_band_and_column(study):
+    samples, _, _ = study
+    cols = analysis.norm_columns(POLICIES)
+    table = contrast_tables.by_class_size_table(samples, model="m", x_columns=cols,
+                                                methods=["pearson"], size_bins=[2, 4, 8, 16],
+                                                replicates=50, confidence=0.95, seed=0)
+    fig = plots.by_class_size(table, model="m")
+    ax = fig.axes[0]
+    assert len(ax.get_legend().get_texts()) == len(cols)
+    bands = table[["size_low", "size_high"]].drop_duplicates()
+    assert len(ax.get_xticks()) == len(bands)
+    raw = table[(table["x"] == "feature_norm") & (table["y"] == "brisque")]
+    plotted = ax.lines[0].get_ydata()  # the first series: feature_norm markers
+    np.testing.assert_allclose(plotted, raw["r"].to_numpy())
     plt.close(fig)

@@ -82,7 +82,19 @@ def test_outputs_follow_the_contracts(finished_run: Path):
     assert stats["n"].sum() == len(manifest)
     corr = pd.read_csv(results / "demo" / "correlations.csv")
     assert {"model", "x", "y", "method", "n", "r", "ci_low", "ci_high", "p_value"} <= set(corr.columns)
-    for figure in ("class_sizes.png", "class_norm_mean.png"):
+    assert {"p_value_iid", "p_value_wald", "p_holm"} <= set(corr.columns)
+    diff = pd.read_csv(results / "demo" / "differences.csv")
+    assert {"model", "x", "reference", "y", "method", "n", "n_classes", "delta", "ci_low",
+            "ci_high", "p_value", "replicates", "quality_aligned_delta"} <= set(diff.columns)
+    assert (diff["reference"] == "feature_norm").all() and "feature_norm_z" in set(diff["x"])
+    dec = pd.read_csv(results / "demo" / "decomposition.csv")
+    assert {"r_total", "r_within", "r_between", "between_share_x", "between_share_y",
+            "r_within_ci_low", "r_between_ci_high"} <= set(dec.columns)
+    bands = pd.read_csv(results / "demo" / "by_class_size.csv")
+    assert {"model", "x", "y", "method", "size_low", "size_high", "n", "n_classes", "r",
+            "ci_low", "ci_high"} <= set(bands.columns)
+    for figure in ("class_sizes.png", "class_norm_mean.png", "two_levels.png",
+                   "by_class_size.png"):
         assert (results / "demo" / "figures" / figure).stat().st_size > 0
     assert "feature norm" in (results / "summary.md").read_text().lower()
 
@@ -153,6 +165,8 @@ def test_html_report_contains_every_figure_and_table(finished_run: Path):
     html = report.read_text(errors="replace")
     results = finished_run / "results"
     figures = sorted(p.name for p in results.rglob("*.png"))
-    assert {"class_sizes.png", "class_norm_mean.png", "norm_vs_brisque.png"} <= set(figures)
-    for name in [*figures, "correlations.csv", "table1.md", "summary.md"]:
+    assert {"class_sizes.png", "class_norm_mean.png", "norm_vs_brisque.png", "two_levels.png",
+            "by_class_size.png"} <= set(figures)
+    for name in [*figures, "correlations.csv", "table1.md", "summary.md", "differences.csv",
+                 "decomposition.csv", "by_class_size.csv"]:
         assert name in html, f"{name} is missing from the report"

@@ -24,6 +24,8 @@ __all__ = [
     "GROUND_TRUTH_QUALITY",
     "NORM_COLUMN",
     "QUALITY_REFERENCES",
+    "DEMO_NOTE",
+    "SEED_SIGN_NOTE",
     "SEED_TABLE1",
     "class_stats",
     "compare_models",
@@ -177,7 +179,8 @@ def standardise(
     policies : list of {"z", "shrinkage_z", "rank", "residual"}
         ``z``: the seed's ``(norm - class mean) / class std`` with ``ddof``; classes with fewer
         than ``min_class_size`` norms or std = 0 are NaN and flagged in ``z_excluded``.
-        ``shrinkage_z``: empirical-Bayes z (``stats.shrinkage_z``), defined for every class.
+        ``shrinkage_z``: z about the class's own mean with limma's moderated class variance
+        (``standardisation.shrinkage_z``), defined for every class.
         ``rank``: within-class percentile in (0, 1); classes below ``min_class_size`` NaN.
         ``residual``: norm minus the fitted trend ``poly(log class_size, residual_degree)``.
     min_class_size, ddof, residual_degree : int
@@ -281,6 +284,22 @@ def _row(model: str, x: str, y: str, method: str, res: stats.CorrelationResult,
     return d
 
 
+def _bootstrap_setup(samples: pd.DataFrame, *, replicates: int, seed: int):
+    """What every bootstrap table shares: the ok rows, class codes, the weight matrix (one
+    generator seeded by ``seed``, so every table of a model uses the same draws) and the
+    quality references present (column -> lower is better)."""
+    if replicates < 1:
+        raise ValueError(f"analysis.bootstrap_replicates = {replicates} must be >= 1")
+    ok = samples["status"].to_numpy() == OK
+    codes_all = _codes(samples["label"])
+    n_classes = int(codes_all.max()) + 1 if len(codes_all) else 0
+    rng = np.random.default_rng(seed)
+    weights = (stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
+               if n_classes >= 1 else None)
+    refs = {y: lib for y, lib in QUALITY_REFERENCES.items() if y in samples.columns}
+    return ok, codes_all, weights, refs
+
+
 def correlation_table(
     samples: pd.DataFrame,
     *,
@@ -307,24 +326,19 @@ def correlation_table(
     -------
     DataFrame
         Columns ``model, x, y, method, n, r, ci_low, ci_high, p_value`` (the contract) and
-        ``n_classes, ci_method, naive_ci_low, naive_ci_high, p_value_iid, replicates, flag,
-        quality_aligned_r, quality_aligned_ci_low, quality_aligned_ci_high, lower_is_better``.
+        ``n_classes, ci_method, naive_ci_low, naive_ci_high, p_value_wald, p_value_iid,
+        replicates, flag, quality_aligned_r, quality_aligned_ci_low, quality_aligned_ci_high,
+        lower_is_better, p_holm``. ``p_value`` is the cluster-bootstrap p (never below
+        ``2 / (1 + replicates)``), ``p_value_wald`` its normal approximation, ``p_holm`` the
+        Holm adjustment of ``p_value`` over every row of the table (the model's family).
         r is signed: agreement with BRISQUE is negative; ``quality_aligned_r`` is positive
         when the norm agrees with the reference. ``quality_aligned_*`` is NaN for the
         class-size row (no quality reference).
     """
     for m in methods:
         stats._check_method(m)
-    if replicates < 1:
-        raise ValueError(f"analysis.bootstrap_replicates = {replicates} must be >= 1")
     started = time.perf_counter()
-    ok = samples["status"].to_numpy() == OK
-    codes_all = _codes(samples["label"])
-    n_classes = int(codes_all.max()) + 1 if len(codes_all) else 0
-    rng = np.random.default_rng(seed)
-    weights = (stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
-               if n_classes >= 1 else None)
-    refs = {y: lib for y, lib in QUALITY_REFERENCES.items() if y in samples.columns}
+    ok, codes_all, weights, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
     rows = []
     codes = codes_all[ok]
     for y, lower in refs.items():
@@ -355,6 +369,8 @@ def correlation_table(
     table = pd.DataFrame(rows)
     table["lower_is_better"] = table["y"].map(
         lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
+    # family: every row of this model's table that has a bootstrap p
+    table["p_holm"] = stats.holm(table["p_value"].to_numpy(np.float64))
     logger.info("%d correlations for model %s (%d replicates) in %.1f s",
                 len(table), model, replicates, time.perf_counter() - started)
     return table
@@ -377,41 +393,75 @@ def table1(correlations: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         One row per norm column (``feature_norm``, ``feature_norm_z``, other policies), columns
-        ``norm``, ``seed_r`` (Kim & Sohn's value where they report one) and per model
-        ``<model>_r``, ``<model>_ci_low``, ``<model>_ci_high``, ``<model>_n``. Signed r:
-        agreement with BRISQUE is negative.
+        ``norm``, ``seed_r`` (Kim & Sohn's value as printed, where they report one),
+        ``seed_sign`` (``ambiguous`` beside every seed value: see ``SEED_SIGN_NOTE``) and per
+        model ``<model>_r``, ``<model>_ci_low``, ``<model>_ci_high``, ``<model>_n``,
+        ``<model>_quality_aligned_r`` (and its ``_ci_low``/``_ci_high``). Signed r: agreement
+        with BRISQUE is negative; quality-aligned r: agreement is positive.
     """
     sel = correlations[(correlations["y"] == BRISQUE_COLUMN)
                        & (correlations["method"] == "pearson")]
     out = pd.DataFrame({"norm": pd.unique(sel["x"])})
     out["seed_r"] = out["norm"].map(SEED_TABLE1)
+    out["seed_sign"] = np.where(out["seed_r"].notna(), "ambiguous", "")
     for model, part in sel.groupby("model", sort=False):
         p = part.set_index("x")
-        for col in ("r", "ci_low", "ci_high", "n"):
+        for col in ("r", "ci_low", "ci_high", "n", "quality_aligned_r", "quality_aligned_ci_low",
+                    "quality_aligned_ci_high"):
             out[f"{model}_{col}"] = out["norm"].map(p[col])
     return out
 
 
-def table1_markdown(table: pd.DataFrame, *, confidence: float) -> str:
-    """Markdown rendering of ``table1`` with the sign convention and CI method stated."""
-    models = [c[: -len("_r")] for c in table.columns if c.endswith("_r") and c != "seed_r"]
+# Why Table 1 shows the seed's numbers without reading them as agreement or disagreement.
+SEED_SIGN_NOTE = (
+    "Kim & Sohn's values are shown as printed. Their sign convention is ambiguous (the "
+    "paper's reading of a positive r does not match BRISQUE's lower-is-better scale), so featnorm "
+    "does not read them as agreement or disagreement with BRISQUE."
+)
+DEMO_NOTE = (
+    "The embedded demo is a **pipeline check on synthetic data**, not a replication of "
+    "Kim & Sohn: a small model trained briefly on rendered faces."
+)
+
+
+def _table1_models(table: pd.DataFrame) -> list[str]:
+    """Model names of a ``table1`` frame, in column order."""
+    return [c[: -len("_ci_low")] for c in table.columns
+            if c.endswith("_ci_low") and not c.endswith("quality_aligned_ci_low")]
+
+
+def table1_markdown(table: pd.DataFrame, *, confidence: float, demo: bool = False) -> str:
+    """Markdown rendering of ``table1`` with the sign convention and CI method stated.
+
+    ``demo``: the correlations come from the embedded demo dataset; the table then says it is
+    a pipeline check on synthetic data, not a replication.
+    """
+    models = _table1_models(table)
     pct = f"{confidence * 100:g} %"
-    head = "| norm | Kim & Sohn | " + " | ".join(f"{m}: r [{pct} CI] (n)" for m in models) + " |"
+    head = ("| norm | Kim & Sohn (as printed) | "
+            + " | ".join(f"{m}: r [{pct} CI] (n) | {m}: quality-aligned r" for m in models)
+            + " |")
     lines = [
         "# Table 1: Pearson correlation of the feature norm with BRISQUE",
         "",
         "Signed r. BRISQUE is lower for better images, so a norm that agrees with BRISQUE "
-        "has a **negative** r. Intervals: cluster bootstrap resampling classes (percentile).",
+        "has a **negative** r; the quality-aligned r flips the sign (positive = agrees). "
+        "Intervals: cluster bootstrap resampling classes (percentile).",
         "",
-        head,
-        "|" + "---|" * (2 + len(models)),
+        SEED_SIGN_NOTE,
+        "",
     ]
+    if demo:
+        lines += [DEMO_NOTE, ""]
+    lines += [head, "|" + "---|" * (2 + 2 * len(models))]
     for _, row in table.iterrows():
-        seed = "" if pd.isna(row["seed_r"]) else f"{row['seed_r']:.3f}"
+        seed = "" if pd.isna(row["seed_r"]) else f"{row['seed_r']:.3f} (sign ambiguous)"
         cells = []
         for m in models:
             r, lo, hi, n = (row[f"{m}_{c}"] for c in ("r", "ci_low", "ci_high", "n"))
             cells.append("n/a" if pd.isna(r) else f"{r:+.3f} [{lo:+.3f}, {hi:+.3f}] ({int(n)})")
+            qa = row.get(f"{m}_quality_aligned_r", np.nan)
+            cells.append("n/a" if pd.isna(qa) else f"{qa:+.3f}")
         lines.append(f"| {row['norm']} | {seed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

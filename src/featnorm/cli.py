@@ -281,6 +281,58 @@ def run_correlate(args: argparse.Namespace) -> None:
     io.write_text(table.to_csv(index=False), args.output)
 
 
+def _contrast_args(p: argparse.ArgumentParser, *, methods: bool = True,
+                   size_bins: bool = False) -> None:
+    p.add_argument("--samples", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--policies", nargs="*", required=True)
+    if methods:
+        p.add_argument("--methods", nargs="+", required=True)
+    if size_bins:
+        p.add_argument("--size-bins", nargs="+", type=int, required=True,
+                       help="lower edges of the class-size bands, ascending")
+    p.add_argument("--replicates", type=int, required=True)
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--output", required=True)
+
+
+def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
+    """Read samples, build one contrast table with the shared bootstrap settings, write CSV."""
+    from featnorm import analysis, io
+
+    samples = io.read_table(args.samples)
+    table = build(samples, model=args.model, x_columns=analysis.norm_columns(args.policies),
+                  replicates=args.replicates, confidence=args.confidence, seed=args.seed,
+                  **extra)
+    io.write_text(table.to_csv(index=False), args.output)
+
+
+@step("differences", _contrast_args)
+def run_differences(args: argparse.Namespace) -> None:
+    """Paired r(standardised, y) - r(raw norm, y) with cluster-bootstrap CIs (differences.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.differences_table, methods=args.methods)
+
+
+@step("decompose", lambda p: _contrast_args(p, methods=False))
+def run_decompose(args: argparse.Namespace) -> None:
+    """Within-class and between-class Pearson r of each norm column (decomposition.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.decomposition_table)
+
+
+@step("by-class-size", lambda p: _contrast_args(p, size_bins=True))
+def run_by_class_size(args: argparse.Namespace) -> None:
+    """Correlations within class-size bands (by_class_size.csv)."""
+    from featnorm import contrast_tables
+
+    _write_contrast(args, contrast_tables.by_class_size_table, methods=args.methods,
+                    size_bins=args.size_bins)
+
+
 def _table1_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correlations", nargs="+", required=True, help="every model's CSV")
     p.add_argument("--confidence", type=float, required=True)
@@ -297,8 +349,10 @@ def run_table1(args: argparse.Namespace) -> None:
 
     corr = pd.concat([pd.read_csv(p) for p in args.correlations], ignore_index=True)
     table = analysis.table1(corr)
+    demo = bool((corr["y"] == analysis.GROUND_TRUTH_QUALITY).any())  # only the demo has it
     io.write_text(table.to_csv(index=False), args.csv)
-    io.write_text(analysis.table1_markdown(table, confidence=args.confidence), args.markdown)
+    io.write_text(analysis.table1_markdown(table, confidence=args.confidence, demo=demo),
+                  args.markdown)
 
 
 def _save_figure(fig, png: str, svg: str) -> None:
@@ -337,13 +391,15 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
     # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
-    kinds = ["class_norm_mean", "class_sizes", "forest", "ground_truth", "norm_vs_brisque",
-             "trends"]
+    kinds = ["by_class_size", "class_norm_mean", "class_sizes", "forest", "ground_truth",
+             "norm_vs_brisque", "trends", "two_levels"]
     p.add_argument("--kind", required=True, choices=kinds)
     p.add_argument("--model", required=True)
     p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
     p.add_argument("--class-stats", help="class_stats.parquet (class_sizes, class_norm_mean)")
     p.add_argument("--correlations", help="correlations.csv (norm_vs_brisque, forest)")
+    p.add_argument("--decomposition", help="decomposition.csv (two_levels)")
+    p.add_argument("--by-class-size", help="by_class_size.csv (by_class_size)")
     p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
     p.add_argument("--png", required=True)
     p.add_argument("--svg", required=True)
@@ -365,6 +421,13 @@ def run_plot(args: argparse.Namespace) -> None:
     if kind in ("class_sizes", "class_norm_mean"):
         fig = plots.FIGURES[kind](io.read_table(need("class-stats", args.class_stats)),
                                   model=args.model)
+    elif kind == "by_class_size":
+        fig = plots.by_class_size(pd.read_csv(need("by-class-size", args.by_class_size)),
+                                  model=args.model)
+    elif kind == "two_levels":
+        fig = plots.two_levels(io.read_table(need("samples", args.samples)),
+                               pd.read_csv(need("decomposition", args.decomposition)),
+                               model=args.model)
     elif kind == "forest":
         corr = pd.read_csv(need("correlations", args.correlations))
         fig = plots.forest(corr, title=f"All correlations of model {args.model}")
@@ -384,6 +447,11 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--correlations", nargs="+", required=True, help="one CSV per model")
     p.add_argument("--samples", nargs="+", required=True, help="one samples.parquet per model")
     p.add_argument("--class-stats", nargs="+", required=True, help="one per model")
+    p.add_argument("--differences", nargs="+", required=True, help="differences.csv per model")
+    p.add_argument("--decomposition", nargs="+", required=True,
+                   help="decomposition.csv per model")
+    p.add_argument("--by-class-size", nargs="+", required=True,
+                   help="by_class_size.csv per model")
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--output", required=True, help="summary.md")
 
@@ -396,19 +464,27 @@ def run_summary(args: argparse.Namespace) -> None:
     from featnorm import io, summary
 
     n = len(args.models)
-    if not (len(args.correlations) == len(args.samples) == len(args.class_stats) == n):
-        raise ValueError("summary needs one --correlations, --samples and --class-stats per "
-                         f"--models entry; got {len(args.correlations)}, {len(args.samples)}, "
-                         f"{len(args.class_stats)} for {n} models")
+    per_model_files = {"--correlations": args.correlations, "--samples": args.samples,
+                       "--class-stats": args.class_stats, "--differences": args.differences,
+                       "--decomposition": args.decomposition,
+                       "--by-class-size": args.by_class_size}
+    wrong = {k: len(v) for k, v in per_model_files.items() if len(v) != n}
+    if wrong:
+        raise ValueError(f"summary needs one file per --models entry ({n}) for each of "
+                         f"{', '.join(per_model_files)}; got {wrong}")
     per_model = {
         m: summary.ModelResults(
             correlations=pd.read_csv(c),
             class_stats=io.read_table(cs),
             samples=io.read_table(s, columns=["label", "status", "z_excluded"]),
             standardise=io.read_metadata(s).get("standardise", {}),
+            differences=pd.read_csv(d),
+            decomposition=pd.read_csv(dec),
+            by_class_size=pd.read_csv(b),
         )
-        for m, c, s, cs in zip(args.models, args.correlations, args.samples, args.class_stats,
-                               strict=True)
+        for m, c, s, cs, d, dec, b in zip(args.models, args.correlations, args.samples,
+                                          args.class_stats, args.differences,
+                                          args.decomposition, args.by_class_size, strict=True)
     }
     io.write_text(summary.render(per_model, confidence=args.confidence), args.output)
 

@@ -131,3 +131,13 @@ def check(config: dict[str, Any], *, results: str) -> None:
     _check_models(config)
     _check_shards(config)
     _check_results(results)
+
+
+def check_size_bins(edges: list[int]) -> list[int]:
+    """``edges`` as ints, or ValueError naming ``analysis.size_bins`` unless strictly ascending
+    integers >= 1."""
+    edges = [int(e) for e in edges]
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
+        raise ValueError(f"analysis.size_bins = {edges} must be strictly ascending integers "
+                         ">= 1, e.g. [2, 4, 8, 16]")
+    return edges

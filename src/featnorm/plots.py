@@ -22,12 +22,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FIGURES",
+    "by_class_size",
     "class_norm_mean",
     "class_sizes",
     "forest",
     "ground_truth",
     "norm_vs_brisque",
     "trends",
+    "two_levels",
 ]
 
 SIGN_NOTE = "signed r; BRISQUE lower = better, so agreement is r < 0"
@@ -200,6 +202,86 @@ def ground_truth(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> 
     return fig
 
 
+def two_levels(samples: pd.DataFrame, decomposition: pd.DataFrame, *, model: str,
+               x: str = "feature_norm", y: str = "brisque") -> plt.Figure:
+    """The two levels of r(x, y): class means (left) beside the class-centred images (right).
+
+    Left: one point per class (mean of x against mean of y; marker area grows with class
+    size), with ``r_between`` from ``decomposition.csv``. Right: hexbin of x and y after
+    subtracting each class's means, with ``r_within``. Signed r; against BRISQUE agreement is
+    negative.
+    """
+    _style()
+    part = samples.loc[samples["status"] == "ok", ["label", x, y]].dropna()
+    means = part.groupby("label")[[x, y]].mean()
+    sizes = part.groupby("label").size()
+    centred = part[[x, y]] - part.groupby("label")[[x, y]].transform("mean")
+    row = decomposition[(decomposition["x"] == x) & (decomposition["y"] == y)]
+
+    def text(level: str) -> str:
+        if row.empty or not np.isfinite(row[f"r_{level}"].iloc[0]):
+            return f"r_{level} = n/a"
+        r = row.iloc[0]
+        return (f"r_{level} = {r[f'r_{level}']:+.3f} "
+                f"[{r[f'r_{level}_ci_low']:+.3f}, {r[f'r_{level}_ci_high']:+.3f}]")
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.8))
+    left.scatter(means[y], means[x], s=4 + 40 * sizes / max(sizes.max(), 1), alpha=0.5,
+                 color="C0", edgecolor="none")
+    left.set_xlabel(f"class mean {y}" + (" (lower = better)" if y == "brisque" else ""))
+    left.set_ylabel(f"class mean {x}")
+    left.set_title(f"between classes: {text('between')}\n{len(means)} classes (area ~ size)",
+                   fontsize=8)
+    if len(centred):
+        hb = right.hexbin(centred[y], centred[x], gridsize=_HEXBIN_GRID, bins="log",
+                          cmap="viridis", mincnt=1)
+        fig.colorbar(hb, ax=right, label="images (log)")
+    right.set_xlabel(f"{y} minus its class mean")
+    right.set_ylabel(f"{x} minus its class mean")
+    right.set_title(f"within classes: {text('within')}\n{len(centred)} images", fontsize=8)
+    share = "" if row.empty else f"; {row['between_share_x'].iloc[0]:.0%} of {x}'s variance " \
+        "lies between classes"
+    fig.suptitle(f"{x} vs {y} at two levels ({model}){share}\n{SIGN_NOTE}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def by_class_size(table: pd.DataFrame, *, model: str, y: str = "brisque",
+                  method: str = "pearson") -> plt.Figure:
+    """r of each norm column with ``y`` per class-size band, with cluster-bootstrap CIs.
+
+    One marker series per norm column, dodged within each band; x axis: the bands
+    (``size_low``-``size_high`` images per class) with their image and class counts; signed r.
+    """
+    _style()
+    t = table[(table["y"] == y) & (table["method"] == method)]
+    bands = t[["size_low", "size_high"]].drop_duplicates().sort_values("size_low")
+    columns = list(pd.unique(t["x"]))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.1 * len(bands) + 2), 4.0))
+    width = 0.8 / max(len(columns), 1)
+    for i, x in enumerate(columns):
+        part = t[t["x"] == x].set_index(["size_low", "size_high"]).reindex(
+            pd.MultiIndex.from_frame(bands))
+        pos = np.arange(len(bands)) - 0.4 + width * (i + 0.5)
+        r = part["r"].to_numpy(np.float64)
+        err = [r - part["ci_low"].to_numpy(np.float64), part["ci_high"].to_numpy(np.float64) - r]
+        ax.errorbar(pos, r, yerr=err, fmt="o", ms=3, capsize=2, label=x)
+    ax.axhline(0, color="grey", lw=0.8)
+    first = (t[t["x"] == columns[0]].set_index("size_low")[["n", "n_classes"]] if columns
+             else pd.DataFrame(columns=["n", "n_classes"]))
+    ax.set_xticks(np.arange(len(bands)))
+    ax.set_xticklabels([f"{lo}-{hi}\n{int(first.loc[lo, 'n'])} img, "
+                        f"{int(first.loc[lo, 'n_classes'])} cl." if lo in first.index
+                        else f"{lo}-{hi}" for lo, hi in
+                        zip(bands["size_low"], bands["size_high"], strict=True)], fontsize=7)
+    ax.set_xlabel("images per class (band); images and classes in the band")
+    ax.set_ylabel(f"{method} r with {y}")
+    ax.set_title(f"r with {y} by class size ({model}); {SIGN_NOTE}", fontsize=9)
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
 # figure kind -> what it needs: used by the CLI's `plot` step
 FIGURES = {
     "class_sizes": class_sizes,
@@ -208,4 +290,6 @@ FIGURES = {
     "trends": trends,
     "forest": forest,
     "ground_truth": ground_truth,
+    "two_levels": two_levels,
+    "by_class_size": by_class_size,
 }

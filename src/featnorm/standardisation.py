@@ -6,8 +6,9 @@ spread), plus what it excluded or estimated. The norm is meant to be higher for 
 every policy keeps that direction.
 
 * ``within_class_z``: the seed's z-score ``(x - class mean) / class std``;
-* ``shrinkage_z``: empirical-Bayes z-score whose class variance is moderated toward the pooled
-  variance (Smyth 2004, doi:10.2202/1544-6115.1027), defined for every class;
+* ``shrinkage_z``: empirical-Bayes z-score about the class's own mean whose class variance is
+  moderated toward a prior variance as limma does it (Smyth 2004, doi:10.2202/1544-6115.1027),
+  defined for every class;
 * ``within_class_rank``: percentile of the image inside its class;
 * ``class_size_residual``: the norm minus its fitted polynomial trend in log class size.
 """
@@ -22,12 +23,17 @@ from scipy import special
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POLICIES", "class_size_residual", "shrinkage_z", "within_class_rank", "within_class_z"]
+__all__ = [
+    "POLICIES", "class_size_residual", "fit_f_dist", "shrinkage_z", "within_class_rank",
+    "within_class_z",
+]
 
 # policy name -> suffix of its column: feature_norm_<suffix>
 POLICIES = ("z", "shrinkage_z", "rank", "residual")
 # A variance below this (relative to the squared scale of the data) counts as zero.
 _REL_EPS = 1e-12
+# limma's fitFDist raises exact-zero variances to this fraction of the median before log().
+_ZERO_VARIANCE_OFFSET = 1e-5
 
 
 # standardisation policies: per-image arrays in, per-image arrays out (NaN where excluded)
@@ -100,63 +106,100 @@ def _trigamma_inverse(value: float) -> float:
     return float(t)
 
 
+def fit_f_dist(s2: np.ndarray, df: np.ndarray) -> tuple[float, float]:
+    """Prior variance and prior degrees of freedom of sample variances (Smyth 2004, §6.2).
+
+    Method of moments on ``log s2``: with ``e_g = log s2_g - digamma(d_g / 2) + log(d_g / 2)``,
+    ``mean(e)`` estimates ``log s0^2 - digamma(d0 / 2) + log(d0 / 2)`` and
+    ``var(e, ddof=1) - mean(trigamma(d_g / 2))`` estimates ``trigamma(d0 / 2)``. When that
+    excess variance is not positive the variances agree more than chance allows and
+    ``d0 = inf``, ``s0^2 = exp(mean(e))``. Like limma's ``fitFDist`` (no covariate), sample
+    variances of exactly zero are raised to 1e-5 times the median before the logarithm.
+
+    Parameters
+    ----------
+    s2 : ndarray of shape (G,), float
+        Sample variances (ddof = 1), one per class; only finite, non-negative entries with
+        ``df > 0`` are used.
+    df : ndarray of shape (G,), float
+        Their degrees of freedom, ``n_g - 1``.
+
+    Returns
+    -------
+    s0_squared : float
+        Prior (scale) variance; NaN when no class has ``df > 0``.
+    d0 : float
+        Prior degrees of freedom, in (0, inf]; NaN when no class has ``df > 0``.
+    """
+    s2 = np.asarray(s2, dtype=np.float64)
+    df = np.asarray(df, dtype=np.float64)
+    ok = np.isfinite(s2) & np.isfinite(df) & (df > 1e-15) & (s2 > -1e-15)
+    s2, df = np.maximum(s2[ok], 0.0), df[ok]
+    if len(s2) == 0:
+        return np.nan, np.nan
+    if len(s2) == 1:
+        return float(s2[0]), 0.0
+    median = float(np.median(s2))
+    if median == 0:
+        logger.warning("more than half of the class variances are exactly zero: the prior "
+                       "variance is unreliable")
+        median = 1.0
+    s2 = np.maximum(s2, _ZERO_VARIANCE_OFFSET * median)
+    e = np.log(s2) - special.digamma(df / 2) + np.log(df / 2)
+    e_mean = float(np.mean(e))
+    excess = float(np.var(e, ddof=1) - np.mean(special.polygamma(1, df / 2)))
+    if excess > 0:
+        d0 = 2 * _trigamma_inverse(excess)
+        return float(np.exp(e_mean + special.digamma(d0 / 2) - np.log(d0 / 2))), d0
+    return float(np.exp(e_mean)), np.inf
+
+
 def shrinkage_z(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Empirical-Bayes z-score: class mean and variance both pooled toward the whole data set.
+    """Empirical-Bayes z-score: the class's own mean, a moderated class variance (limma).
 
-    ``z_i = (x_i - m_g) / s_g`` where
+    ``z_i = (x_i - xbar_g) / sqrt(s2_mod_g)`` with ``xbar_g`` the class's own mean and
+    ``s2_mod_g = (d0 s0^2 + d_g s2_g) / (d0 + d_g)`` (Smyth 2004, eq. 7 / limma's
+    ``squeezeVar``), ``d_g = n_g - 1``, ``s2_g`` the sample variance (ddof = 1), and
+    ``(s0^2, d0)`` from ``fit_f_dist`` over the classes with ``d_g > 0``. With ``d0 = inf``
+    every class gets ``s0^2``. Only the variance is pooled: the class mean is not shrunk toward
+    the grand mean, because that would bring back the between-class variation that
+    standardising exists to remove.
 
-    * ``m_g = B_g mu + (1 - B_g) xbar_g``, ``B_g = (s2_w / n_g) / (s2_w / n_g + tau2)``: the
-      normal-normal posterior mean of the class mean, with ``mu`` the grand mean of class
-      means, ``s2_w`` the pooled within-class variance and ``tau2`` the between-class variance
-      of true means by the method of moments, ``var(xbar_g) - mean(s2_w / n_g)``, floored at 0.
-    * ``s2_g = (d0 s2_w + d_g s2_obs_g) / (d0 + d_g)`` with ``d_g = n_g - 1``: Smyth's (2004)
-      moderated variance; the prior degrees of freedom ``d0`` are estimated from the spread of
-      ``log s2_obs_g`` (method of moments with trigamma), d0 = inf when the classes agree.
+    A class of one image has ``d_g = 0``, so its variance is ``s0^2`` and its z is 0 (the image
+    is its class mean); no class is excluded.
 
-    A class of one image gets ``s2_g = s2_w`` and a mean pulled strongly to ``mu``, so no class
-    is excluded; small classes are pooled toward global behaviour instead of producing
-    degenerate z-scores.
+    Parameters
+    ----------
+    x : ndarray of shape (N,), float
+        Feature norms (higher meant to be better); NaN rows are ignored and stay NaN.
+    codes : ndarray of shape (N,), int
+        Class index in ``0 .. G - 1``.
 
     Returns
     -------
     z : ndarray of shape (N,), float64
-        NaN only where x is NaN (or everything is constant).
+        Same direction as x; NaN only where x is NaN or no class has two finite norms.
     info : dict
-        The estimated ``mu``, ``s2_within``, ``tau2`` and ``prior_df``.
+        ``prior_variance`` (s0^2), ``prior_df`` (d0, ``inf`` allowed) and ``classes_fitted``.
     """
     x = np.asarray(x, dtype=np.float64)
     codes = np.asarray(codes)
     g = int(codes.max()) + 1 if len(codes) else 0
     n, mean, ss = _class_moments(x, codes, g)
-    present = n > 0
     df = np.maximum(n - 1, 0)
-    total_df = df[present].sum()
-    s2_w = float(ss[present].sum() / total_df) if total_df > 0 else np.nan
-    mu = float(np.mean(mean[present])) if present.any() else np.nan
-    if present.sum() > 1 and np.isfinite(s2_w):
-        tau2 = max(float(np.var(mean[present], ddof=1) - np.mean(s2_w / n[present])), 0.0)
-    else:
-        tau2 = 0.0
-    # moderated variances (Smyth 2004, section 6.2)
-    has_var = (df > 0) & (ss > 0)
-    prior_df = np.inf
-    if has_var.sum() > 2:
-        d = df[has_var]
-        e = np.log(ss[has_var] / d) - special.digamma(d / 2) + np.log(d / 2)
-        excess = np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2))
-        if excess > 0:
-            prior_df = 2 * _trigamma_inverse(excess)
     with np.errstate(invalid="ignore", divide="ignore"):
-        s2_obs = np.where(df > 0, ss / np.maximum(df, 1), 0.0)
-        if np.isinf(prior_df):
-            s2 = np.full(g, s2_w)
+        s2 = np.where(df > 0, ss / np.maximum(df, 1), np.nan)
+    s0_sq, d0 = fit_f_dist(s2, df)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if np.isinf(d0):
+            moderated = np.full(g, s0_sq)
         else:
-            s2 = (prior_df * s2_w + df * s2_obs) / (prior_df + df)
-        noise = s2_w / n
-        b = noise / (noise + tau2) if tau2 > 0 else np.ones(g)
-        m = b * mu + (1 - b) * mean
-        z = (x - m[codes]) / np.sqrt(s2[codes])
-    info = {"mu": mu, "s2_within": s2_w, "tau2": tau2, "prior_df": float(prior_df)}
+            moderated = (d0 * s0_sq + df * np.nan_to_num(s2)) / (d0 + df)
+        z = (x - mean[codes]) / np.sqrt(moderated[codes])
+    info = {"prior_variance": float(s0_sq), "prior_df": float(d0),
+            "classes_fitted": int(np.sum(df > 0))}
+    logger.info("shrinkage z: s0^2 = %.6g, d0 = %.6g from %d classes", s0_sq, d0,
+                info["classes_fitted"])
     return z, info
 
 

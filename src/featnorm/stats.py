@@ -41,10 +41,13 @@ __all__ = [
     "CI_METHOD_FISHER",
     "METHODS",
     "CorrelationResult",
+    "bootstrap_p",
     "cluster_bootstrap_weights",
     "correlate",
+    "correlation_replicates",
     "correlation_from_sums",
     "fisher_z_interval",
+    "holm",
     "kendall_scores",
     "moment_sums",
     "partial_correlation",
@@ -82,10 +85,15 @@ class CorrelationResult:
         Fisher-z interval that treats images as i.i.d. (too narrow for grouped data; shown for
         contrast).
     p_value : float
-        Two-sided Wald p-value of r = 0 on the Fisher-z scale with the cluster-bootstrap
-        standard error.
+        Two-sided cluster-bootstrap p-value of r = 0 (``bootstrap_p``): never below its
+        resolution ``2 / (1 + replicates)``.
+    p_value_wald : float
+        Two-sided normal-approximation p-value of r = 0: Wald test on the Fisher-z scale with
+        the cluster-bootstrap standard error. It extrapolates a normal tail, so it can be far
+        smaller than anything the replicates resolve; shown for contrast, not for decisions.
     p_value_iid : float
-        The textbook i.i.d. p-value (scipy's test for the method).
+        The textbook i.i.d. p-value (scipy's test for the method; Kendall's is tie-corrected as
+        ``scipy.stats.kendalltau(method="asymptotic")``).
     replicates : int
         Bootstrap replicates in which the statistic was defined.
     flag : str
@@ -101,6 +109,7 @@ class CorrelationResult:
     naive_ci_low: float
     naive_ci_high: float
     p_value: float
+    p_value_wald: float
     p_value_iid: float
     replicates: int
     flag: str
@@ -334,10 +343,11 @@ def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     lx = (np.cumsum(cx) - cx)[rx]
     ly = (np.cumsum(cy) - cy)[ry]
     ex, ey = cx[rx] - 1, cy[ry] - 1
-    lxey = _within_group_smaller(ry, rx)
-    exly = _within_group_smaller(rx, ry)
-    joint = rx * (ry.max() + 1) + ry
-    ee = _tie_sizes(_dense_rank(joint))
+    # the tie terms vanish without ties: skip their sorts then
+    tied_x, tied_y = len(cx) < n, len(cy) < n
+    lxey = _within_group_smaller(ry, rx) if tied_y else 0
+    exly = _within_group_smaller(rx, ry) if tied_x else 0
+    ee = _tie_sizes(_dense_rank(rx * (ry.max() + 1) + ry)) if tied_x and tied_y else 0
     s = 4 * ll + (n - 1) - 2 * lx - 2 * ly - ex - ey + 2 * lxey + 2 * exly + ee
     pairs = n * (n - 1) / 2
     ties_x = float(np.sum(cx * (cx - 1.0)) / 2)
@@ -388,13 +398,77 @@ def _iid_p(x: np.ndarray, y: np.ndarray, r: float, method: str) -> float:
     if not np.isfinite(r) or n < 3:
         return np.nan
     if method == "kendall":
-        # normal approximation without tie correction of the variance (scipy's 'asymptotic')
-        var = 2 * (2 * n + 5) / (9 * n * (n - 1))
-        return float(2 * stats.norm.sf(abs(r) / np.sqrt(var)))
+        return _kendall_iid_p(x, y, r)
     if abs(r) >= 1:
         return 0.0
     t = r * np.sqrt((n - 2) / (1 - r * r))
     return float(2 * stats.t.sf(abs(t), n - 2))
+
+
+def _tie_sums(v: np.ndarray) -> tuple[float, float, float]:
+    """Over groups of t equal values: sum t(t-1), sum t(t-1)(t-2), sum t(t-1)(2t+5)."""
+    t = np.unique(v, return_counts=True)[1].astype(np.float64)
+    t = t[t > 1]
+    return (float(np.sum(t * (t - 1))), float(np.sum(t * (t - 1) * (t - 2))),
+            float(np.sum(t * (t - 1) * (2 * t + 5))))
+
+
+def _kendall_iid_p(x: np.ndarray, y: np.ndarray, tau_b: float) -> float:
+    """Two-sided normal-approximation p of Kendall's S with the tie-corrected variance.
+
+    ``var(S) = [n(n-1)(2n+5) - sum_x t(t-1)(2t+5) - sum_y u(u-1)(2u+5)] / 18
+    + sum_x t(t-1) sum_y u(u-1) / (2 n (n-1))
+    + sum_x t(t-1)(t-2) sum_y u(u-1)(u-2) / (9 n (n-1)(n-2))`` (Kendall 1970, ch. 4), the
+    test ``scipy.stats.kendalltau(method="asymptotic")`` makes; S is recovered from tau-b.
+    """
+    n = len(x)
+    m = n * (n - 1.0)
+    a2x, a3x, a5x = _tie_sums(x)
+    a2y, a3y, a5y = _tie_sums(y)
+    pairs = m / 2
+    s = tau_b * np.sqrt((pairs - a2x / 2) * (pairs - a2y / 2))
+    var = (m * (2 * n + 5) - a5x - a5y) / 18 + a2x * a2y / (2 * m) \
+        + a3x * a3y / (9 * m * (n - 2))
+    if var <= 0:
+        return np.nan
+    return float(2 * stats.norm.sf(abs(s) / np.sqrt(var)))
+
+
+def bootstrap_p(reps: np.ndarray, *, null: float = 0.0) -> float:
+    """Two-sided cluster-bootstrap p-value of ``statistic = null``, honest about resolution.
+
+    ``p = min(1, 2 (1 + min(#{r* <= null}, #{r* >= null})) / (1 + B))`` over the B finite
+    replicates: the smallest alpha at which the equal-tailed (1 - alpha) percentile interval
+    leaves out ``null``, with the (1 + count) / (1 + B) correction (Davison & Hinkley 1997,
+    §4.4) so that it never reports less than ``2 / (1 + B)``: 1,000 replicates cannot resolve
+    a p below about 0.002. Replicates equal to ``null`` count on both sides (conservative).
+
+    Returns NaN when no replicate is finite.
+    """
+    good = np.asarray(reps, dtype=np.float64)
+    good = good[np.isfinite(good)]
+    if len(good) == 0:
+        return np.nan
+    tail = min(int(np.sum(good <= null)), int(np.sum(good >= null)))
+    return float(min(1.0, 2 * (1 + tail) / (1 + len(good))))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries stay NaN, not counted).
+
+    Sorted ascending, ``p_(i)`` becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))`` with m the
+    number of finite p-values (Holm 1979, doi:10.2307/4615733).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adjusted = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(adjusted)
+    return out
 
 
 def _average_rank(v: np.ndarray) -> np.ndarray:
@@ -432,13 +506,9 @@ def correlate(
 
     Notes
     -----
-    * Pearson: each replicate is computed exactly from per-class sums.
-    * Spearman: the point estimate is exact (Pearson of average ranks). Replicates keep the
-      full-sample ranks and weight classes, i.e. they bootstrap the rank correlation against
-      the population ranks; the error of this is O(1/N) per rank.
-    * Kendall: tau-b is exact; replicates use its first-order (Hajek) projection
-      ``tau* = tau + 2 k (mean* s_i / (N - 1) - tau_a)`` with per-row concordance scores
-      ``s_i`` summed per class and ``k = tau_b / tau_a``.
+    The point estimate is exact for every method (it equals scipy's); how the replicates are
+    computed, and the measured error of the rank-method approximations, is in
+    ``correlation_replicates``.
     """
     _check_method(method)
     if not 0 < confidence < 1:
@@ -453,32 +523,9 @@ def correlate(
     flags: list[str] = []
     if n < 3:
         return _too_few_rows(n, n_classes, need=3)
-    g = _class_count(codes, weights)
-    if method == "kendall":
-        s, r = kendall_scores(x, y)
-        if not np.isfinite(r):
-            flags.append("x or y is constant")
-        reps = np.full(0, np.nan)
-        if weights is not None and np.isfinite(r):
-            tau_a = float(s.sum() / (n * (n - 1)))
-            k = r / tau_a if tau_a != 0 else 1.0
-            h_sum = np.bincount(codes, weights=s / (n - 1), minlength=g)
-            size = np.bincount(codes, minlength=g).astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean_h = (weights @ h_sum) / (weights @ size)
-            reps = np.clip(r + 2 * k * (mean_h - tau_a), -1, 1)
-    else:
-        if method == "spearman":
-            x, y = _average_rank(x), _average_rank(y)
-        xc, yc = x - x.mean(), y - y.mean()
-        sums = moment_sums(np.column_stack([xc, yc]), codes, g)
-        r = float(correlation_from_sums(sums.sum(axis=0))[0, 1])
-        if not np.isfinite(r):
-            flags.append("x or y is constant")
-        reps = np.full(0, np.nan)
-        if weights is not None and np.isfinite(r):
-            boot = (weights @ sums.reshape(g, -1)).reshape(-1, 3, 3)
-            reps = correlation_from_sums(boot)[:, 0, 1]
+    r, reps = correlation_replicates(x, y, codes, method=method, weights=weights)
+    if not np.isfinite(r):
+        flags.append("x or y is constant")
     boot_ci = (np.nan, np.nan, 0)
     if weights is None:
         flags.append("no bootstrap requested")
@@ -492,16 +539,89 @@ def correlate(
                 "interval not reported"
             )
             boot_ci = (np.nan, np.nan, boot_ci[2])
-    p_boot = _wald_p(r, reps) if np.isfinite(boot_ci[0]) else np.nan
+    p_boot = _boot_ps(r, reps, boot_ci)
     naive = fisher_z_interval(r, n, method=method, confidence=confidence)
     p_iid = _iid_p(x, y, r, method)
     return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
 
 
+def _boot_ps(r: float, reps: np.ndarray, boot_ci: tuple) -> tuple[float, float]:
+    """(bootstrap p, Wald p) of r = 0; NaN when the interval was not reported."""
+    if not np.isfinite(boot_ci[0]):
+        return (np.nan, np.nan)
+    return (bootstrap_p(reps), _wald_p(r, reps))
+
+
+def correlation_replicates(
+    x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, method: str,
+    weights: np.ndarray | None,
+) -> tuple[float, np.ndarray]:
+    """A signed correlation and its cluster-bootstrap replicates.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (N,), float
+        Finite values only (callers drop other rows), N >= 3.
+    codes : ndarray of shape (N,), int
+        Class index in ``0 .. G - 1``.
+    method : {"pearson", "spearman", "kendall"}
+    weights : ndarray of shape (B, G) or None
+        Cluster-bootstrap class counts (``cluster_bootstrap_weights``).
+
+    Returns
+    -------
+    r : float
+        Exact coefficient (NaN when x or y is constant).
+    reps : ndarray of shape (B,), float64
+        One value per replicate (empty when ``weights`` is None or r is NaN); NaN where a
+        replicate's statistic is undefined.
+
+    Notes
+    -----
+    * Pearson: each replicate is exact, from per-class sums of products.
+    * Spearman: replicates keep the full-sample average ranks and weight classes (they
+      bootstrap the rank correlation against the population ranks) instead of re-ranking the
+      resampled data.
+    * Kendall: replicates use tau-b's first-order (Hajek) projection
+      ``tau* = tau + 2 k (mean* s_i / (N - 1) - tau_a)`` with per-row concordance scores
+      ``s_i`` summed per class and ``k = tau_b / tau_a``.
+
+    Measured error of the two approximations against exact recomputation on the same draws
+    (re-ranking the resampled rows, duplicated classes included; ``tests/test_stats.py::
+    test_rank_replicates_match_exact_recomputation``): 2,034 rows in 200 classes of 2-18
+    images, 200 replicates, Spearman rho about 0.57: RMS 0.0018 (Spearman) and 0.0015
+    (Kendall) without ties, 0.0017 and 0.0016 with x and y cut to 8 levels. The error falls
+    about like 1 / N: RMS 0.0049 / 0.0044 at 542 rows, 0.0007 / 0.0004 at 7,863 rows.
+    """
+    _check_method(method)
+    n = len(x)
+    g = _class_count(codes, weights)
+    if method == "kendall":
+        s, r = kendall_scores(x, y)
+        if weights is None or not np.isfinite(r):
+            return r, np.full(0, np.nan)
+        tau_a = float(s.sum() / (n * (n - 1)))
+        k = r / tau_a if tau_a != 0 else 1.0
+        h_sum = np.bincount(codes, weights=s / (n - 1), minlength=g)
+        size = np.bincount(codes, minlength=g).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_h = (weights @ h_sum) / (weights @ size)
+        return r, np.clip(r + 2 * k * (mean_h - tau_a), -1, 1)
+    if method == "spearman":
+        x, y = _average_rank(x), _average_rank(y)
+    xc, yc = x - x.mean(), y - y.mean()
+    sums = moment_sums(np.column_stack([xc, yc]), codes, g)
+    r = float(correlation_from_sums(sums.sum(axis=0))[0, 1])
+    if weights is None or not np.isfinite(r):
+        return r, np.full(0, np.nan)
+    boot = (weights @ sums.reshape(g, -1)).reshape(-1, 3, 3)
+    return r, correlation_from_sums(boot)[:, 0, 1]
+
+
 def _too_few_rows(n: int, n_classes: int, *, need: int) -> CorrelationResult:
     """The flagged all-NaN result of a statistic with fewer than ``need`` usable rows."""
-    return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan), np.nan, np.nan,
-                   [f"only {n} usable rows (need >= {need})"])
+    return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan),
+                   (np.nan, np.nan), np.nan, [f"only {n} usable rows (need >= {need})"])
 
 
 def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
@@ -513,7 +633,7 @@ def _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags) -> Correlatio
     return CorrelationResult(
         r=float(r), n=n, n_classes=n_classes, ci_low=boot_ci[0], ci_high=boot_ci[1],
         ci_method=CI_METHOD_BOOTSTRAP, naive_ci_low=naive[0], naive_ci_high=naive[1],
-        p_value=p_boot, p_value_iid=p_iid, replicates=boot_ci[2], flag="; ".join(flags),
+        p_value=p_boot[0], p_value_wald=p_boot[1], p_value_iid=p_iid, replicates=boot_ci[2], flag="; ".join(flags),
     )
 
 
@@ -566,7 +686,7 @@ def partial_correlation(
         if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
             flags.append(f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined")
             boot_ci = (np.nan, np.nan, boot_ci[2])
-    p_boot = _wald_p(r, reps) if np.isfinite(boot_ci[0]) else np.nan
+    p_boot = _boot_ps(r, reps, boot_ci)
     naive = fisher_z_interval(r, n - 1, method="pearson", confidence=confidence)
     p_iid = _iid_p(x[:-1], y[:-1], r, "pearson")
     return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)

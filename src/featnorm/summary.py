@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis import GROUND_TRUTH_QUALITY, SEED_TABLE1
+from featnorm.analysis import DEMO_NOTE, GROUND_TRUTH_QUALITY, SEED_SIGN_NOTE, SEED_TABLE1
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,10 @@ class ModelResults:
     class_stats: pd.DataFrame  # class_stats.parquet
     samples: pd.DataFrame  # at least label, status, z_excluded
     standardise: dict  # the `standardise` metadata of samples.parquet
+    # tests of the seed's claim (issue 10): differences.csv, decomposition.csv, by_class_size.csv
+    differences: pd.DataFrame | None = None
+    decomposition: pd.DataFrame | None = None
+    by_class_size: pd.DataFrame | None = None
 
 
 def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
@@ -80,9 +84,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
                      else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)")
         else:
             agree = " — not distinguishable from zero"
-        seed = SEED_TABLE1.get(x)
-        seed_txt = f" (Kim & Sohn: {seed:+.3f})" if seed is not None else ""
-        lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{seed_txt}{agree}.")
+        lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{agree}.")
     part = _pick(c, "feature_norm", "brisque | log class_size", "partial_pearson")
     if part is not None:
         lines.append(f"- Partial r(feature_norm, BRISQUE | log class size) = {_fmt(part)}.")
@@ -92,12 +94,94 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             row = _pick(c, x, GROUND_TRUTH_QUALITY, "spearman")
             if row is not None:
                 lines.append(f"  - {x}: {_fmt(row)}")
+    lines.extend(_claim_lines(res, pct))
     flagged = c[c["flag"].fillna("").astype(str) != ""]
     if len(flagged):
         lines.append(f"- {len(flagged)} statistic(s) flagged: " + "; ".join(
             f"{r.x} ~ {r.y} ({r.method}): {r.flag}" for r in flagged.itertuples()) + ".")
     lines.append("")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# tests of the seed's claim: paired differences, within/between split, class-size bands
+# ---------------------------------------------------------------------------------------------
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "no CI" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def _r_ci(r: float, lo: float, hi: float) -> str:
+    return "n/a" if not np.isfinite(r) else f"{r:+.3f} {_ci(lo, hi)}"
+
+
+def _difference_line(row: pd.Series, pct: str) -> str:
+    """Did standardising change the agreement with BRISQUE, in which direction, with the CI."""
+    if not np.isfinite(row["delta"]):
+        return f"  - {row['x']}: n/a ({row['flag']})"
+    if np.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0):
+        verdict = ("**strengthened** agreement with BRISQUE" if row["quality_aligned_delta"] > 0
+                   else "**weakened** agreement with BRISQUE")
+        verdict = f"changed agreement: it {verdict} (the {pct} CI excludes 0)"
+    else:
+        verdict = f"no change distinguishable from zero (the {pct} CI includes 0)"
+    return (f"  - {row['x']}: delta = {row['delta']:+.3f} {_ci(row['ci_low'], row['ci_high'])} "
+            f"(r {row['r_x']:+.3f} vs {row['r_reference']:+.3f} on the same "
+            f"{int(row['n'])} images; bootstrap p = {row['p_value']:.3g}): {verdict}.")
+
+
+def _claim_lines(res: ModelResults, pct: str) -> list[str]:
+    """Summary lines from differences.csv, decomposition.csv and by_class_size.csv."""
+    lines: list[str] = []
+    d = res.differences
+    if d is not None and len(d):
+        sel = d[(d["y"] == "brisque") & (d["method"] == "pearson")]
+        if len(sel):
+            lines.append("- Does standardising change the agreement with BRISQUE? Paired "
+                         "delta = r(standardised, BRISQUE) - r(feature_norm, BRISQUE), Pearson, "
+                         "same images and same bootstrap draws (negative delta = closer to "
+                         "BRISQUE):")
+            lines.extend(_difference_line(row, pct) for _, row in sel.iterrows())
+    dec = res.decomposition
+    if dec is not None and len(dec):
+        sel = dec[(dec["x"] == "feature_norm") & (dec["y"] == "brisque")]
+        if len(sel):
+            r = sel.iloc[0]
+            lines.append(
+                f"- Two levels: {r['between_share_x']:.0%} of the feature norm's variance "
+                f"(and {r['between_share_y']:.0%} of BRISQUE's) lies between classes. "
+                "Within classes (class-centred) r = "
+                f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}; between "
+                "classes (class means, one point per class) r = "
+                f"{_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}. A "
+                "within-class z-score keeps only the within-class part.")
+    b = res.by_class_size
+    if b is not None and len(b):
+        for x in ("feature_norm_z", "feature_norm"):
+            sel = b[(b["x"] == x) & (b["y"] == "brisque") & (b["method"] == "pearson")]
+            if len(sel):
+                bands = "; ".join(
+                    f"{int(r.size_low)}-{int(r.size_high)} images: "
+                    f"{_r_ci(r.r, r.ci_low, r.ci_high)} (n = {int(r.n)} in {int(r.n_classes)} "
+                    "classes)" for r in sel.itertuples())
+                lines.append(f"- Pearson r({x}, BRISQUE) by class size: {bands}.")
+    return lines
+
+
+def _holm_family(per_model: dict[str, ModelResults]) -> str:
+    """The sentence that states the Holm family and the smallest p it can reach."""
+    parts = []
+    for model, res in per_model.items():
+        c = res.correlations
+        m = int(np.isfinite(c["p_value"]).sum())
+        reps = int(c["replicates"].max()) if len(c) else 0
+        floor = min(1.0, m * 2 / (1 + reps)) if reps else np.nan
+        parts.append(f"`{model}`: {m} tests, smallest reachable p_holm {floor:.3g}")
+    return ("`p_value` in `correlations.csv` is a two-sided cluster-bootstrap p, never below "
+            "2 / (1 + replicates); `p_holm` adjusts it by Holm's method over the family of "
+            "every row of that model's `correlations.csv` that has a p (" + "; ".join(parts)
+            + "). More replicates (`analysis.bootstrap_replicates`) resolve smaller p-values.")
 
 
 def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
@@ -121,6 +205,11 @@ def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
         "`quality_aligned_r` column (positive = agrees).",
         "",
     ]
+    if any(GROUND_TRUTH_QUALITY in set(res.correlations["y"]) for res in per_model.values()):
+        lines += [DEMO_NOTE, ""]
+    seed = ", ".join(f"{k}: {v:+.3f}" for k, v in SEED_TABLE1.items())
+    lines += [f"Kim & Sohn printed Pearson r with BRISQUE of {seed}. {SEED_SIGN_NOTE}", "",
+              _holm_family(per_model), ""]
     for model, res in per_model.items():
         lines.extend(_model_section(model, res, pct))
     lines.append("See `table1.md` for the seed's Table 1 and `comparison.csv` for all models.")

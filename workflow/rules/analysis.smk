@@ -94,6 +94,13 @@ rule summary:
         class_stats=expand(
             f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()
         ),
+        differences=expand(f"{RESULTS}/{{model}}/differences.csv", model=model_names()),
+        decomposition=expand(
+            f"{RESULTS}/{{model}}/decomposition.csv", model=model_names()
+        ),
+        by_class_size=expand(
+            f"{RESULTS}/{{model}}/by_class_size.csv", model=model_names()
+        ),
     output:
         summary=report(
             f"{RESULTS}/summary.md",
@@ -113,5 +120,104 @@ rule summary:
     shell:
         "python -m featnorm summary --models {params.models}"
         " --correlations {input.correlations} --samples {input.samples}"
-        " --class-stats {input.class_stats} --confidence {params.confidence}"
+        " --class-stats {input.class_stats} --differences {input.differences}"
+        " --decomposition {input.decomposition} --by-class-size {input.by_class_size}"
+        " --confidence {params.confidence}"
         " --output {output.summary} --log {log}"
+
+
+rule paired_differences:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{model}}/differences.csv",
+            caption="../report/differences.rst",
+            category="correlations",
+            labels={"model": "{model}", "table": "paired differences"},
+        ),
+    log:
+        f"{RESULTS}/logs/paired_differences/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paired_differences/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        policies=analysis_policies(),
+        methods=analysis_methods(),
+        replicates=config["analysis"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["analysis"]["seed"],
+    shell:
+        "python -m featnorm differences --samples {input.samples} --model {wildcards.model}"
+        " --policies {params.policies} --methods {params.methods}"
+        " --replicates {params.replicates} --confidence {params.confidence}"
+        " --seed {params.seed} --output {output.table} --log {log}"
+
+
+rule decompose_correlations:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{model}}/decomposition.csv",
+            caption="../report/decomposition.rst",
+            category="correlations",
+            labels={"model": "{model}", "table": "within/between decomposition"},
+        ),
+    log:
+        f"{RESULTS}/logs/decompose_correlations/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/decompose_correlations/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        policies=analysis_policies(),
+        replicates=config["analysis"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["analysis"]["seed"],
+    shell:
+        "python -m featnorm decompose --samples {input.samples} --model {wildcards.model}"
+        " --policies {params.policies} --replicates {params.replicates}"
+        " --confidence {params.confidence} --seed {params.seed}"
+        " --output {output.table} --log {log}"
+
+
+rule correlate_by_class_size:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{model}}/by_class_size.csv",
+            caption="../report/by_class_size.rst",
+            category="correlations",
+            labels={"model": "{model}", "table": "correlations by class size"},
+        ),
+    log:
+        f"{RESULTS}/logs/correlate_by_class_size/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/correlate_by_class_size/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        policies=analysis_policies(),
+        methods=analysis_methods(),
+        size_bins=analysis_size_bins(),
+        replicates=config["analysis"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["analysis"]["seed"],
+    shell:
+        "python -m featnorm by-class-size --samples {input.samples} --model {wildcards.model}"
+        " --policies {params.policies} --methods {params.methods}"
+        " --size-bins {params.size_bins} --replicates {params.replicates}"
+        " --confidence {params.confidence} --seed {params.seed}"
+        " --output {output.table} --log {log}"

@@ -127,6 +127,13 @@ def analysis_methods():
     return " ".join(config["analysis"]["methods"])
 
 
+def analysis_size_bins():
+    """Lower edges of the class-size bands, space-separated for the CLI (checked here, so a
+    bad list is refused before any job runs)."""
+    edges = config_checks.check_size_bins(config["analysis"]["size_bins"])
+    return " ".join(str(edge) for edge in edges)
+
+
 def has_ground_truth():
     """Only the demo dataset carries ground-truth quality columns."""
     return config["dataset"]["format"] == "demo"
@@ -135,6 +142,7 @@ def has_ground_truth():
 def model_figure_names():
     """Per-model figure names (results/{model}/figures/<name>.png)."""
     names = ["class_sizes", "class_norm_mean", "norm_vs_brisque", "trends", "forest"]
+    names += ["two_levels", "by_class_size"]
     return names + (["ground_truth"] if has_ground_truth() else [])
 
 
@@ -147,7 +155,8 @@ def analysis_targets():
     per_model = expand(
         f"{RESULTS}/{{model}}/{{name}}",
         model=model_names(),
-        name=["samples.parquet", "class_stats.parquet", "correlations.csv"],
+        name=["samples.parquet", "class_stats.parquet", "correlations.csv"]
+        + ["differences.csv", "decomposition.csv", "by_class_size.csv"],
     )
     figures = expand(
         f"{RESULTS}/{{model}}/figures/{{figure}}.{{ext}}",

@@ -145,3 +145,50 @@ rule plot_ground_truth:
         "python -m featnorm plot --kind ground_truth --model {wildcards.model}"
         " --samples {input.samples} --policies {params.policies}"
         " --png {output.png} --svg {output.svg} --log {log}"
+
+
+rule plot_two_levels:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        decomposition=f"{RESULTS}/{{model}}/decomposition.csv",
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/two_levels.png",
+            caption="../report/two_levels.rst",
+            category="figures",
+            labels={"model": "{model}", "figure": "between and within classes"},
+        ),
+        svg=f"{RESULTS}/{{model}}/figures/two_levels.svg",
+    log:
+        f"{RESULTS}/logs/plot_two_levels/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_two_levels/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm plot --kind two_levels --model {wildcards.model}"
+        " --samples {input.samples} --decomposition {input.decomposition}"
+        " --png {output.png} --svg {output.svg} --log {log}"
+
+
+rule plot_by_class_size:
+    input:
+        table=f"{RESULTS}/{{model}}/by_class_size.csv",
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/by_class_size.png",
+            caption="../report/by_class_size_figure.rst",
+            category="figures",
+            labels={"model": "{model}", "figure": "r by class size"},
+        ),
+        svg=f"{RESULTS}/{{model}}/figures/by_class_size.svg",
+    log:
+        f"{RESULTS}/logs/plot_by_class_size/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_by_class_size/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm plot --kind by_class_size --model {wildcards.model}"
+        " --by-class-size {input.table}"
+        " --png {output.png} --svg {output.svg} --log {log}"
