@@ -57,8 +57,11 @@ __all__ = [
     "EdcResult",
     "discard_grid",
     "edc",
+    "evaluate",
     "fnmr_curve",
     "pair_quality",
+    "proxy_columns",
+    "scopes",
     "threshold_at_fmr",
 ]
 
@@ -365,3 +368,91 @@ def edc(
                 len(proxies) + 1, n, len(impostor_scores), replicates,
                 time.perf_counter() - started)
     return EdcResult(pd.DataFrame(rows), pd.concat(curve_rows, ignore_index=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# from the workflow's tables
+# ---------------------------------------------------------------------------------------------
+
+ALL_SCOPE = "all"
+LOWER_IS_BETTER = {"brisque"}  # negated so that every quality is higher = better
+
+
+def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
+    """The quality proxies present in ``samples``: the norm columns, BRISQUE, ``true_quality``."""
+    wanted = [*norm_columns, "brisque", "true_quality"]
+    return [c for c in wanted if c in samples.columns]
+
+
+def scopes(pairs: pd.DataFrame) -> list[str]:
+    """``all``, then every split stratum of ``pairs`` other than ``all`` and ``mixed``."""
+    names = [] if "split" not in pairs.columns else sorted(
+        s for s in pd.unique(pairs["split"]) if s not in (ALL_SCOPE, "mixed"))
+    return [ALL_SCOPE, *names]
+
+
+def evaluate(
+    samples: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    model: str,
+    proxies: list[str],
+    fmrs: list[float],
+    limits: list[float],
+    step: float,
+    replicates: int,
+    confidence: float,
+    seed: int,
+) -> EdcResult:
+    """``edc.csv`` and ``edc_curve.csv`` of one model, on all pairs and per split stratum.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        ``samples.parquet``: ``sample_id``, ``label`` and the proxy columns.
+    pairs : DataFrame
+        ``pairs.parquet``: ``sample_id_a``, ``sample_id_b``, ``score``, ``genuine`` (+ ``split``).
+    proxies : list of str
+        Columns of ``samples`` to evaluate; those in ``LOWER_IS_BETTER`` are negated.
+
+    Returns
+    -------
+    EdcResult with ``model`` and ``split`` (``all`` or the stratum) in front of each table.
+    """
+    index = pd.Index(samples["sample_id"].to_numpy())
+    a = index.get_indexer(pairs["sample_id_a"].to_numpy())
+    b = index.get_indexer(pairs["sample_id_b"].to_numpy())
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError(f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
+                         "samples.parquet; the pairs come from other samples: re-run draw_pairs")
+    labels = samples["label"].to_numpy()
+    genuine = pairs["genuine"].to_numpy(bool)
+    if (labels[a][genuine] != labels[b][genuine]).any():
+        raise ValueError("a genuine pair joins two identities: pairs.parquet does not match "
+                         "samples.parquet; re-run draw_pairs")
+    image_q = {}
+    for name in proxies:
+        q = samples[name].to_numpy(np.float64)
+        image_q[name] = -q if name in LOWER_IS_BETTER else q
+    tables, curves = [], []
+    for scope in scopes(pairs):
+        sel = np.ones(len(pairs), bool) if scope == ALL_SCOPE else \
+            (pairs["split"] == scope).to_numpy()
+        g = sel & genuine
+        imp = sel & ~genuine
+        if not g.any() or not imp.any():
+            logger.warning("scope %s: %d genuine, %d impostor pairs; no EDC", scope,
+                           int(g.sum()), int(imp.sum()))
+            continue
+        qualities = {name: pair_quality(q, a[g], b[g]) for name, q in image_q.items()}
+        res = edc(pairs["score"].to_numpy()[g], labels[a[g]], pairs["score"].to_numpy()[imp],
+                  qualities, fmrs=fmrs, limits=limits, step=step, replicates=replicates,
+                  confidence=confidence, seed=seed)
+        for frame, out in ((res.table, tables), (res.curves, curves)):
+            frame.insert(0, "split", scope)
+            frame.insert(0, "model", model)
+            out.append(frame)
+    if not tables:
+        raise ValueError("no scope has both genuine and impostor pairs; the EDC needs both "
+                         "(identities with at least two ok images, and two identities)")
+    return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))

@@ -41,6 +41,8 @@ __all__ = [
     "genuine_pairs",
     "impostor_pairs",
     "output_schema",
+    "pairs_table",
+    "read_embeddings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -289,6 +291,38 @@ def embedding_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     dim = column.type.list_size
     values = column.flatten().to_numpy(zero_copy_only=False)
     return values.astype(np.float16, copy=False).reshape(-1, dim)
+
+
+def read_embeddings(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
+    """The embeddings of ``sample_ids`` (in that order) from embedding shard tables, as an
+    (N, D) float16 matrix; one shard is in memory at a time besides the matrix.
+
+    Raises ValueError when a shard has no ``embedding`` column or an id has no embedding.
+    """
+    import pyarrow.parquet as pq
+
+    index = pd.Index(np.asarray(sample_ids))
+    emb: np.ndarray | None = None
+    filled = np.zeros(len(index), bool)
+    for path in paths:
+        if "embedding" not in pq.read_schema(path).names:
+            raise ValueError(f"{path} has no embedding column; evaluation.edc stores it (it "
+                             "implies embed.save_embeddings): re-run the embed step")
+        table = pq.read_table(path, columns=["sample_id", "embedding"])
+        row = index.get_indexer(table.column("sample_id").to_numpy())
+        keep = np.flatnonzero(row >= 0)
+        if len(keep) == 0:
+            continue
+        matrix = embedding_matrix(table.column("embedding").take(pa.array(keep)))
+        if emb is None:
+            emb = np.zeros((len(index), matrix.shape[1]), np.float16)
+        emb[row[keep]] = matrix
+        filled[row[keep]] = True
+    if emb is None or not filled.all():
+        missing = len(index) if emb is None else int((~filled).sum())
+        raise ValueError(f"{missing} of {len(index)} ok image(s) have no embedding in the "
+                         "shards given")
+    return emb
 
 
 def cosine_scores(
