@@ -37,7 +37,7 @@ def test_hand_worked_case():
     q = np.array([1.0, 2, 3, 4, 5])
     grid = edc.discard_grid([0.2], 0.1)
     np.testing.assert_allclose(grid, [0, 0.1, 0.2])
-    np.testing.assert_allclose(edc.fnmr_curve(q, GENUINE < t, grid), [0.4, 1 / 3, 0.25])
+    np.testing.assert_allclose(edc.fnmr_curve(q, t > GENUINE, grid), [0.4, 1 / 3, 0.25])
     res = edc.edc(GENUINE, np.arange(5), IMPOSTORS, {"q": q}, fmrs=[0.1], limits=[0.2], step=0.1,
                   replicates=20, confidence=0.95, seed=0).table.set_index("quality")
     assert res.loc["q", "pauc"] == pytest.approx(0.1 * (0.4 / 2 + 1 / 3 + 0.25 / 2))

@@ -139,7 +139,9 @@ def evaluation_targets():
         name=["pairs.parquet", "edc.csv", "edc_curve.csv"],
     )
     figures = expand(
-        f"{RESULTS}/{{model}}/figures/edc.{{ext}}", model=model_names(), ext=["png", "svg"]
+        f"{RESULTS}/{{model}}/figures/edc.{{ext}}",
+        model=model_names(),
+        ext=["png", "svg"],
     )
     return tables + figures
 
