@@ -171,3 +171,58 @@ def test_bad_parameters_are_refused(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         edc.edc(GENUINE, np.arange(5), IMPOSTORS, {"q": np.arange(5.0)}, **args)
+
+
+def _frames(with_split: bool):
+    """samples + pairs frames as the workflow writes them, from featnorm.pairs."""
+    from featnorm import pairs
+
+    rng = np.random.default_rng(21)
+    n_ids, per_id = 40, 8
+    label = np.repeat(np.arange(n_ids), per_id)
+    quality = rng.uniform(size=len(label))
+    centres = rng.normal(size=(n_ids, 32))
+    emb = centres[label] + rng.normal(size=(len(label), 32)) * (0.3 + 2 * (1 - quality))[:, None]
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float16)
+    samples = pd.DataFrame({"sample_id": np.arange(len(label)) + 100, "label": label,
+                            "feature_norm": quality + rng.normal(0, 0.3, len(label)),
+                            "brisque": 50 - 40 * quality, "true_quality": quality})
+    if with_split:
+        samples["split"] = np.where(np.arange(len(label)) % per_id < 3, "holdout", "train")
+    table = pairs.pairs_table(samples, emb, max_genuine_per_class=100,
+                              impostor_pairs_per_stratum=5000, seed=0)
+    return samples, table
+
+
+@pytest.mark.parametrize("with_split", [False, True])
+def test_evaluate_all_pairs_and_each_split(with_split: bool):
+    samples, table = _frames(with_split)
+    proxies = edc.proxy_columns(samples, ["feature_norm", "feature_norm_z"])
+    assert proxies == ["feature_norm", "brisque", "true_quality"]
+    res = edc.evaluate(samples, table, model="m", proxies=proxies, fmrs=[0.01], limits=[0.2],
+                       step=0.01, replicates=20, confidence=0.95, seed=0)
+    expected = {"all", "holdout", "train"} if with_split else {"all"}
+    assert set(res.table["split"]) == expected and set(res.table["model"]) == {"m"}
+    for split, part in res.table.groupby("split"):
+        sel = table if split == "all" else table[table["split"] == split]
+        assert (part["n_genuine"] == sel["genuine"].sum()).all()
+        assert (part["n_impostor"] == (~sel["genuine"]).sum()).all()
+    # BRISQUE is negated: 50 - 40 q orders images exactly as q does
+    p = res.table.set_index(["split", "quality"])["pauc"]
+    assert p[("all", "brisque")] == pytest.approx(p[("all", "true_quality")])
+
+
+def test_evaluate_refuses_pairs_of_other_samples():
+    samples, table = _frames(False)
+    table.loc[0, "sample_id_a"] = 99_999
+    with pytest.raises(ValueError, match="not in samples.parquet"):
+        edc.evaluate(samples, table, model="m", proxies=["feature_norm"], fmrs=[0.01],
+                     limits=[0.2], step=0.01, replicates=2, confidence=0.95, seed=0)
+
+
+def test_no_genuine_pairs_gives_an_empty_table_not_a_failure():
+    samples, table = _frames(False)
+    res = edc.evaluate(samples, table[~table["genuine"]], model="m", proxies=["feature_norm"],
+                       fmrs=[0.01], limits=[0.2], step=0.01, replicates=2, confidence=0.95,
+                       seed=0)
+    assert res.table.empty and {"model", "split", "pauc"} <= set(res.table.columns)

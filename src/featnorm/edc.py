@@ -70,6 +70,11 @@ logger = logging.getLogger(__name__)
 IDEAL = "ideal"
 RANDOM = "random"
 RAW_NORM = "feature_norm"
+TABLE_COLUMNS = ["quality", "fmr", "threshold", "fmr_observed", "discard_limit", "pauc",
+                 "ci_low", "ci_high", "n_genuine", "n_impostor", "n_identities", "fnmr_at_0",
+                 "n_no_quality", "delta_vs_feature_norm", "delta_ci_low", "delta_ci_high",
+                 "replicates"]
+CURVE_COLUMNS = ["quality", "fmr", "discard_fraction", "fnmr"]
 # Weighted prefix sums of at most this many float64 values at a time (64 MB).
 _CHUNK_VALUES = 8_000_000
 # The prefix of the discard order summed per replicate: this many times the largest discard
@@ -367,7 +372,8 @@ def edc(
     logger.info("EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
                 len(proxies) + 1, n, len(impostor_scores), replicates,
                 time.perf_counter() - started)
-    return EdcResult(pd.DataFrame(rows), pd.concat(curve_rows, ignore_index=True))
+    return EdcResult(pd.DataFrame(rows, columns=TABLE_COLUMNS),
+                     pd.concat(curve_rows, ignore_index=True)[CURVE_COLUMNS])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +458,9 @@ def evaluate(
             frame.insert(0, "split", scope)
             frame.insert(0, "model", model)
             out.append(frame)
-    if not tables:
-        raise ValueError("no scope has both genuine and impostor pairs; the EDC needs both "
-                         "(identities with at least two ok images, and two identities)")
+    if not tables:  # an empty result, not a failed workflow: the summary says why
+        logger.warning("no scope has both genuine and impostor pairs (they need identities with "
+                       "two ok images, and two identities): edc.csv has no rows")
+        return EdcResult(pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
+                         pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]))
     return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))

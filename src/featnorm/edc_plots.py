@@ -33,6 +33,13 @@ def edc_curves(table: pd.DataFrame, curves: pd.DataFrame, *, model: str) -> plt.
     sns.set_theme(style="whitegrid", context="paper")
     panels = table[["split", "fmr"]].drop_duplicates().itertuples(index=False)
     panels = list(panels)
+    if not panels:
+        fig, ax = plt.subplots(figsize=_PANEL_SIZE)
+        ax.text(0.5, 0.5, "no EDC: no split has both genuine and impostor pairs",
+                ha="center", va="center", fontsize=8)
+        ax.set_axis_off()
+        ax.set_title(f"Error-versus-discard characteristic ({model})", fontsize=9)
+        return fig
     limit = float(table["discard_limit"].min())
     fig, axes = plt.subplots(1, len(panels), figsize=(_PANEL_SIZE[0] * len(panels),
                                                        _PANEL_SIZE[1]), squeeze=False)

@@ -318,6 +318,9 @@ def read_embeddings(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
             emb = np.zeros((len(index), matrix.shape[1]), np.float16)
         emb[row[keep]] = matrix
         filled[row[keep]] = True
+    if len(index) == 0:  # nothing eligible: an empty matrix of the stored width
+        dim = pq.read_schema(paths[0]).field("embedding").type.list_size if paths else 0
+        return np.zeros((0, dim), np.float16)
     if emb is None or not filled.all():
         missing = len(index) if emb is None else int((~filled).sum())
         raise ValueError(f"{missing} of {len(index)} ok image(s) have no embedding in the "

@@ -159,6 +159,8 @@ def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
         "(fnmr_at_0 x limit), `ideal` discards the errors first. See `edc.csv` per model.",
         "",
     ]
+    if edc_table.empty:
+        lines.append("- No EDC: no split had both genuine and impostor pairs.")
     for (model, split, fmr, limit), part in edc_table.groupby(
             ["model", "split", "fmr", "discard_limit"], sort=False):
         p = part.set_index("quality")
