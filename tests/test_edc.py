@@ -194,13 +194,17 @@ def _frames(with_split: bool):
     return samples, table
 
 
+def _settings(replicates: int) -> edc.EdcSettings:
+    return edc.EdcSettings(fmrs=[0.01], limits=[0.2], step=0.01, replicates=replicates,
+                           confidence=0.95, seed=0)
+
+
 @pytest.mark.parametrize("with_split", [False, True])
 def test_evaluate_all_pairs_and_each_split(with_split: bool):
     samples, table = _frames(with_split)
     proxies = edc.proxy_columns(samples, ["feature_norm", "feature_norm_z"])
     assert proxies == ["feature_norm", "brisque", "true_quality"]
-    res = edc.evaluate(samples, table, model="m", proxies=proxies, fmrs=[0.01], limits=[0.2],
-                       step=0.01, replicates=20, confidence=0.95, seed=0)
+    res = edc.evaluate(samples, table, model="m", proxies=proxies, settings=_settings(20))
     expected = {"all", "holdout", "train"} if with_split else {"all"}
     assert set(res.table["split"]) == expected and set(res.table["model"]) == {"m"}
     for split, part in res.table.groupby("split"):
@@ -216,13 +220,12 @@ def test_evaluate_refuses_pairs_of_other_samples():
     samples, table = _frames(False)
     table.loc[0, "sample_id_a"] = 99_999
     with pytest.raises(ValueError, match="not in samples.parquet"):
-        edc.evaluate(samples, table, model="m", proxies=["feature_norm"], fmrs=[0.01],
-                     limits=[0.2], step=0.01, replicates=2, confidence=0.95, seed=0)
+        edc.evaluate(samples, table, model="m", proxies=["feature_norm"],
+                     settings=_settings(2))
 
 
 def test_no_genuine_pairs_gives_an_empty_table_not_a_failure():
     samples, table = _frames(False)
     res = edc.evaluate(samples, table[~table["genuine"]], model="m", proxies=["feature_norm"],
-                       fmrs=[0.01], limits=[0.2], step=0.01, replicates=2, confidence=0.95,
-                       seed=0)
+                       settings=_settings(2))
     assert res.table.empty and {"model", "split", "pauc"} <= set(res.table.columns)

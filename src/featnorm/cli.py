@@ -507,10 +507,11 @@ def run_edc(args: argparse.Namespace) -> None:
     samples = io.read_table(args.samples)
     proxies = edc.proxy_columns(samples, analysis.norm_columns(args.policies))
     logger.info("EDC proxies: %s", proxies)
-    result = edc.evaluate(
-        samples, io.read_table(args.pairs), model=args.model, proxies=proxies, fmrs=args.fmrs,
-        limits=args.discard_limits, step=args.discard_step, replicates=args.replicates,
-        confidence=args.confidence, seed=args.seed)
+    settings = edc.EdcSettings(fmrs=args.fmrs, limits=args.discard_limits,
+                               step=args.discard_step, replicates=args.replicates,
+                               confidence=args.confidence, seed=args.seed)
+    result = edc.evaluate(samples, io.read_table(args.pairs), model=args.model,
+                          proxies=proxies, settings=settings)
     io.write_text(result.table.to_csv(index=False), args.output)
     io.write_text(result.curves.to_csv(index=False), args.curves)
 

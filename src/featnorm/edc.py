@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -55,6 +55,7 @@ __all__ = [
     "IDEAL",
     "RANDOM",
     "EdcResult",
+    "EdcSettings",
     "discard_grid",
     "edc",
     "evaluate",
@@ -397,18 +398,21 @@ def scopes(pairs: pd.DataFrame) -> list[str]:
     return [ALL_SCOPE, *names]
 
 
+@dataclass(frozen=True)
+class EdcSettings:
+    """The options of :func:`edc` (see there), as the workflow's ``evaluation:`` keys give them."""
+
+    fmrs: list[float]
+    limits: list[float]
+    step: float
+    replicates: int
+    confidence: float
+    seed: int
+
+
 def evaluate(
-    samples: pd.DataFrame,
-    pairs: pd.DataFrame,
-    *,
-    model: str,
-    proxies: list[str],
-    fmrs: list[float],
-    limits: list[float],
-    step: float,
-    replicates: int,
-    confidence: float,
-    seed: int,
+    samples: pd.DataFrame, pairs: pd.DataFrame, *, model: str, proxies: list[str],
+    settings: EdcSettings,
 ) -> EdcResult:
     """``edc.csv`` and ``edc_curve.csv`` of one model, on all pairs and per split stratum.
 
@@ -420,6 +424,7 @@ def evaluate(
         ``pairs.parquet``: ``sample_id_a``, ``sample_id_b``, ``score``, ``genuine`` (+ ``split``).
     proxies : list of str
         Columns of ``samples`` to evaluate; those in ``LOWER_IS_BETTER`` are negated.
+    settings : EdcSettings
 
     Returns
     -------
@@ -452,8 +457,7 @@ def evaluate(
             continue
         qualities = {name: pair_quality(q, a[g], b[g]) for name, q in image_q.items()}
         res = edc(pairs["score"].to_numpy()[g], labels[a[g]], pairs["score"].to_numpy()[imp],
-                  qualities, fmrs=fmrs, limits=limits, step=step, replicates=replicates,
-                  confidence=confidence, seed=seed)
+                  qualities, **asdict(settings))
         for frame, out in ((res.table, tables), (res.curves, curves)):
             frame.insert(0, "split", scope)
             frame.insert(0, "model", model)
