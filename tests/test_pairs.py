@@ -136,3 +136,51 @@ def test_embedding_matrix_reads_fixed_size_lists():
     np.testing.assert_array_equal(pairs.embedding_matrix(arr), [[1, 0], [0, 1]])
     with pytest.raises(ValueError, match="missing"):
         pairs.embedding_matrix(pa.array([[1.0, 0.0], None], type=pa.list_(pa.float16(), 2)))
+
+
+@pytest.mark.parametrize("with_split", [False, True])
+def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
+    """`featnorm pairs` and `featnorm edc` on written tables: non-ok images take no part, the
+    split column (when present) gives per-split EDC rows."""
+    from featnorm import io
+    from featnorm.cli import main
+
+    rng = np.random.default_rng(9)
+    label = np.repeat(np.arange(20), 6)
+    n = len(label)
+    quality = rng.uniform(size=n)
+    emb = rng.normal(size=(20, 512))[label] + rng.normal(size=(n, 512)) * (2 - quality)[:, None]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    status = np.where(np.arange(n) % 17 == 5, "brisque:too_small", "ok")
+    samples = pd.DataFrame({"sample_id": np.arange(n), "label": label, "status": status,
+                            "feature_norm": quality, "brisque": 40 - 20 * quality})
+    if with_split:
+        samples["split"] = np.where(np.arange(n) % 6 < 2, "holdout", "train")
+    io.write_table(samples, tmp_path / "samples.parquet")
+    shards = []
+    for k, idx in enumerate(np.array_split(np.arange(n), 2)):
+        part = pd.DataFrame({"sample_id": idx, "feature_norm": quality[idx].astype(np.float32),
+                             "status": "ok", "resized": False,
+                             "embedding": list(emb[idx].astype(np.float16))})
+        path = tmp_path / f"shard-{k}.parquet"
+        schema = pa.schema([("sample_id", pa.int64()), ("feature_norm", pa.float32()),
+                            ("status", pa.string()), ("resized", pa.bool_()),
+                            ("embedding", pa.list_(pa.float16(), 512))])
+        io.write_table(part, path, schema=schema)
+        shards.append(str(path))
+    out = tmp_path / "pairs.parquet"
+    assert main(["pairs", "--samples", str(tmp_path / "samples.parquet"), "--embed", *shards,
+                 "--max-genuine-per-class", "8", "--impostor-pairs", "500", "--seed", "3",
+                 "--output", str(out)]) == 0
+    table = io.read_table(out)
+    bad = set(samples.loc[samples["status"] != "ok", "sample_id"])
+    assert not bad & (set(table["sample_id_a"]) | set(table["sample_id_b"]))
+    assert io.read_metadata(out)["images_excluded"] == len(bad)
+    assert main(["edc", "--samples", str(tmp_path / "samples.parquet"), "--pairs", str(out),
+                 "--model", "m", "--policies", "--fmrs", "0.01", "--discard-limits", "0.2",
+                 "--discard-step", "0.01", "--replicates", "10", "--confidence", "0.9",
+                 "--seed", "0", "--output", str(tmp_path / "edc.csv"),
+                 "--curves", str(tmp_path / "edc_curve.csv")]) == 0
+    edc = pd.read_csv(tmp_path / "edc.csv")
+    assert set(edc["split"]) == ({"all", "holdout", "train"} if with_split else {"all"})
+    assert set(edc["quality"]) == {"feature_norm", "brisque", "ideal", "random"}
