@@ -54,6 +54,7 @@ IMPOSTOR_STREAM = 2**31 - 1  # rng stream id of the impostor draw (labels are th
 # Impostors are enumerated (then sampled) rather than drawn by rejection when the request is at
 # least this share of all existing impostor pairs: rejection would then take many rounds.
 _ENUMERATE_SHARE = 0.25
+_MAX_ENUMERATED = 50_000_000  # candidate pairs enumerated at most (800 MB of int64 keys)
 _MAX_ROUNDS = 64  # rejection rounds before giving up (never reached below _ENUMERATE_SHARE)
 
 
@@ -162,7 +163,8 @@ def impostor_pairs(
         return np.empty(0, np.int64), np.empty(0, np.int64)
     n_a = len(pos_a)
     n_b = n_a if within else len(pos_b)
-    if want >= _ENUMERATE_SHARE * existing:
+    candidates = n_a * (n_a - 1) // 2 if within else n_a * n_b
+    if want >= _ENUMERATE_SHARE * existing and candidates <= _MAX_ENUMERATED:
         # enumerate every pair (few exist), keep the cross-identity ones, sample without replacement
         if within:
             i, j = np.triu_indices(n_a, k=1)
@@ -188,7 +190,9 @@ def impostor_pairs(
             if len(keys) == want:
                 break
         else:  # pragma: no cover - needs an adversarial label layout
-            raise RuntimeError(f"drew only {len(keys)} of {want} impostor pairs")
+            raise RuntimeError(
+                f"drew only {len(keys)} of {want} impostor pairs in {_MAX_ROUNDS} rounds (almost "
+                "all image pairs share an identity); lower evaluation.impostor_pairs")
         keys = np.sort(keys)
     n_total = len(labels)
     return keys // n_total, keys % n_total
