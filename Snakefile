@@ -20,6 +20,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/evaluation.smk"
 
 
 rule all:
@@ -46,3 +47,8 @@ rule embed_all:
 rule analysis_all:
     input:
         analysis_targets(),
+
+
+rule evaluation_all:
+    input:
+        evaluation_targets(),

@@ -170,3 +170,51 @@ def test_html_report_contains_every_figure_and_table(finished_run: Path):
     for name in [*figures, "correlations.csv", "table1.md", "summary.md", "differences.csv",
                  "decomposition.csv", "by_class_size.csv"]:
         assert name in html, f"{name} is missing from the report"
+
+
+@pytest.mark.parametrize(("key", "value", "pairs_rerun"), [
+    ("evaluation.impostor_pairs", 300, True),
+    ("evaluation.fmrs", [0.05], False),
+    ("evaluation.bootstrap_replicates", 20, False),
+])
+def test_evaluation_change_reruns_no_brisque_or_embedding(finished_run: Path, tmp_path: Path,
+                                                          key: str, value, pairs_rerun: bool):
+    config = write_config(tmp_path / "config.yaml", **{key: value})
+    jobs = planned_jobs(finished_run, config)
+    assert jobs.get("compute_edc") == 1 and ("draw_pairs" in jobs) == pairs_rerun, jobs
+    upstream = {"make_manifest", "make_shards", "score_brisque", "train_demo_model",
+                "embed_shard", "merge_samples", "correlate"}
+    assert not upstream & set(jobs), jobs
+
+
+def test_edc_outputs_follow_the_contract(finished_run: Path):
+    """Embeddings stored, pairs within/between identities as labelled, one EDC row per
+    (split, quality, fmr, limit) including the references."""
+    results = finished_run / "results"
+    embed = io.read_table(next((results / "embed" / "demo").glob("shard-*.parquet")))
+    assert "embedding" in embed.columns and len(embed["embedding"].iloc[0]) == 512
+    samples = io.read_table(results / "demo" / "samples.parquet")
+    label = dict(zip(samples["sample_id"], samples["label"], strict=True))
+    pairs = io.read_table(results / "demo" / "pairs.parquet")
+    assert list(pairs.columns) == ["sample_id_a", "sample_id_b", "score", "genuine", "split"]
+    same = pairs["sample_id_a"].map(label) == pairs["sample_id_b"].map(label)
+    assert (same == pairs["genuine"]).all() and pairs["genuine"].any() and (~pairs["genuine"]).any()
+    edc = pd.read_csv(results / "demo" / "edc.csv")
+    expected = {"feature_norm", "feature_norm_z", "brisque", "true_quality", "random", "ideal"}
+    assert expected <= set(edc["quality"])
+    assert len(edc) == edc.groupby(["split", "quality", "fmr", "discard_limit"]).ngroups
+    assert {"model", "threshold", "pauc", "ci_low", "ci_high", "n_genuine", "n_impostor",
+            "fnmr_at_0"} <= set(edc.columns)
+    assert (results / "demo" / "figures" / "edc.png").stat().st_size > 0
+    comparison = pd.read_csv(results / "comparison.csv")
+    assert (comparison["y"] == "FNMR pAUC").any()
+    assert "Quality utility" in (results / "summary.md").read_text()
+
+
+def test_edc_off_runs_no_evaluation(tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", **{"evaluation.edc": False})
+    jobs = planned_jobs(tmp_path, config)
+    assert jobs.get("embed_shard") == 2
+    assert not {"draw_pairs", "compute_edc", "plot_edc"} & set(jobs), jobs
+    text = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=config).stdout
+    assert "--save-embeddings" not in text

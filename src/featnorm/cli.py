@@ -217,12 +217,12 @@ def run_embed(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_concat(paths: list[str]):
+def _read_concat(paths: list[str], columns: list[str] | None = None):
     import pandas as pd
 
     from featnorm import io
 
-    return pd.concat([io.read_table(p) for p in paths], ignore_index=True)
+    return pd.concat([io.read_table(p, columns=columns) for p in paths], ignore_index=True)
 
 
 def _merge_args(p: argparse.ArgumentParser) -> None:
@@ -245,7 +245,8 @@ def run_merge(args: argparse.Namespace) -> None:
 
     manifest = io.read_table(args.manifest)
     merged = analysis.merge_samples(
-        manifest, _read_concat(args.brisque), _read_concat(args.embed))
+        manifest, _read_concat(args.brisque),
+        _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]))
     samples, info = analysis.standardise(
         merged, policies=args.policies, min_class_size=args.min_class_size, ddof=args.ddof,
         residual_degree=args.residual_degree)
@@ -371,6 +372,8 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="comparison.csv")
     p.add_argument("--png", required=True, help="forest plot of all models")
     p.add_argument("--svg", required=True)
+    p.add_argument("--edc", nargs="*", default=[],
+                   help="every model's edc.csv (adds the pAUC rows and panel)")
 
 
 @step("compare", _compare_args)
@@ -383,10 +386,33 @@ def run_compare(args: argparse.Namespace) -> None:
     corr = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""])
                       for p in args.correlations], ignore_index=True)
     table = analysis.compare_models(corr)
-    io.write_text(table.to_csv(index=False), args.output)
+    edc_table = _read_edc(args.edc)
+    io.write_text(_with_pauc(table, edc_table).to_csv(index=False), args.output)
     models = ", ".join(pd.unique(corr["model"]))
-    _save_figure(plots.forest(table, title=f"All correlations, models: {models}"),
-                 args.png, args.svg)
+    fig = plots.forest(table, title=f"All correlations, models: {models}")
+    if edc_table is not None:
+        from featnorm import edc_plots
+
+        fig = edc_plots.add_pauc_panel(fig, edc_table)
+    _save_figure(fig, args.png, args.svg)
+
+
+def _read_edc(paths: list[str]):
+    """Every model's edc.csv in one table, or None when there is none (EDC off)."""
+    import pandas as pd
+
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True) if paths else None
+
+
+def _with_pauc(table, edc_table):
+    """The comparison table with the EDC pAUC rows appended (when there are any)."""
+    import pandas as pd
+
+    from featnorm import edc_plots
+
+    if edc_table is None:
+        return table
+    return pd.concat([table, edc_plots.pauc_comparison(edc_table)], ignore_index=True)
 
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
@@ -454,6 +480,7 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
                    help="by_class_size.csv per model")
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--output", required=True, help="summary.md")
+    p.add_argument("--edc", nargs="*", default=[], help="one edc.csv per model (EDC section)")
 
 
 @step("summary", _summary_args)
@@ -486,7 +513,108 @@ def run_summary(args: argparse.Namespace) -> None:
                                           args.class_stats, args.differences,
                                           args.decomposition, args.by_class_size, strict=True)
     }
-    io.write_text(summary.render(per_model, confidence=args.confidence), args.output)
+    text = summary.render(per_model, confidence=args.confidence)
+    edc_table = _read_edc(args.edc)
+    if edc_table is not None:
+        text += summary.edc_section(edc_table, confidence=args.confidence)
+    io.write_text(text, args.output)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation: comparison pairs, error-versus-discard characteristic (EDC)
+# ---------------------------------------------------------------------------------------------
+
+
+def _pairs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", required=True, help="samples.parquet of the model")
+    p.add_argument("--embed", nargs="+", required=True,
+                   help="the model's embedding shards (with the embedding column)")
+    p.add_argument("--max-genuine-per-class", type=int, required=True)
+    p.add_argument("--impostor-pairs", type=int, required=True, help="per stratum")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--output", required=True, help="pairs.parquet")
+
+
+@step("pairs", _pairs_args)
+def run_pairs(args: argparse.Namespace) -> None:
+    """Genuine and impostor comparison pairs with their cosine scores (pairs.parquet)."""
+    import pyarrow.parquet as pq
+
+    from featnorm import io, pairs
+
+    columns = ["sample_id", "label", "status"]
+    schema = pq.read_schema(args.samples)
+    samples = io.read_table(args.samples, columns=columns + (
+        ["split"] if "split" in schema.names else []))
+    ok = samples["status"] == "ok"
+    logger.info("pairs: %d of %d images have status ok; %d excluded: %s", int(ok.sum()),
+                len(samples), int((~ok).sum()),
+                samples.loc[~ok, "status"].value_counts().to_dict())
+    eligible = samples[ok].reset_index(drop=True)
+    emb = pairs.read_embeddings(args.embed, eligible["sample_id"].to_numpy())
+    logger.info("embeddings: %d x %d float16 (%.0f MB)", *emb.shape, emb.nbytes / 2**20)
+    table = pairs.pairs_table(eligible, emb, max_genuine_per_class=args.max_genuine_per_class,
+                              impostor_pairs_per_stratum=args.impostor_pairs, seed=args.seed)
+    params = {"step": "pairs", "max_genuine_per_class": args.max_genuine_per_class,
+              "impostor_pairs_per_stratum": args.impostor_pairs, "seed": args.seed,
+              "images_ok": int(ok.sum()), "images_excluded": int((~ok).sum()),
+              "score": "cosine similarity of the stored float16 embeddings, in float32",
+              "counts": {f"{split}:{'genuine' if gen else 'impostor'}": int(n)
+                         for (split, gen), n in table.groupby(["split", "genuine"]).size().items()}}
+    io.write_table(table, args.output, params=params, schema=pairs.output_schema())
+    logger.info("pairs: %s -> %s", params["counts"], args.output)
+
+
+def _edc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", required=True)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument("--fmrs", nargs="+", type=float, required=True)
+    p.add_argument("--discard-limits", nargs="+", type=float, required=True)
+    p.add_argument("--discard-step", type=float, required=True)
+    p.add_argument("--replicates", type=int, required=True)
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--output", required=True, help="edc.csv")
+    p.add_argument("--curves", required=True, help="edc_curve.csv")
+
+
+@step("edc", _edc_args)
+def run_edc(args: argparse.Namespace) -> None:
+    """Error-versus-discard characteristic and pAUC of every quality proxy (edc.csv)."""
+    from featnorm import analysis, edc, io
+
+    samples = io.read_table(args.samples)
+    proxies = edc.proxy_columns(samples, analysis.norm_columns(args.policies))
+    logger.info("EDC proxies: %s", proxies)
+    settings = edc.EdcSettings(fmrs=args.fmrs, limits=args.discard_limits,
+                               step=args.discard_step, replicates=args.replicates,
+                               confidence=args.confidence, seed=args.seed)
+    result = edc.evaluate(samples, io.read_table(args.pairs), model=args.model,
+                          proxies=proxies, settings=settings)
+    io.write_text(result.table.to_csv(index=False), args.output)
+    io.write_text(result.curves.to_csv(index=False), args.curves)
+
+
+def _plot_edc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--edc", required=True, help="edc.csv")
+    p.add_argument("--curves", required=True, help="edc_curve.csv")
+    p.add_argument("--model", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", required=True)
+
+
+@step("plot-edc", _plot_edc_args)
+def run_plot_edc(args: argparse.Namespace) -> None:
+    """EDC curves of one model, one panel per (split, fmr) (PNG and SVG)."""
+    import pandas as pd
+
+    from featnorm import edc_plots
+
+    fig = edc_plots.edc_curves(pd.read_csv(args.edc), pd.read_csv(args.curves),
+                               model=args.model)
+    _save_figure(fig, args.png, args.svg)
 
 
 # ---------------------------------------------------------------------------------------------

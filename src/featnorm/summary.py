@@ -16,7 +16,7 @@ from featnorm.analysis import DEMO_NOTE, GROUND_TRUTH_QUALITY, SEED_SIGN_NOTE, S
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelResults", "render"]
+__all__ = ["ModelResults", "edc_section", "render"]
 
 
 @dataclass
@@ -213,4 +213,69 @@ def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
     for model, res in per_model.items():
         lines.extend(_model_section(model, res, pct))
     lines.append("See `table1.md` for the seed's Table 1 and `comparison.csv` for all models.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# quality utility (EDC)
+# ---------------------------------------------------------------------------------------------
+
+_REFERENCES = ("random", "ideal")
+
+
+def _pauc_text(row: pd.Series) -> str:
+    return f"{row['pauc']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+
+
+def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
+    """Markdown: the best quality proxy per model by EDC pAUC, and whether the standardised
+    norm beats the raw norm (paired cluster-bootstrap difference of pAUC).
+
+    One line per (model, split, fmr, discard_limit). Lower pAUC = discarding by that proxy
+    removes more false non-matches. "Beats" needs the paired interval of
+    pAUC(standardised) - pAUC(raw) to lie below zero.
+    """
+    pct = f"{confidence * 100:g} %"
+    lines = [
+        "",
+        "## Quality utility: error-versus-discard characteristic",
+        "",
+        "Discarding the lowest-quality genuine pairs (pair quality = the lower of the two; "
+        "BRISQUE negated so that higher = better) should lower the false non-match rate at a "
+        "threshold fixed by the false match rate. pAUC = area under FNMR(discarded fraction) "
+        f"up to the discard limit, lower = better; intervals are {pct} cluster-bootstrap "
+        "intervals over identities. `random` is the expectation without quality "
+        "(fnmr_at_0 x limit), `ideal` discards the errors first. See `edc.csv` per model.",
+        "",
+    ]
+    if edc_table.empty:
+        lines.append("- No EDC: no split had both genuine and impostor pairs.")
+    for (model, split, fmr, limit), part in edc_table.groupby(
+            ["model", "split", "fmr", "discard_limit"], sort=False):
+        p = part.set_index("quality")
+        proxies = p.drop(index=[r for r in _REFERENCES if r in p.index])
+        if proxies.empty or not np.isfinite(proxies["pauc"]).any():
+            continue
+        best = proxies["pauc"].idxmin()
+        head = (f"- `{model}`, {split} pairs, FMR {fmr:g}, discard <= {limit:g}: best proxy "
+                f"**{best}**, pAUC {_pauc_text(p.loc[best])}")
+        refs = [f"{r} {p.loc[r, 'pauc']:.4f}" for r in _REFERENCES if r in p.index]
+        lines.append(head + (f" ({', '.join(refs)})" if refs else "") + ".")
+        if "feature_norm" in p.index:
+            parts = []
+            for z in [q for q in proxies.index if q.startswith("feature_norm_")]:
+                d, lo, hi = (p.loc[z, c] for c in
+                             ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high"))
+                if not np.isfinite(lo):
+                    verdict = "no interval"
+                elif hi < 0:
+                    verdict = "**beats** the raw norm"
+                elif lo > 0:
+                    verdict = "**worse** than the raw norm"
+                else:
+                    verdict = "no clear difference"
+                parts.append(f"{z} {d:+.4f} [{lo:+.4f}, {hi:+.4f}], {verdict}")
+            if parts:
+                lines.append("  - Standardised minus raw norm (paired pAUC difference): "
+                             + "; ".join(parts) + ".")
     return "\n".join(lines) + "\n"

@@ -62,6 +62,7 @@ rule table1:
 rule compare_models:
     input:
         correlations=correlation_tables(),
+        edc=edc_tables(),
     output:
         table=report(
             f"{RESULTS}/comparison.csv",
@@ -82,8 +83,10 @@ rule compare_models:
         f"{RESULTS}/benchmarks/compare_models/compare_models.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        edc=edc_option("--edc", edc_tables()),
     shell:
-        "python -m featnorm compare --correlations {input.correlations}"
+        "python -m featnorm compare --correlations {input.correlations} {params.edc}"
         " --output {output.table} --png {output.png} --svg {output.svg} --log {log}"
 
 
@@ -101,6 +104,7 @@ rule summary:
         by_class_size=expand(
             f"{RESULTS}/{{model}}/by_class_size.csv", model=model_names()
         ),
+        edc=edc_tables(),
     output:
         summary=report(
             f"{RESULTS}/summary.md",
@@ -117,8 +121,9 @@ rule summary:
     params:
         models=model_names(),
         confidence=config["analysis"]["confidence"],
+        edc=edc_option("--edc", edc_tables()),
     shell:
-        "python -m featnorm summary --models {params.models}"
+        "python -m featnorm summary --models {params.models} {params.edc}"
         " --correlations {input.correlations} --samples {input.samples}"
         " --class-stats {input.class_stats} --differences {input.differences}"
         " --decomposition {input.decomposition} --by-class-size {input.by_class_size}"

@@ -110,11 +110,55 @@ def embed_flags():
         filter(
             None,
             [
-                flag_if(embed["save_embeddings"], "--save-embeddings"),
+                flag_if(saves_embeddings(), "--save-embeddings"),
                 flag_if(embed["trust_legacy_checkpoints"], "--trust-legacy-checkpoint"),
             ],
         )
     )
+
+
+def edc_enabled():
+    """The EDC runs (evaluation.edc): it needs the embeddings in the embedding tables."""
+    return config["evaluation"]["edc"]
+
+
+def saves_embeddings():
+    """embed.save_embeddings, or implied by evaluation.edc."""
+    return config["embed"]["save_embeddings"] or edc_enabled()
+
+
+def evaluation_list(key):
+    """A list-valued evaluation setting, space-separated for the CLI."""
+    return " ".join(str(v) for v in config["evaluation"][key])
+
+
+def edc_tables():
+    """Every model's edc.csv, or nothing when the EDC is off."""
+    if not edc_enabled():
+        return []
+    return expand(f"{RESULTS}/{{model}}/edc.csv", model=model_names())
+
+
+def edc_option(option, paths):
+    """``option path ...`` for the CLI, or nothing when ``paths`` is empty (EDC off)."""
+    return f"{option} {' '.join(paths)}" if paths else ""
+
+
+def evaluation_targets():
+    """Pairs, EDC tables and figures of every model (nothing when the EDC is off)."""
+    if not edc_enabled():
+        return []
+    tables = expand(
+        f"{RESULTS}/{{model}}/{{name}}",
+        model=model_names(),
+        name=["pairs.parquet", "edc.csv", "edc_curve.csv"],
+    )
+    figures = expand(
+        f"{RESULTS}/{{model}}/figures/edc.{{ext}}",
+        model=model_names(),
+        ext=["png", "svg"],
+    )
+    return tables + figures
 
 
 def analysis_policies():
@@ -180,6 +224,7 @@ def final_outputs():
         *brisque_tables(),
         *all_embed_tables(),
         *analysis_targets(),
+        *evaluation_targets(),
     ]
 
 

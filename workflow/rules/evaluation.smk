@@ -1,0 +1,93 @@
+# Quality utility (evaluation.edc): comparison pairs per model, then the error-versus-discard
+# characteristic of every quality proxy and its figure. After embedding and merging; changing an
+# evaluation: key re-runs only these rules (and the comparison and summary).
+
+
+rule draw_pairs:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        embed=embed_tables,
+    output:
+        pairs=f"{RESULTS}/{{model}}/pairs.parquet",
+    log:
+        f"{RESULTS}/logs/draw_pairs/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/draw_pairs/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        max_genuine=config["evaluation"]["max_genuine_per_class"],
+        impostors=config["evaluation"]["impostor_pairs"],
+        seed=config["evaluation"]["seed"],
+    shell:
+        "python -m featnorm pairs --samples {input.samples} --embed {input.embed}"
+        " --max-genuine-per-class {params.max_genuine} --impostor-pairs {params.impostors}"
+        " --seed {params.seed} --output {output.pairs} --log {log}"
+
+
+rule compute_edc:
+    input:
+        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        pairs=f"{RESULTS}/{{model}}/pairs.parquet",
+    output:
+        table=report(
+            f"{RESULTS}/{{model}}/edc.csv",
+            caption="../report/edc.rst",
+            category="quality utility",
+            labels={"model": "{model}", "table": "EDC pAUC"},
+        ),
+        curves=report(
+            f"{RESULTS}/{{model}}/edc_curve.csv",
+            caption="../report/edc_curve.rst",
+            category="quality utility",
+            labels={"model": "{model}", "table": "EDC curves"},
+        ),
+    log:
+        f"{RESULTS}/logs/compute_edc/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compute_edc/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        policies=analysis_policies(),
+        fmrs=evaluation_list("fmrs"),
+        limits=evaluation_list("discard_limits"),
+        step=config["evaluation"]["discard_step"],
+        replicates=config["evaluation"]["bootstrap_replicates"],
+        confidence=config["analysis"]["confidence"],
+        seed=config["evaluation"]["seed"],
+    shell:
+        "python -m featnorm edc --samples {input.samples} --pairs {input.pairs}"
+        " --model {wildcards.model} --policies {params.policies} --fmrs {params.fmrs}"
+        " --discard-limits {params.limits} --discard-step {params.step}"
+        " --replicates {params.replicates} --confidence {params.confidence}"
+        " --seed {params.seed} --output {output.table} --curves {output.curves} --log {log}"
+
+
+rule plot_edc:
+    input:
+        table=f"{RESULTS}/{{model}}/edc.csv",
+        curves=f"{RESULTS}/{{model}}/edc_curve.csv",
+    output:
+        png=report(
+            f"{RESULTS}/{{model}}/figures/edc.png",
+            caption="../report/edc_figure.rst",
+            category="quality utility",
+            labels={"model": "{model}", "figure": "EDC"},
+        ),
+        svg=f"{RESULTS}/{{model}}/figures/edc.svg",
+    log:
+        f"{RESULTS}/logs/plot_edc/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_edc/{{model}}.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    shell:
+        "python -m featnorm plot-edc --edc {input.table} --curves {input.curves}"
+        " --model {wildcards.model} --png {output.png} --svg {output.svg} --log {log}"
