@@ -10,7 +10,7 @@ What it does, in order:
    N x 10,575 / 494,414, 2 .. 800 images per identity, Zipf exponent solved so sizes sum to N).
    Two worker processes render; the main process writes each JPEG to the image folder
    ``DATA/imagefolder/<class>/<i>.jpg`` and streams the same bytes into the insightface RecordIO
-   pair ``DATA/recordio/train.{rec,idx}`` (``featnorm.recordio.write_recordio``).
+   pair ``DATA/recordio/train.{rec,idx}`` (``featnorm.testing.recordio_writer.write_recordio``).
 3. **Workflow, once per format**, through the real ``snakemake --cores C`` on this repository's
    Snakefile, in ``OUT/runs/<format>-<N>/`` with the default analysis settings, ``--shards``
    static shards and ``embed.device: cpu``. Measured: the wall time of the run, Snakemake's own
@@ -60,8 +60,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from featnorm import demo, io, models, recordio
+from featnorm import demo, io, models
 from featnorm.images import read_image
+from featnorm.testing.recordio_writer import write_recordio
 
 logger = logging.getLogger("benchmarks.scale")
 
@@ -162,7 +163,7 @@ def build_dataset(data_dir: Path, n_images: int, *, seed: int, processes: int) -
                 if label % 200 == 0:
                     logger.info("dataset: identity %d/%d", label, len(sizes))
 
-    summary = recordio.write_recordio(rec_root, records())
+    summary = write_recordio(rec_root, records())
     if summary.n_images != n_images:
         raise RuntimeError(f"wrote {summary.n_images} records, expected {n_images}")
     info.update(generation_s=round(time.perf_counter() - started, 1),

@@ -25,8 +25,8 @@ from featnorm.recordio import (
     parse_locator,
     read_locator,
     unpack,
-    write_recordio,
 )
+from featnorm.testing.recordio_writer import RecordIOWriter, write_recordio
 
 MAGIC_LE = struct.pack("<I", RECORD_MAGIC)
 
@@ -288,7 +288,7 @@ def test_writer_splits_at_aligned_magic_only_and_reads_back(tmp_path):
         MAGIC_LE + b"\x01" + MAGIC_LE + b"\x02\x03\x04" + png
     )  # magic at 28 (aligned), 33 (not)
     record = pack(RecordHeader(0, 1.0, 1, RECORD_MAGIC), payload)
-    with recordio.RecordIOWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:
+    with RecordIOWriter(tmp_path / "train.rec", tmp_path / "train.idx") as writer:
         writer.write(0, record)
     raw = (tmp_path / "train.rec").read_bytes()
     flags, pos = [], 0
@@ -494,7 +494,7 @@ def test_open_file_cache_is_bounded(tmp_path):
         root = tmp_path / f"ds{k}"
         write_recordio(root, {0: [_png(_image(k, (4, 4)))]})
         assert read_locator(f"{root / 'train.rec'}#1").ok
-    assert len(recordio._open_files.files) == recordio.OPEN_FILES_MAX
+    assert len(recordio.reader._open_files.files) == recordio.OPEN_FILES_MAX
 
 
 def test_sparse_record_indices_without_header(tmp_path):

@@ -14,8 +14,9 @@ import pytest
 import yaml
 from snakemake_cli import run_snakemake
 
-from featnorm import demo, io, recordio
+from featnorm import demo, io
 from featnorm.cli import main as featnorm_main
+from featnorm.testing.recordio_writer import write_recordio
 
 pytestmark = pytest.mark.workflow
 
@@ -33,7 +34,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
                           "--threads", "1", "--output", str(checkpoint)]) == 0
     # the same encoded bytes, in the manifest's (label, path) order, as train.rec + train.idx
     ordered = table.sort_values(["label", "path"])
-    recordio.write_recordio(base / "rec", ((int(label), Path(path).read_bytes())
+    write_recordio(base / "rec", ((int(label), Path(path).read_bytes())
                                           for label, path in zip(ordered["label"], ordered["path"], strict=True)))
     runs = []
     for name, dataset in (("folder_run", {"format": "imagefolder", "root": str(base / "folder")}),
