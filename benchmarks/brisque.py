@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from featnorm import brisque
+from featnorm import brisque, threads
 from featnorm.images import read_image
 
 logger = logging.getLogger("benchmarks.brisque")
@@ -92,7 +92,7 @@ def _run(impl: str, mode: str, paths: list[str], arrays: list[np.ndarray] | None
 def _worker(args: tuple) -> float:
     """One worker process: 1 thread, reads, decodes and scores its share of the files."""
     impl, paths, opencv_files, batch = args
-    brisque.set_threads(1)
+    threads.set_threads(1)
     return _run(impl, "files", paths, None, opencv_files, batch)[0]
 
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(cv2, "quality"):
         parser.error("cv2.quality missing: install opencv-contrib-python-headless")
 
-    brisque.set_threads(1)
+    threads.set_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(p) for p in make_jpegs(args.images, Path(tmp), args.count)]
         arrays = [read_image(p).image for p in paths]

@@ -182,11 +182,10 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 @step("embed", _embed_args)
 def run_embed(args: argparse.Namespace) -> None:
     """Feature norm (and optionally embedding) of every image of one shard."""
-    import torch
 
-    from featnorm import embed, io, models
+    from featnorm import embed, io, models, threads
 
-    torch.set_num_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
+    threads.set_torch_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
     device = embed.resolve_device(args.device, env=os.environ)  # a GPU job must get its GPU
     logger.info("embed.device %s -> %s (%s); GPU given to this job: %s", args.device, device,
                 embed.device_name(device), embed.gpu_assignment(os.environ) or "none")

@@ -29,7 +29,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -41,6 +40,7 @@ from featnorm.images import STATUS_OK, read_image
 from featnorm.models import EMBEDDING_DIM, INPUT_SIZE_PX, RESIZE_POLICY, fit_input_size, to_bgr
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.threads import decoding_worker_init
 
 __all__ = [
     "DEVICES",
@@ -275,13 +275,6 @@ class ImageFiles(Dataset):
         return torch.from_numpy(self.lut[bgr.transpose(2, 0, 1)]), STATUS_OK, resized
 
 
-def _worker_init(_: int) -> None:
-    # Each worker decodes one image at a time; OpenCV's and torch's own threads would only
-    # compete with the model for the cores.
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def embed_table(
     shard: pd.DataFrame,
     model: nn.Module,
@@ -367,7 +360,7 @@ def embed_table(
         ImageFiles(shard["path"].astype(str).tolist(), family, min_side),
         batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=torch_device.type == "cuda",
-        worker_init_fn=_worker_init if workers > 0 else None,
+        worker_init_fn=decoding_worker_init if workers > 0 else None,
     )
     prepared = prepare_model(model, torch_device, channels_last=channels_last)
     started = time.perf_counter()

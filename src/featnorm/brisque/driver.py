@@ -1,0 +1,127 @@
+"""BRISQUE scores of images and of a shard table (the ``brisque`` step)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from featnorm.brisque.mscn import (
+    DEFAULT_PRECISION,
+    FEATURE_NAMES,
+    FLAVOUR,
+    MIN_ACTIVE_FRACTION,
+    MIN_SIDE,
+    N_FEATURES,
+    features,
+    features_and_status,
+)
+from featnorm.brisque.svr import SvrModel, live_model
+from featnorm.images import read_image
+from featnorm.threads import set_threads
+
+logger = logging.getLogger("featnorm.brisque")
+
+
+def score(
+    images: Sequence[np.ndarray], *, model: SvrModel | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> np.ndarray:
+    """BRISQUE score of each image with the LIVE model (flavour :data:`FLAVOUR`).
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        (H, W) grey or (H, W, 3) BGR uint8 arrays as ``cv2.imread`` gives them.
+    model : SvrModel, optional
+        Another SVR and range (:func:`load_libsvm_model`); default: the shipped LIVE model.
+    precision : {"float32", "float64"}
+        See :func:`features_and_status`.
+
+    Returns
+    -------
+    ndarray, shape (N,), float64
+        Raw SVR output, lower is better (not clamped; clean images can go below 0). NaN where
+        the score is not computable; :func:`features_and_status` says why.
+    """
+    return (model or live_model()).predict(features(images, precision=precision))
+
+
+def output_params(*, save_features: bool, precision: str = DEFAULT_PRECISION) -> dict:
+    """Metadata of a BRISQUE table: flavour, model, policy constants (``featnorm.io`` params)."""
+    return {
+        "brisque_flavour": FLAVOUR,
+        "brisque_model": "LIVE allmodel + allrange (BRISQUE release, UT Austin 2011)",
+        "brisque_precision": precision,
+        "brisque_min_side": MIN_SIDE,
+        "brisque_min_active_fraction": MIN_ACTIVE_FRACTION,
+        "brisque_save_features": save_features,
+        "brisque_direction": "lower is better",
+    }
+
+
+def score_table(
+    shard: pd.DataFrame, *, threads: int, save_features: bool, batch_size: int = 256,
+    precision: str = DEFAULT_PRECISION,
+) -> pd.DataFrame:
+    """Score every image of a shard table (one row per manifest row, in the same order).
+
+    Parameters
+    ----------
+    shard : DataFrame
+        Manifest rows with at least ``sample_id`` (int64) and ``path`` (str, opened with
+        :func:`featnorm.images.read_image`).
+    threads : int
+        Threads for OpenCV and OpenBLAS (:func:`set_threads`); per-image work is sequential, so
+        use 1 and run one process per core (the workflow runs one job per shard).
+    save_features : bool
+        Also return the 36 features as float64 columns named ``brisque_<feature>``.
+    batch_size : int
+        Images decoded and scored per call (bounds memory: a batch holds its decoded images).
+    precision : {"float32", "float64"}
+        See :func:`features_and_status`.
+
+    Returns
+    -------
+    DataFrame
+        ``sample_id`` int64, ``brisque`` float64 (NaN when not computable), ``status`` str
+        (``ok``, a decode status of :func:`featnorm.images.read_image`, or a reason of this
+        module), optionally the feature columns. Rows in = rows out.
+    """
+    missing = {"sample_id", "path"} - set(shard.columns)
+    if missing:
+        raise ValueError(f"shard table lacks columns {sorted(missing)}; it has {list(shard.columns)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}; expected a positive integer")
+    set_threads(threads)
+    model = live_model()
+    n = len(shard)
+    scores = np.full(n, np.nan)
+    feats = np.full((n, N_FEATURES), np.nan)
+    status = np.empty(n, dtype=object)
+    paths = shard["path"].astype(str).tolist()
+    for a in range(0, n, batch_size):
+        decoded = [read_image(p) for p in paths[a : a + batch_size]]
+        good = [k for k, d in enumerate(decoded) if d.ok]
+        for k, d in enumerate(decoded):
+            status[a + k] = d.status
+        if good:
+            f, st = features_and_status([decoded[k].image for k in good], precision=precision)
+            rows = a + np.asarray(good)
+            feats[rows] = f
+            scores[rows] = model.predict(f)
+            status[rows] = st
+        logger.info("brisque: %d / %d images", min(a + batch_size, n), n)
+    out = pd.DataFrame({
+        "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),
+        "brisque": scores,
+        "status": status.astype(str),
+    })
+    if save_features:
+        for j, name in enumerate(FEATURE_NAMES):
+            out[f"brisque_{name}"] = feats[:, j]
+    counts = out["status"].value_counts().to_dict()
+    logger.info("brisque: statuses %s", counts)
+    return out
