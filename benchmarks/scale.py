@@ -61,7 +61,7 @@ import pandas as pd
 import yaml
 
 from featnorm import demo, io, models
-from featnorm.images import read_image
+from featnorm.sources import read_image
 from featnorm.testing.recordio_writer import write_recordio
 
 logger = logging.getLogger("benchmarks.scale")

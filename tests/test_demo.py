@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featnorm import demo
-from featnorm.images import read_image
+from featnorm.sources import read_image
 
 
 def test_default_class_sizes_are_long_tailed_like_casia():

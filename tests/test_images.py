@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from featnorm.images import decode_bytes, read_image, to_uint8
+from featnorm.images import decode_bytes, to_uint8
+from featnorm.sources import read_image
 
 
 def _encode(ext, image):

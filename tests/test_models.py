@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from featnorm import models
-from featnorm.images import read_image
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.models.recipe import golden_state_dict
+from featnorm.sources import read_image
 
 GOLDEN_ARCHS = ("ir_18", "ir_50", "ir_101")
 # golden_<arch>.npz["norm"][:, 0]: feature norms of images 0..3 (official model, recipe v1).

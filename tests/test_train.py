@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from featnorm import demo, models
-from featnorm.images import read_image
+from featnorm.sources import read_image
 from featnorm.train import AdaFaceHead, train_demo_model
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from featnorm import standardisation, stats
+from featnorm.status import MISSING, NON_FINITE, OK
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ QUALITY_REFERENCES = {BRISQUE_COLUMN: True, GROUND_TRUTH_QUALITY: False}
 SEED_TABLE1 = {"feature_norm": 0.053, "feature_norm_z": 0.204}
 # Manifest columns that are identifiers, not per-image measurements to summarise per class.
 _ID_COLUMNS = ("sample_id", "label", "class_name", "path")
-OK = "ok"
 
 
 def norm_columns(policies: list[str] | tuple[str, ...]) -> list[str]:
@@ -130,13 +130,13 @@ def merge_samples(
     out = out.merge(e, on="sample_id", how="left", validate="one_to_one")
     out[NORM_COLUMN] = out[NORM_COLUMN].astype(np.float64)
     out[BRISQUE_COLUMN] = out[BRISQUE_COLUMN].astype(np.float64)
-    out["brisque_status"] = out["brisque_status"].fillna("missing")
-    out["embed_status"] = out["embed_status"].fillna("missing")
+    out["brisque_status"] = out["brisque_status"].fillna(MISSING)
+    out["embed_status"] = out["embed_status"].fillna(MISSING)
     # a row marked ok with a non-finite value is not ok
     b_bad = (out["brisque_status"] == OK) & ~np.isfinite(out[BRISQUE_COLUMN])
     e_bad = (out["embed_status"] == OK) & ~np.isfinite(out[NORM_COLUMN])
-    out.loc[b_bad, "brisque_status"] = "non_finite"
-    out.loc[e_bad, "embed_status"] = "non_finite"
+    out.loc[b_bad, "brisque_status"] = NON_FINITE
+    out.loc[e_bad, "embed_status"] = NON_FINITE
     b_ok = out["brisque_status"] == OK
     e_ok = out["embed_status"] == OK
     out.loc[~b_ok, BRISQUE_COLUMN] = np.nan

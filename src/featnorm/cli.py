@@ -540,12 +540,13 @@ def run_pairs(args: argparse.Namespace) -> None:
     import pyarrow.parquet as pq
 
     from featnorm import io, pairs
+    from featnorm.status import OK
 
     columns = ["sample_id", "label", "status"]
     schema = pq.read_schema(args.samples)
     samples = io.read_table(args.samples, columns=columns + (
         ["split"] if "split" in schema.names else []))
-    ok = samples["status"] == "ok"
+    ok = samples["status"] == OK
     logger.info("pairs: %d of %d images have status ok; %d excluded: %s", int(ok.sum()),
                 len(samples), int((~ok).sum()),
                 samples.loc[~ok, "status"].value_counts().to_dict())

@@ -1,6 +1,6 @@
 """Per-shard extraction of feature norms (and optionally embeddings) with a batched pipeline.
 
-Images are read and decoded by :func:`featnorm.images.read_image` inside ``torch.utils.data``
+Images are read and decoded by :func:`featnorm.sources.read_image` inside ``torch.utils.data``
 worker processes (grey replicated to BGR, alpha dropped, 16-bit scaled, sizes other than 112x112
 resized by :data:`featnorm.models.RESIZE_POLICY`), mapped to the family's input values by the
 same lookup table as :func:`featnorm.models.preprocess`, and batched. The model runs in
@@ -36,10 +36,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from featnorm.images import STATUS_OK, read_image
 from featnorm.models import EMBEDDING_DIM, INPUT_SIZE_PX, RESIZE_POLICY, fit_input_size, to_bgr
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.sources import read_image
+from featnorm.status import OK, TOO_SMALL
 from featnorm.threads import decoding_worker_init
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "GPU_ENV_VARS",
     "MIN_SIDE_PX",
     "PRECISIONS",
-    "STATUS_TOO_SMALL",
     "EmbedOptions",
     "ImageFiles",
     "choose_device",
@@ -83,7 +83,6 @@ _PROGRESS_LINES = 20  # default: about this many progress lines per shard
 #: small carries no face, so its norm would measure nothing. BRISQUE's own limit, so both stages
 #: refuse the same images (config key embed.min_side).
 MIN_SIDE_PX = 32
-STATUS_TOO_SMALL = "too_small"  # the same status BRISQUE records
 
 
 @dataclass(frozen=True)
@@ -270,9 +269,9 @@ class ImageFiles(Dataset):
         if not decoded.ok:
             return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), decoded.status, False
         if min(decoded.image.shape[:2]) < self.min_side:
-            return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), STATUS_TOO_SMALL, False
+            return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), TOO_SMALL, False
         bgr, resized = fit_input_size(to_bgr(decoded.image))
-        return torch.from_numpy(self.lut[bgr.transpose(2, 0, 1)]), STATUS_OK, resized
+        return torch.from_numpy(self.lut[bgr.transpose(2, 0, 1)]), OK, resized
 
 
 def embed_table(
@@ -370,7 +369,7 @@ def embed_table(
             stop = start + len(x)
             statuses[start:stop] = batch_status
             resized[start:stop] = batch_resized.numpy()
-            ok = np.flatnonzero(np.asarray(batch_status) == STATUS_OK)
+            ok = np.flatnonzero(np.asarray(batch_status) == OK)
             if len(ok):
                 emb, norm = embed_batch(prepared, x[ok], options)
                 norms[start + ok] = norm.numpy()

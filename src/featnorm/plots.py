@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from featnorm.analysis import GROUND_TRUTH_QUALITY
+from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def norm_vs_brisque(
 ) -> plt.Figure:
     """Hexbin of each norm column (raw and standardised) against BRISQUE, Pearson r in titles."""
     _style()
-    ok = samples["status"] == "ok"
+    ok = samples["status"] == OK
     fig, axes = plt.subplots(1, len(x_columns), figsize=(3.6 * len(x_columns), 3.6),
                              squeeze=False)
     for ax, x in zip(axes[0], x_columns, strict=True):
@@ -124,7 +125,7 @@ def trends(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> plt.Fi
     the error bars are 1.96 standard errors of the bin mean.
     """
     _style()
-    ok = samples["status"] == "ok"
+    ok = samples["status"] == OK
     part = samples.loc[ok]
     fig, ax = plt.subplots(figsize=_FIGSIZE)
     if len(part) >= _TREND_BINS:
@@ -181,7 +182,7 @@ def ground_truth(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> 
     """
     _style()
     proxies = ["brisque"] + list(x_columns)
-    ok = samples["status"] == "ok"
+    ok = samples["status"] == OK
     fig, axes = plt.subplots(1, len(proxies), figsize=(3.4 * len(proxies), 3.4), squeeze=False)
     for ax, p in zip(axes[0], proxies, strict=True):
         if GROUND_TRUTH_QUALITY not in samples.columns:
@@ -212,7 +213,7 @@ def two_levels(samples: pd.DataFrame, decomposition: pd.DataFrame, *, model: str
     negative.
     """
     _style()
-    part = samples.loc[samples["status"] == "ok", ["label", x, y]].dropna()
+    part = samples.loc[samples["status"] == OK, ["label", x, y]].dropna()
     means = part.groupby("label")[[x, y]].mean()
     sizes = part.groupby("label").size()
     centred = part[[x, y]] - part.groupby("label")[[x, y]].transform("mean")

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from featnorm.kendall import kendall_scores
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -235,126 +237,6 @@ def fisher_z_interval(
 def quality_aligned(r: np.ndarray | float, *, lower_is_better: bool):
     """Flip the sign of r for a lower-is-better reference (BRISQUE), so agreement reads positive."""
     return -np.asarray(r) if lower_is_better else np.asarray(r)
-
-
-# ---------------------------------------------------------------------------------------------
-# Kendall's tau-b through per-row concordance scores
-# ---------------------------------------------------------------------------------------------
-
-
-def _dense_rank(v: np.ndarray) -> np.ndarray:
-    return np.unique(v, return_inverse=True)[1].astype(np.int64)
-
-
-def _count_smaller_before(v: np.ndarray) -> np.ndarray:
-    """For each position i, how many j < i have v[j] < v[i] (strictly); O(N log^2 N) vectorised.
-
-    Bottom-up merge: at each level, every element of a right half-block counts the elements of
-    its left half-block that are smaller. The array stays sorted within blocks, so each level's
-    stable sort only merges two sorted runs.
-    """
-    n = len(v)
-    out = np.zeros(n, dtype=np.int64)
-    if n < 2:
-        return out
-    span = int(v.max()) + 1
-    pos = np.arange(n)
-    vals = v.astype(np.int64)  # values, sorted within blocks of the current size
-    origin = pos.copy()  # original position of each entry of vals
-    size = 1
-    while size < n:
-        block = pos // (2 * size)
-        key = block * span + vals
-        order = np.argsort(key, kind="stable")
-        key_sorted = key[order]
-        src = origin[order]
-        from_left = ((src // size) % 2 == 0).astype(np.int64)
-        left_before = np.cumsum(from_left) - from_left  # left elements strictly before, global
-        idx = np.arange(n)
-        # first index of each block and of each run of equal keys (a run never crosses blocks)
-        block_sorted = key_sorted // span
-        block_first = np.maximum.accumulate(
-            np.where(np.r_[True, block_sorted[1:] != block_sorted[:-1]], idx, 0))
-        run_first = np.maximum.accumulate(
-            np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], idx, 0))
-        # left elements of the same block with a strictly smaller value
-        strict = left_before[run_first] - left_before[block_first]
-        right = from_left == 0
-        out[src[right]] += strict[right]  # each index appears once per level
-        vals = vals[order]
-        origin = origin[order]
-        size *= 2
-    return out
-
-
-def _within_group_smaller(group: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """For each i, #{j: group_j == group_i and v_j < v_i} (strict)."""
-    order = np.lexsort((v, group))
-    g, vv = group[order], v[order]
-    n = len(v)
-    idx = np.arange(n)
-    grp_start = np.maximum.accumulate(np.where(np.r_[True, g[1:] != g[:-1]], idx, 0))
-    run_start = np.maximum.accumulate(
-        np.where(np.r_[True, (g[1:] != g[:-1]) | (vv[1:] != vv[:-1])], idx, 0)
-    )
-    out = np.empty(n, dtype=np.int64)
-    out[order] = run_start - grp_start
-    return out
-
-
-def _tie_sizes(rank: np.ndarray) -> np.ndarray:
-    """For each i, how many other rows share its value."""
-    counts = np.bincount(rank)
-    return counts[rank] - 1
-
-
-def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-row concordance scores and Kendall's tau-b.
-
-    Parameters
-    ----------
-    x, y : ndarray of shape (N,)
-        Finite values (ties allowed).
-
-    Returns
-    -------
-    s : ndarray of shape (N,), float64
-        ``s_i = sum_j sign(x_i - x_j) * sign(y_i - y_j)``; ``sum(s) / 2`` is the number of
-        concordant minus discordant pairs.
-    tau_b : float
-        Signed Kendall tau-b (NaN when x or y is constant).
-
-    Notes
-    -----
-    With L/E for "strictly less"/"equal" counts over j != i,
-    ``s_i = 4 LL + (N - 1) - 2 Lx - 2 Ly - Ex - Ey + 2 LxEy + 2 ExLy + EE``; only LL needs the
-    O(N log^2 N) dominance count, the rest are sorts.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n = len(x)
-    rx, ry = _dense_rank(x), _dense_rank(y)
-    # LL: order by x ascending, ties in x by y descending, then count earlier strictly smaller y
-    order = np.lexsort((-ry, rx))
-    ll = np.empty(n, dtype=np.int64)
-    ll[order] = _count_smaller_before(ry[order])
-    cx = np.bincount(rx)
-    cy = np.bincount(ry)
-    lx = (np.cumsum(cx) - cx)[rx]
-    ly = (np.cumsum(cy) - cy)[ry]
-    ex, ey = cx[rx] - 1, cy[ry] - 1
-    # the tie terms vanish without ties: skip their sorts then
-    tied_x, tied_y = len(cx) < n, len(cy) < n
-    lxey = _within_group_smaller(ry, rx) if tied_y else 0
-    exly = _within_group_smaller(rx, ry) if tied_x else 0
-    ee = _tie_sizes(_dense_rank(rx * (ry.max() + 1) + ry)) if tied_x and tied_y else 0
-    s = 4 * ll + (n - 1) - 2 * lx - 2 * ly - ex - ey + 2 * lxey + 2 * exly + ee
-    pairs = n * (n - 1) / 2
-    ties_x = float(np.sum(cx * (cx - 1.0)) / 2)
-    ties_y = float(np.sum(cy * (cy - 1.0)) / 2)
-    denom = np.sqrt((pairs - ties_x) * (pairs - ties_y))
-    tau = float(np.sum(s, dtype=np.float64) / 2 / denom) if denom > 0 else np.nan
-    return s.astype(np.float64), tau
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from featnorm.analysis import DEMO_NOTE, GROUND_TRUTH_QUALITY, SEED_SIGN_NOTE, SEED_TABLE1
+from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,11 @@ def _pick(c: pd.DataFrame, x: str, y: str, method: str) -> pd.Series | None:
 def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
     c = res.correlations
     s = res.samples
-    ok = int((s["status"] == "ok").sum())
+    ok = int((s["status"] == OK).sum())
     lines = [f"## Model `{model}`", ""]
     lines.append(f"- Images: {len(s)} in {s['label'].nunique()} classes; {ok} with both a "
                  f"feature norm and a BRISQUE score (status ok), {len(s) - ok} without.")
-    statuses = s.loc[s["status"] != "ok", "status"].value_counts()
+    statuses = s.loc[s["status"] != OK, "status"].value_counts()
     if len(statuses):
         lines.append("  Not ok: " + ", ".join(f"{k}: {v}" for k, v in statuses.items()) + ".")
     info = res.standardise

@@ -19,7 +19,7 @@ from featnorm.brisque.mscn import (
     features_and_status,
 )
 from featnorm.brisque.svr import SvrModel, live_model
-from featnorm.images import read_image
+from featnorm.sources import read_image
 from featnorm.threads import set_threads
 
 logger = logging.getLogger("featnorm.brisque")
@@ -72,7 +72,7 @@ def score_table(
     ----------
     shard : DataFrame
         Manifest rows with at least ``sample_id`` (int64) and ``path`` (str, opened with
-        :func:`featnorm.images.read_image`).
+        :func:`featnorm.sources.read_image`).
     threads : int
         Threads for OpenCV and OpenBLAS (:func:`set_threads`); per-image work is sequential, so
         use 1 and run one process per core (the workflow runs one job per shard).
@@ -87,7 +87,7 @@ def score_table(
     -------
     DataFrame
         ``sample_id`` int64, ``brisque`` float64 (NaN when not computable), ``status`` str
-        (``ok``, a decode status of :func:`featnorm.images.read_image`, or a reason of this
+        (``ok``, a decode status of :func:`featnorm.sources.read_image`, or a reason of this
         module), optionally the feature columns. Rows in = rows out.
     """
     missing = {"sample_id", "path"} - set(shard.columns)

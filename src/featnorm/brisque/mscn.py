@@ -14,7 +14,16 @@ import cv2
 import numpy as np
 from scipy.special import gammaln
 
-from featnorm.images import STATUS_OK, to_uint8
+from featnorm.images import to_uint8
+from featnorm.status import (
+    DEGENERATE_FEATURES,
+    FLAT_IMAGE,
+    FLOAT_OUT_OF_RANGE,
+    NEAR_FLAT_IMAGE,
+    OK,
+    TOO_SMALL,
+    UNSUPPORTED_INPUT,
+)
 
 FLAVOUR = "live-matlab"
 
@@ -458,26 +467,26 @@ def _features_from_sums(sums: np.ndarray) -> np.ndarray:
 def _grey(image: object) -> tuple[np.ndarray | None, str]:
     """Input policy of the module docstring: any accepted array -> (H, W) uint8 grey, status."""
     if not isinstance(image, np.ndarray):
-        return None, "unsupported_input"
+        return None, UNSUPPORTED_INPUT
     if image.dtype.kind == "f" and image.size and not (
         np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
     ):
-        return None, "float_out_of_range"  # ambiguous scale ([0, 255]?): never guess
+        return None, FLOAT_OUT_OF_RANGE  # ambiguous scale ([0, 255]?): never guess
     try:
         img = image if image.dtype == np.uint8 and image.ndim in (2, 3) else to_uint8(image)
         if img.ndim == 3 and img.shape[2] != 3:
             img = to_uint8(img)
     except ValueError:
-        return None, "unsupported_input"
+        return None, UNSUPPORTED_INPUT
     if img.ndim == 3:
         img = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2GRAY)
     img = np.ascontiguousarray(img)  # views (crops, flips) become plain arrays for OpenCV
     if min(img.shape) < MIN_SIDE:
-        return None, "too_small"
+        return None, TOO_SMALL
     lo, hi = cv2.minMaxLoc(img)[:2]
     if lo == hi:
-        return None, "flat_image"
-    return img, STATUS_OK
+        return None, FLAT_IMAGE
+    return img, OK
 
 
 def _interior_pixels(h: int, w: int) -> int:
@@ -545,17 +554,17 @@ def features_and_status(
             idx = whole[a : a + per_chunk]
             sums1[idx], sums2[idx] = _chunk_sums(ws, [greys[k] for k in idx])
 
-    ok = np.array([s == STATUS_OK for s in status], dtype=bool)
+    ok = np.array([s == OK for s in status], dtype=bool)
     if ok.any():
         f = np.concatenate([_features_from_sums(sums1[ok]), _features_from_sums(sums2[ok])], axis=1)
         feats[ok] = f
         for k, row, active in zip(np.flatnonzero(ok), f, sums1[ok, 3], strict=True):
             h, w = greys[k].shape
             if active < MIN_ACTIVE_FRACTION * _interior_pixels(h, w):
-                status[k] = "near_flat_image"
+                status[k] = NEAR_FLAT_IMAGE
             elif not np.isfinite(row).all():
-                status[k] = "degenerate_features"
-            if status[k] != STATUS_OK:
+                status[k] = DEGENERATE_FEATURES
+            if status[k] != OK:
                 feats[k] = np.nan
     return feats, status
 

@@ -52,7 +52,7 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     """(H, W) grey or (H, W, 3) BGR uint8 -> (H, W, 3) BGR uint8 (grey replicated to 3 channels)."""
     if image.dtype != np.uint8:
         raise ValueError(
-            f"image dtype is {image.dtype}; expected uint8 (decode with featnorm.images.read_image)"
+            f"image dtype is {image.dtype}; expected uint8 (decode with featnorm.sources.read_image)"
         )
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
@@ -60,7 +60,7 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
         return image
     raise ValueError(
         f"image shape is {image.shape}; expected (H, W) grey or (H, W, 3) BGR "
-        "(decode with featnorm.images.read_image, which drops alpha)"
+        "(decode with featnorm.sources.read_image, which drops alpha)"
     )
 
 
@@ -100,7 +100,7 @@ def preprocess(images: Sequence[np.ndarray], family: str = "adaface") -> torch.T
     Parameters
     ----------
     images : sequence of ndarray, each (H, W) uint8 grey or (H, W, 3) uint8 BGR
-        As ``cv2.imread`` / :func:`featnorm.images.read_image` give them. Grey is replicated to
+        As ``cv2.imread`` / :func:`featnorm.sources.read_image` give them. Grey is replicated to
         three channels; sizes other than 112x112 are resized (:data:`RESIZE_POLICY`).
     family : {"adaface", "magface"}
         AdaFace: BGR in [-1, 1], bit-exact with the official float64 ``to_input``.

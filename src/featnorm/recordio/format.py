@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featnorm.status import RECORD_BAD_HEADER
+
 REC_NAME = "train.rec"
 IDX_NAME = "train.idx"
 RECORD_MAGIC = 0xCED7230A
@@ -31,15 +33,6 @@ IDENTITY_FLAG = 2  # header and identity records carry a 2-float label [start, e
 _LOCATOR = re.compile(r"(?P<rec>.+\.rec)#(?P<index>\d+)")
 
 
-STATUS_NOT_INDEXED = "record_not_indexed"
-STATUS_OUT_OF_RANGE = "record_out_of_range"
-STATUS_BAD_MAGIC = "record_bad_magic"
-STATUS_TRUNCATED = "record_truncated"
-STATUS_BAD_CONTINUATION = "record_bad_continuation"
-STATUS_BAD_HEADER = "record_bad_header"
-STATUS_MISSING_FILE = "missing_file"
-STATUS_UNREADABLE = "unreadable_file"  # same status as featnorm.images.read_image
-STATUS_BAD_INDEX = "recordio_bad_index"
 
 
 class RecordIOError(ValueError):
@@ -103,7 +96,7 @@ def unpack(record: bytes) -> tuple[RecordHeader, bytes]:
     if len(record) < _IR_HEADER.size:
         raise RecordIOError(
             f"record of {len(record)} bytes is shorter than the {_IR_HEADER.size}-byte IRHeader",
-            STATUS_BAD_HEADER,
+            RECORD_BAD_HEADER,
         )
     flag, label, rid, rid2 = _IR_HEADER.unpack_from(record)
     body = _IR_HEADER.size
@@ -114,7 +107,7 @@ def unpack(record: bytes) -> tuple[RecordHeader, bytes]:
         raise RecordIOError(
             f"IRHeader flag {flag} announces {flag} float labels ({flag * _FLOAT_BYTES} bytes) but "
             f"only {len(record) - body} bytes follow the header",
-            STATUS_BAD_HEADER,
+            RECORD_BAD_HEADER,
         )
     labels = np.frombuffer(record, dtype="<f4", count=flag, offset=body).astype(np.float32)
     return RecordHeader(flag, labels, rid, rid2), record[end:]

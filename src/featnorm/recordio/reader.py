@@ -29,19 +29,21 @@ from featnorm.recordio.format import (
     _LENGTH_MASK,
     _MAGIC_BYTES,
     RECORD_MAGIC,
-    STATUS_BAD_CONTINUATION,
-    STATUS_BAD_HEADER,
-    STATUS_BAD_INDEX,
-    STATUS_BAD_MAGIC,
-    STATUS_MISSING_FILE,
-    STATUS_NOT_INDEXED,
-    STATUS_OUT_OF_RANGE,
-    STATUS_TRUNCATED,
-    STATUS_UNREADABLE,
     RecordHeader,
     RecordIOError,
     parse_locator,
     unpack,
+)
+from featnorm.status import (
+    MISSING_FILE,
+    RECORD_BAD_CONTINUATION,
+    RECORD_BAD_HEADER,
+    RECORD_BAD_MAGIC,
+    RECORD_NOT_INDEXED,
+    RECORD_OUT_OF_RANGE,
+    RECORD_TRUNCATED,
+    RECORDIO_BAD_INDEX,
+    UNREADABLE_FILE,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class _RecordFile:
             if pos < self.keys.size and self.keys[pos] == key:
                 return int(self.offsets[pos])
         raise RecordIOError(
-            f"{self.idx_path}: record {key} is not in the index", STATUS_NOT_INDEXED
+            f"{self.idx_path}: record {key} is not in the index", RECORD_NOT_INDEXED
         )
 
     def _pread(self, n: int, offset: int) -> bytes:
@@ -157,7 +159,7 @@ class _RecordFile:
         pos = self.offset(key)
         where = f"{self.rec_path}: record {key}"
         if pos + _FRAME.size > self.size:
-            status = STATUS_OUT_OF_RANGE if pos >= self.size else STATUS_TRUNCATED
+            status = RECORD_OUT_OF_RANGE if pos >= self.size else RECORD_TRUNCATED
             raise RecordIOError(
                 f"{where} starts at byte {pos} but the file has {self.size} bytes; the .rec is "
                 "truncated or the .idx belongs to another file",
@@ -172,14 +174,14 @@ class _RecordFile:
                 raise RecordIOError(
                     f"{where}: the file ends at byte {self.size} inside a frame header at byte "
                     f"{pos}; the record is truncated",
-                    STATUS_TRUNCATED,
+                    RECORD_TRUNCATED,
                 )
             magic, lrec = _FRAME.unpack(head)
             if magic != RECORD_MAGIC:
                 raise RecordIOError(
                     f"{where}: expected magic 0x{RECORD_MAGIC:08X} at byte {pos}, found "
                     f"0x{magic:08X}; the .idx offset is wrong or the file is corrupt",
-                    STATUS_BAD_MAGIC,
+                    RECORD_BAD_MAGIC,
                 )
             cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
             allowed = (_CFLAG_WHOLE, _CFLAG_FIRST) if first else (_CFLAG_MIDDLE, _CFLAG_LAST)
@@ -187,14 +189,14 @@ class _RecordFile:
                 raise RecordIOError(
                     f"{where}: part at byte {pos} has continuation flag {cflag}; expected one of "
                     f"{allowed} {'at the start of a record' if first else 'after a first part'}",
-                    STATUS_BAD_CONTINUATION,
+                    RECORD_BAD_CONTINUATION,
                 )
             padded = length + (-length % _ALIGN)
             if pos + _FRAME.size + padded > self.size:
                 raise RecordIOError(
                     f"{where}: part at byte {pos} announces {length} bytes but the file ends at "
                     f"byte {self.size}; the record is truncated",
-                    STATUS_TRUNCATED,
+                    RECORD_TRUNCATED,
                 )
             want = length if limit is None else min(length, max(limit - total, 0))
             if want:
@@ -224,10 +226,10 @@ class _RecordFile:
             _, payload = unpack(self.read(key))
         except RecordIOError as exc:
             logger.debug("%s", exc)
-            return Decoded(None, exc.status or STATUS_BAD_HEADER)
+            return Decoded(None, exc.status or RECORD_BAD_HEADER)
         except OSError as exc:  # an I/O error of the disk or network file system
             logger.debug("%s: record %d: %s", self.rec_path, key, exc)
-            return Decoded(None, STATUS_UNREADABLE)
+            return Decoded(None, UNREADABLE_FILE)
         return decode_bytes(payload)
 
 
@@ -283,7 +285,7 @@ def read_locator(locator: str) -> Decoded:
     Returns
     -------
     Decoded
-        ``image`` as ``featnorm.images.read_image`` gives it (uint8, H x W grey or H x W x 3 BGR),
+        ``image`` as ``featnorm.sources.read_image`` gives it (uint8, H x W grey or H x W x 3 BGR),
         or None with a status: ``missing_file`` (no ``.rec``), ``unreadable_file`` (an OS error
         such as a permission or I/O error), ``recordio_bad_index`` (no or a
         malformed ``.idx``), ``record_not_indexed``, ``record_out_of_range``, ``record_bad_magic``,
@@ -298,11 +300,11 @@ def read_locator(locator: str) -> Decoded:
     except FileNotFoundError as exc:
         logger.debug("%s", exc)
         missing_rec = not os.path.isfile(rec_path)
-        return Decoded(None, STATUS_MISSING_FILE if missing_rec else STATUS_BAD_INDEX)
+        return Decoded(None, MISSING_FILE if missing_rec else RECORDIO_BAD_INDEX)
     except RecordIOError as exc:
         logger.debug("%s", exc)
-        return Decoded(None, STATUS_BAD_INDEX)
+        return Decoded(None, RECORDIO_BAD_INDEX)
     except OSError as exc:  # permissions, I/O errors
         logger.debug("%s: %s", rec_path, exc)
-        return Decoded(None, STATUS_UNREADABLE)
+        return Decoded(None, UNREADABLE_FILE)
     return handle.decode(key)
