@@ -23,8 +23,6 @@ MAX_LINES = 600
 # (train.py is being rewritten in another branch; issue 14). This one edge is ignored until train
 # calls featnorm.sources.read_image; test_read_image_shim_serves_train_only keeps it to train.
 PENDING_EDGES = {("featnorm.images", "featnorm.sources")}
-# Modules over MAX_LINES that another branch is rewriting (issue 14 leaves them for later).
-PENDING_LONG = {"featnorm.cli"}
 
 
 def _module_name(path: Path) -> str:
@@ -179,7 +177,5 @@ def test_readme_status_table_equals_the_status_module():
 
 @pytest.mark.parametrize("name", sorted(_modules()))
 def test_no_module_over_600_lines(name):
-    if name in PENDING_LONG:
-        pytest.skip(f"{name} is being rewritten in another branch (issue 14 left it for later)")
     lines = len(_modules()[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines; split it by concept"
