@@ -8,7 +8,7 @@ The official AdaFace ``inference.py`` path, re-created faithfully:
 featnorm: the pipeline of :func:`featnorm.embed.embed_table` on the same files (OpenCV decoding,
 lookup-table preprocessing, BatchNorm folding, channels-last, batching).
 
-Both use the same model weights (the deterministic golden recipe, ``featnorm.models.recipe``;
+Both use the same model weights (the deterministic golden recipe, ``featnorm.testing.recipe``;
 speed does not depend on the values) and the same PNG images (demo faces from ``featnorm.demo``;
 PNG so both decoders see identical pixels and the deviation measures the compute only). The two
 alternate one batch of images at a time, and only chunks where both kept the cores busy (process
@@ -59,7 +59,7 @@ import pandas as pd
 import torch
 
 from featnorm import demo, embed, models
-from featnorm.models.recipe import golden_state_dict
+from featnorm.testing.recipe import golden_state_dict
 
 logger = logging.getLogger("benchmarks.embed")
 

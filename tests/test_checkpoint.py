@@ -11,7 +11,7 @@ import torch
 
 from featnorm import models
 from featnorm.models import CheckpointError
-from featnorm.models.recipe import golden_state_dict
+from featnorm.testing.recipe import golden_state_dict
 
 
 def _source(family: str, arch: str) -> torch.nn.Module:

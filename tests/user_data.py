@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from featnorm import models
-from featnorm.models.recipe import golden_state_dict
+from featnorm.testing.recipe import golden_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 USER_MODEL = "mine"
