@@ -36,9 +36,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from featnorm.models import EMBEDDING_DIM, INPUT_SIZE_PX, RESIZE_POLICY, fit_input_size, to_bgr
+from featnorm.models import EMBEDDING_DIM, INPUT_SIZE_PX, RESIZE_POLICY
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
-from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.models.preprocessing import FAMILY_LUTS, to_input_array
 from featnorm.sources import read_image
 from featnorm.status import OK, TOO_SMALL
 from featnorm.threads import decoding_worker_init
@@ -258,7 +258,7 @@ class ImageFiles(Dataset):
 
     def __init__(self, paths: Sequence[str], family: str, min_side: int = MIN_SIDE_PX):
         self.paths = list(paths)
-        self.lut = FAMILY_LUTS[family]
+        self.family = family
         self.min_side = min_side
 
     def __len__(self) -> int:
@@ -270,8 +270,8 @@ class ImageFiles(Dataset):
             return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), decoded.status, False
         if min(decoded.image.shape[:2]) < self.min_side:
             return torch.zeros(3, INPUT_SIZE_PX, INPUT_SIZE_PX), TOO_SMALL, False
-        bgr, resized = fit_input_size(to_bgr(decoded.image))
-        return torch.from_numpy(self.lut[bgr.transpose(2, 0, 1)]), OK, resized
+        values, resized = to_input_array(decoded.image, self.family)
+        return torch.from_numpy(values), OK, resized
 
 
 def embed_table(

@@ -88,10 +88,14 @@ def _lut(family: str) -> np.ndarray:
     return FAMILY_LUTS[family]
 
 
-def to_input_array(image: np.ndarray, family: str = "adaface") -> np.ndarray:
-    """One decoded image -> (3, 112, 112) float32 model input (CHW, BGR), resized if needed."""
-    bgr, _ = fit_input_size(to_bgr(image))
-    return _lut(family)[bgr.transpose(2, 0, 1)]
+def to_input_array(image: np.ndarray, family: str = "adaface") -> tuple[np.ndarray, bool]:
+    """One decoded image -> (3, 112, 112) float32 model input (CHW, BGR), and whether it was resized.
+
+    The one home of the per-image input values: :func:`preprocess` and the embed step's decoding
+    workers (``featnorm.embed.ImageFiles``) both call it.
+    """
+    bgr, resized = fit_input_size(to_bgr(image))
+    return _lut(family)[bgr.transpose(2, 0, 1)], resized
 
 
 def preprocess(images: Sequence[np.ndarray], family: str = "adaface") -> torch.Tensor:
@@ -110,11 +114,10 @@ def preprocess(images: Sequence[np.ndarray], family: str = "adaface") -> torch.T
     -------
     torch.Tensor of shape (N, 3, 112, 112), float32, contiguous, channel 0 = blue.
     """
-    lut = _lut(family)
+    _lut(family)  # an unknown family is refused before anything else
     if len(images) == 0:
         raise ValueError("preprocess got no images; pass at least one decoded image")
     batch = np.empty((len(images), 3, INPUT_SIZE_PX, INPUT_SIZE_PX), dtype=np.float32)
     for i, image in enumerate(images):
-        bgr, _ = fit_input_size(to_bgr(np.asarray(image)))
-        batch[i] = lut[bgr.transpose(2, 0, 1)]
+        batch[i] = to_input_array(np.asarray(image), family)[0]
     return torch.from_numpy(batch)
