@@ -29,6 +29,7 @@ __all__ = [
     "compare_models",
     "correlation_table",
     "merge_samples",
+    "training_images",
     "norm_columns",
     "standardise",
     "table1",
@@ -87,6 +88,18 @@ def _join_part(
     return part[["sample_id", value, "status"]]
 
 
+def training_images(samples: pd.DataFrame) -> pd.Series:
+    """Boolean per row: does the image count towards its class size?
+
+    Class size is what the model saw in training, as in the seed: where the manifest has a
+    ``split`` column (the demo's held-out images), only ``split == "train"`` rows count;
+    otherwise every row does.
+    """
+    if "split" in samples.columns:
+        return (samples["split"] == "train").fillna(False).astype(bool)
+    return pd.Series(True, index=samples.index)
+
+
 def merge_samples(
     manifest: pd.DataFrame, brisque: pd.DataFrame, embed: pd.DataFrame
 ) -> pd.DataFrame:
@@ -108,7 +121,7 @@ def merge_samples(
     DataFrame
         The manifest rows in manifest order (rows in = rows out) plus ``brisque``,
         ``feature_norm`` (float64), ``brisque_status``, ``embed_status`` (``missing`` when the
-        image has no row there), ``class_size`` (images of the class in the manifest) and
+        image has no row there), ``class_size`` (training images of the class: see :func:`training_images`) and
         ``status``: ``ok`` when both scores are ok and finite, otherwise the reasons.
 
     Raises
@@ -144,7 +157,7 @@ def merge_samples(
     joined = pd.Series(reasons, index=out.index).str.cat(pd.Series(reasons2, index=out.index),
                                                          sep="; ").str.strip("; ")
     out["status"] = joined.where(joined != "", OK)
-    out["class_size"] = out.groupby("label")["sample_id"].transform("size").astype(np.int64)
+    out["class_size"] = training_images(out).groupby(out["label"]).transform("sum").astype(np.int64)
     counts = out["status"].value_counts()
     logger.info("merged %d images; status counts: %s", len(out), counts.to_dict())
     return out
@@ -233,7 +246,8 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``label``, ``class_name``, ``n`` (images in the manifest), ``n_ok`` (rows with status
+        ``label``, ``class_name``, ``n`` (training images of the class, see
+        :func:`training_images`; all its manifest images when there is no split), ``n_ok`` (rows with status
         ok), ``norm_mean``/``norm_std``/``norm_median`` (std with ddof = 1, NaN for n < 2) over
         rows with a norm, ``brisque_mean``/``brisque_std``/``brisque_median`` over rows with a
         BRISQUE score, ``<column>_mean`` for each numeric ground-truth column (demo) and
@@ -242,7 +256,7 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     g = samples.groupby("label", sort=True)
     out = pd.DataFrame({
         "class_name": g["class_name"].first(),
-        "n": g.size().astype(np.int64),
+        "n": training_images(samples).groupby(samples["label"], sort=True).sum().astype(np.int64),
         "n_ok": (samples["status"] == OK).groupby(samples["label"], sort=True).sum()
         .astype(np.int64),
         "norm_mean": g[NORM_COLUMN].mean(),

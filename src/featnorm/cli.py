@@ -105,7 +105,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--precision", required=True, choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 autocast where the CPU has native bf16, else fp32")
     p.add_argument("--output", required=True)
+    p.add_argument("--curve", help="CSV of the per-epoch training curve (loss, accuracy)")
 
 
 @step("train-demo", _train_args)
@@ -116,6 +119,7 @@ def run_train_demo(args: argparse.Namespace) -> None:
     train.train_demo_model(
         manifest, args.output, arch=args.arch, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+        precision=args.precision, curve_output=args.curve,
     )
 
 

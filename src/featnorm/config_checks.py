@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings"]
+__all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings", "train_settings"]
 
 TRAIN_CHECKPOINT = "train"  # models.<name>.checkpoint value that asks for the demo model
 MODEL_DEFAULTS = {"family": "adaface"}  # schema defaults inside models.<name> (see below)
@@ -27,6 +27,11 @@ def model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     objects under ``additionalProperties``; the schema's default lives in MODEL_DEFAULTS too.
     """
     return {**MODEL_DEFAULTS, **config["models"][name]}
+
+
+def train_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Training settings of model ``name``: its own ``train`` block over the global ``train``."""
+    return {**config["train"], **config["models"][name].get("train", {})}
 
 
 def _check_dataset(dataset: dict[str, Any]) -> None:
@@ -76,10 +81,10 @@ def _check_models(config: dict[str, Any]) -> None:
 def _check_shards(config: dict[str, Any]) -> None:
     if config["dataset"]["format"] != "demo":
         return  # other datasets are counted when the manifest exists (the shard step checks)
-    from featnorm.demo import DemoParams, class_sizes
+    from featnorm.demo import DemoParams, image_count
 
     try:
-        images = int(class_sizes(DemoParams(**config["dataset"]["demo"])).sum())
+        images = image_count(DemoParams(**config["dataset"]["demo"]))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if config["shards"] > images:

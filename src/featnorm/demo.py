@@ -40,7 +40,15 @@ import pandas as pd
 
 from featnorm.io import atomic_path
 
-__all__ = ["DemoParams", "class_sizes", "generate", "render_identity_image", "true_quality"]
+__all__ = [
+    "SPLITS",
+    "DemoParams",
+    "class_sizes",
+    "generate",
+    "image_count",
+    "render_identity_image",
+    "true_quality",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ IMAGE_SIZE_PX = 112
 _SUPERSAMPLE = 2  # draw at 2x and area-downsample: anti-aliased edges without blurring the face
 _CANVAS_PX = IMAGE_SIZE_PX * _SUPERSAMPLE
 _SAVE_JPEG_QUALITY = 95  # quality of undegraded JPEG files (the "no JPEG degradation" level)
+
+SPLITS = ("train", "holdout")  # values of the manifest's `split` column
 
 # probability that an image escapes each degradation; keeps a healthy share of clean images
 _P_CLEAN = {"blur": 0.5, "downup": 0.6, "noise": 0.5, "jpeg": 0.5}
@@ -63,6 +73,7 @@ class DemoParams:
     zipf_exponent: float = 0.7
     image_format: str = "jpg"
     seed: int = 0
+    holdout: int = 4
 
     def __post_init__(self):
         if self.identities < 2:
@@ -72,6 +83,8 @@ class DemoParams:
                 f"dataset.demo.min_images = {self.min_images}, max_images = {self.max_images}; "
                 "need 2 <= min_images <= max_images"
             )
+        if self.holdout < 0:
+            raise ValueError(f"dataset.demo.holdout = {self.holdout}; use 0 or more")
         if self.image_format not in ("jpg", "png"):
             raise ValueError(f"dataset.demo.image_format = {self.image_format!r}; use jpg or png")
 
@@ -81,6 +94,11 @@ def class_sizes(params: DemoParams) -> np.ndarray:
     rank = np.arange(1, params.identities + 1, dtype=np.float64)
     sizes = np.rint(params.max_images * rank ** (-params.zipf_exponent))
     return np.clip(sizes, params.min_images, params.max_images).astype(np.int64)
+
+
+def image_count(params: DemoParams) -> int:
+    """Images the generator writes: the class sizes plus ``holdout`` held-out images per identity."""
+    return int(class_sizes(params).sum()) + params.identities * params.holdout
 
 
 def true_quality(blur_sigma, downup_factor, noise_sigma, jpeg_quality) -> np.ndarray:
@@ -256,7 +274,11 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
     """Write the demo images under ``image_dir/<class_name>/`` and return their table.
 
     Returns one row per image with ``path`` (as ``image_dir`` was given, joined with the file
-    name), ``label``, ``class_name``, the four degradation columns and ``true_quality``.
+    name), ``label``, ``class_name``, the four degradation columns, ``true_quality`` and
+    ``split``. Identity ``label`` gets ``class_sizes(params)[label]`` training images (``split``
+    ``train``, files 0000..n-1) and then ``params.holdout`` held-out images (``holdout``, files
+    n..n+holdout-1) drawn the same way; the demo model never trains on them. The held-out images
+    are extra: the training images, and so the class sizes, are the same for any ``holdout``.
     """
     image_dir = Path(image_dir)
     sizes = class_sizes(params)
@@ -265,7 +287,7 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
         class_name = f"id{label:05d}"
         traits = _identity_traits(np.random.default_rng([params.seed, label, 0]))
         (image_dir / class_name).mkdir(parents=True, exist_ok=True)
-        for i in range(int(n_images)):
+        for i in range(int(n_images) + params.holdout):
             rng = np.random.default_rng([params.seed, label, 1, i])
             d = _draw_degradation(rng)
             image = degrade(render_identity_image(traits, rng), rng, d)
@@ -273,11 +295,14 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
             path = image_dir / class_name / f"{i:04d}.{ext}"
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
-            rows.append({"path": str(path), "label": label, "class_name": class_name, **d})
+            rows.append({"path": str(path), "label": label, "class_name": class_name, **d,
+                         "split": SPLITS[0] if i < n_images else SPLITS[1]})
         if label % 50 == 0:
             logger.info("demo: identity %d/%d (%d images so far)", label, len(sizes), len(rows))
     table = pd.DataFrame(rows)
     table["true_quality"] = true_quality(
         table["blur_sigma"], table["downup_factor"], table["noise_sigma"], table["jpeg_quality"]
     )
+    split = table.pop("split")
+    table["split"] = split.astype("string")
     return table

@@ -71,6 +71,31 @@ def model_checkpoint(wildcards):
     return path
 
 
+def train_setting(wildcards, key):
+    """One training setting of demo model wildcards.model (its `train` block over `train:`)."""
+    return config_checks.train_settings(config, wildcards.model)[key]
+
+
+def train_epochs(wildcards):
+    return train_setting(wildcards, "epochs")
+
+
+def train_batch_size(wildcards):
+    return train_setting(wildcards, "batch_size")
+
+
+def train_lr(wildcards):
+    return train_setting(wildcards, "lr")
+
+
+def train_seed(wildcards):
+    return train_setting(wildcards, "seed")
+
+
+def train_precision(wildcards):
+    return train_setting(wildcards, "precision")
+
+
 def flag_if(condition, flag):
     """``flag`` when ``condition`` holds, else nothing (for boolean CLI switches)."""
     return flag if condition else ""
