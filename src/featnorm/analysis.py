@@ -246,17 +246,19 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``label``, ``class_name``, ``n`` (training images of the class, see
-        :func:`training_images`; all its manifest images when there is no split), ``n_ok`` (rows with status
+        Computed over the training images (:func:`training_images`: split ``train`` where the
+        manifest has a split, as the seed's classes hold only what the model saw; every row
+        otherwise): ``label``, ``class_name``, ``n`` (images), ``n_ok`` (rows with status
         ok), ``norm_mean``/``norm_std``/``norm_median`` (std with ddof = 1, NaN for n < 2) over
         rows with a norm, ``brisque_mean``/``brisque_std``/``brisque_median`` over rows with a
         BRISQUE score, ``<column>_mean`` for each numeric ground-truth column (demo) and
         ``z_excluded``; sorted by ``n`` descending, then ``label``.
     """
+    samples = samples[training_images(samples).to_numpy()]
     g = samples.groupby("label", sort=True)
     out = pd.DataFrame({
         "class_name": g["class_name"].first(),
-        "n": training_images(samples).groupby(samples["label"], sort=True).sum().astype(np.int64),
+        "n": g.size().astype(np.int64),
         "n_ok": (samples["status"] == OK).groupby(samples["label"], sort=True).sum()
         .astype(np.int64),
         "norm_mean": g[NORM_COLUMN].mean(),
@@ -357,9 +359,9 @@ def correlation_table(
                                         confidence=confidence)
         rows.append(_row(model, x, f"{BRISQUE_COLUMN} | log class_size", "partial_pearson",
                          res, True))
-    # class-size effect: classes are the units (each class weighs once); class size from the
-    # manifest, class mean over the images that have a norm
-    has_norm = np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64))
+    # class-size effect: classes are the units (each class weighs once); class size and class
+    # mean norm over the training images (held-out images would lower the mean of small classes)
+    has_norm = np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
     per = samples[has_norm].groupby("label").agg(
         size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
     per_codes = pd.Index(np.sort(samples["label"].unique())).get_indexer(per.index)
