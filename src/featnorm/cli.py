@@ -334,6 +334,40 @@ def run_compare(args: argparse.Namespace) -> None:
                  args.png, args.svg)
 
 
+def _training_length_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--epochs", nargs="+", type=int, required=True, help="one per model")
+    p.add_argument("--correlations", nargs="+", required=True, help="one CSV per model")
+    p.add_argument("--curves", nargs="+", required=True, help="one training_curve.csv per model")
+    p.add_argument("--method", required=True, help="correlation method of the proxy rows")
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--output", required=True, help="training_length.csv")
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", required=True)
+
+
+@step("training-length", _training_length_args)
+def run_training_length(args: argparse.Namespace) -> None:
+    """Class-size effect and proxy agreement against training length (table and figure)."""
+    import pandas as pd
+
+    from featnorm import io, training_length
+
+    n = len(args.models)
+    if not (len(args.epochs) == len(args.correlations) == len(args.curves) == n):
+        raise ValueError("training-length needs one --epochs, --correlations and --curves per "
+                         f"--models entry; got {len(args.epochs)}, {len(args.correlations)}, "
+                         f"{len(args.curves)} for {n} models")
+    table = training_length.collect(
+        {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
+        {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
+        dict(zip(args.models, args.epochs, strict=True)),
+        method=args.method,
+    )
+    io.write_text(table.to_csv(index=False), args.output)
+    _save_figure(training_length.plot(table, confidence=args.confidence), args.png, args.svg)
+
+
 def _plot_args(p: argparse.ArgumentParser) -> None:
     # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
     kinds = ["class_norm_mean", "class_sizes", "forest", "ground_truth", "norm_vs_brisque",

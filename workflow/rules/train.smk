@@ -31,3 +31,37 @@ rule train_demo_model:
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --seed {params.seed} --precision {params.precision} --threads {threads}"
         " --output {output.model_file} --curve {output.curve} --log {log}"
+
+
+# The training-length experiment: with two or more trained models (docs/training_length.yaml),
+# their class-size effect and proxy agreement side by side against the epochs they trained for.
+rule training_length:
+    input:
+        correlations=trained_model_files("correlations.csv"),
+        curves=trained_model_files("training_curve.csv"),
+    output:
+        table=f"{RESULTS}/training_length.csv",
+        png=report(
+            f"{RESULTS}/figures/training_length.png",
+            caption="../report/training_length.rst",
+            category="comparison",
+            labels={"figure": "training length"},
+        ),
+        svg=f"{RESULTS}/figures/training_length.svg",
+    log:
+        f"{RESULTS}/logs/training_length.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/training_length.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    params:
+        models=" ".join(trained_models()),
+        epochs=" ".join(str(e) for e in trained_model_epochs()),
+        method=training_length_method(),
+        confidence=config["analysis"]["confidence"],
+    shell:
+        "python -m featnorm training-length --models {params.models}"
+        " --epochs {params.epochs} --correlations {input.correlations}"
+        " --curves {input.curves} --method {params.method}"
+        " --confidence {params.confidence} --output {output.table}"
+        " --png {output.png} --svg {output.svg} --log {log}"
