@@ -334,6 +334,15 @@ def run_compare(args: argparse.Namespace) -> None:
                  args.png, args.svg)
 
 
+def _check_one_per_model(step_name: str, models: list[str], **lists: list) -> None:
+    """Raise ValueError unless every list in ``lists`` has one entry per model."""
+    if any(len(v) != len(models) for v in lists.values()):
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in lists)
+        got = ", ".join(str(len(v)) for v in lists.values())
+        raise ValueError(f"{step_name} needs one {flags} per --models entry; got {got} "
+                         f"for {len(models)} models")
+
+
 def _training_length_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--epochs", nargs="+", type=int, required=True, help="one per model")
@@ -353,11 +362,8 @@ def run_training_length(args: argparse.Namespace) -> None:
 
     from featnorm import io, training_length
 
-    n = len(args.models)
-    if not (len(args.epochs) == len(args.correlations) == len(args.curves) == n):
-        raise ValueError("training-length needs one --epochs, --correlations and --curves per "
-                         f"--models entry; got {len(args.epochs)}, {len(args.correlations)}, "
-                         f"{len(args.curves)} for {n} models")
+    _check_one_per_model("training-length", args.models, epochs=args.epochs,
+                         correlations=args.correlations, curves=args.curves)
     table = training_length.collect(
         {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
         {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
@@ -428,11 +434,8 @@ def run_summary(args: argparse.Namespace) -> None:
 
     from featnorm import io, summary
 
-    n = len(args.models)
-    if not (len(args.correlations) == len(args.samples) == len(args.class_stats) == n):
-        raise ValueError("summary needs one --correlations, --samples and --class-stats per "
-                         f"--models entry; got {len(args.correlations)}, {len(args.samples)}, "
-                         f"{len(args.class_stats)} for {n} models")
+    _check_one_per_model("summary", args.models, correlations=args.correlations,
+                         samples=args.samples, class_stats=args.class_stats)
     per_model = {
         m: summary.ModelResults(
             correlations=pd.read_csv(c),
