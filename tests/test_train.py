@@ -149,3 +149,27 @@ def test_lr_schedule_is_one_cycle():
     assert lrs[10] == pytest.approx(0.2)
     assert lrs[55] == pytest.approx(0.1)  # half-way through the cosine (45 of 90 steps)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_a_models_train_block_overrides_the_global_train_keys():
+    """config_checks.train_settings: per-model keys win, the rest come from `train:`."""
+    from featnorm import config_checks
+
+    config = {"train": {"epochs": 8, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "auto"},
+              "models": {"short": {"arch": "ir_demo", "checkpoint": "train"},
+                         "long": {"arch": "ir_demo", "checkpoint": "train",
+                                  "train": {"epochs": 20, "precision": "fp32"}}}}
+    assert config_checks.train_settings(config, "short") == config["train"]
+    assert config_checks.train_settings(config, "long") == {
+        "epochs": 20, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "fp32"}
+    assert config["train"]["epochs"] == 8  # the global block is not modified
+
+
+def test_a_train_block_on_a_checkpoint_file_is_refused(tmp_path):
+    from featnorm import config_checks
+
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"")
+    config = {"models": {"mine": {"arch": "ir_50", "checkpoint": str(ckpt), "train": {"epochs": 3}}}}
+    with pytest.raises(config_checks.ConfigError, match="models.mine.train is set but"):
+        config_checks._check_models(config)

@@ -65,6 +65,11 @@ def _check_models(config: dict[str, Any]) -> None:
                 f"models.{name}.arch = {arch!r} is not known for family {family}; "
                 f"use one of {', '.join(sorted(ARCHS[family]))}"
             )
+        if "train" in settings and checkpoint != TRAIN_CHECKPOINT:
+            raise ConfigError(
+                f"models.{name}.train is set but models.{name}.checkpoint = {checkpoint!r}; "
+                "a model's train block applies to checkpoint: train only; remove it"
+            )
         if checkpoint == TRAIN_CHECKPOINT:
             if family != "adaface":
                 raise ConfigError(
