@@ -196,7 +196,7 @@ def demo_checkpoint(out: Path) -> tuple[Path, dict]:
     subprocess.run([sys.executable, "-m", "featnorm", "train-demo", "--manifest", str(manifest),
                     "--arch", MODEL_ARCH, "--epochs", str(t["epochs"]), "--batch-size",
                     str(t["batch_size"]), "--lr", str(t["lr"]), "--seed", str(t["seed"]),
-                    "--threads", "2", "--output", str(ckpt)], check=True)
+                    "--threads", "2", "--precision", "fp32", "--output", str(ckpt)], check=True)
     info = {"demo": CHECKPOINT_DEMO, "train": t, "images": len(io.read_table(manifest)),
             "demo_s": round(made - started, 1), "train_s": round(time.perf_counter() - made, 1)}
     info_path.write_text(json.dumps(info, indent=1))

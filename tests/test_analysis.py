@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from featnorm import analysis, contrast_tables, standardisation, stats, summary
 
@@ -92,6 +93,33 @@ def test_class_stats_by_hand():
     assert one["norm_mean"] == pytest.approx(rows["feature_norm"].mean())
     assert one["brisque_std"] == pytest.approx(rows["brisque"].std(ddof=1))
     assert one["true_quality_mean"] == pytest.approx(rows["true_quality"].mean())
+
+
+def test_class_size_counts_the_training_split_only():
+    """With a split column, class n, class_size and the class-size effect see training images only.
+
+    Held-out images get a norm far below the training images; if they entered the class means,
+    classes with more held-out images would look smaller-normed.
+    """
+    m, b, e = _tables(seed=3)
+    rng = np.random.default_rng(5)
+    holdout = rng.random(len(m)) < 0.3
+    m["split"] = np.where(holdout, "holdout", "train")
+    e.loc[holdout, "feature_norm"] = np.float32(1.0)
+    merged = analysis.merge_samples(m, b, e)
+    train_counts = pd.Series(~holdout).groupby(m["label"]).sum()  # an independent count
+    assert merged["class_size"].tolist() == m["label"].map(train_counts).tolist()
+    cs = analysis.class_stats(merged).set_index("label")
+    kept = train_counts[train_counts > 0]
+    assert sorted(cs.index) == sorted(kept.index)
+    assert cs["n"].sort_index().tolist() == kept.sort_index().tolist()
+    train_means = e.loc[~holdout, "feature_norm"].astype(float).groupby(m.loc[~holdout, "label"]).mean()
+    assert np.allclose(cs["norm_mean"].sort_index(), train_means.sort_index())
+    c = analysis.correlation_table(merged, model="demo", x_columns=["feature_norm"],
+                                   methods=["spearman"], replicates=20, confidence=0.95, seed=0)
+    effect = c[c["x"] == "class_size"].iloc[0]
+    expected = spearmanr(kept.sort_index(), train_means.sort_index()).statistic
+    assert effect["n"] == len(kept) and effect["r"] == pytest.approx(expected)
 
 
 def test_correlation_table_contract_sign_convention_and_class_size_effect():

@@ -177,7 +177,7 @@ def demo_model(tmp_path_factory) -> tuple[Path, Path]:
                  str(folder / "images"), "--output", str(manifest))
     checkpoint = folder / "checkpoint.ckpt"
     featnorm_cli("train-demo", "--manifest", str(manifest), "--arch", "ir_demo", "--epochs", "1",
-                 "--batch-size", "8", "--lr", "0.1", "--seed", "0", "--threads", "2",
+                 "--batch-size", "8", "--lr", "0.1", "--seed", "0", "--threads", "2", "--precision", "fp32",
                  "--output", str(checkpoint))
     return checkpoint, folder / "images"
 

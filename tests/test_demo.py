@@ -31,7 +31,7 @@ def test_generation_is_deterministic_and_writes_real_112px_images(tmp_path):
     params = demo.DemoParams(identities=3, min_images=2, max_images=4, seed=7)
     first = demo.generate(params, tmp_path / "a")
     second = demo.generate(params, tmp_path / "b")
-    assert len(first) == demo.class_sizes(params).sum()
+    assert len(first) == demo.class_sizes(params).sum() + 3 * params.holdout
     for path_a, path_b in zip(first["path"], second["path"], strict=True):
         image = read_image(path_a)
         assert image.ok and image.image.shape == (112, 112, 3)
@@ -50,6 +50,28 @@ def test_identities_differ_more_than_images_of_one_identity(tmp_path):
     assert within < between
 
 
+def test_holdout_adds_images_per_identity_and_leaves_the_training_images_alone(tmp_path):
+    """Held-out images are extra: each identity keeps its training images byte for byte."""
+    sizes_params = {"identities": 4, "min_images": 2, "max_images": 5, "seed": 3}
+    plain = demo.generate(demo.DemoParams(**sizes_params, holdout=0), tmp_path / "plain")
+    held = demo.generate(demo.DemoParams(**sizes_params, holdout=2), tmp_path / "held")
+    sizes = demo.class_sizes(demo.DemoParams(**sizes_params))
+    assert (plain["split"] == "train").all()
+    assert held["split"].value_counts().to_dict() == {"train": sizes.sum(), "holdout": 4 * 2}
+    assert demo.image_count(demo.DemoParams(**sizes_params, holdout=2)) == len(held)
+    per_class = held.groupby(["label", "split"]).size().unstack()
+    assert per_class["train"].tolist() == sizes.tolist()
+    assert (per_class["holdout"] == 2).all()
+    train = held[held["split"] == "train"].reset_index(drop=True)
+    for path_a, path_b in zip(plain["path"], train["path"], strict=True):
+        assert Path(path_a).read_bytes() == Path(path_b).read_bytes()
+    holdout = held[held["split"] == "holdout"]
+    assert all(read_image(p).ok for p in holdout["path"])
+    assert holdout["true_quality"].between(0, 1).all()
+
+
 def test_bad_parameters_name_the_key():
+    with pytest.raises(ValueError, match="dataset.demo.holdout"):
+        demo.DemoParams(holdout=-1)
     with pytest.raises(ValueError, match="dataset.demo.min_images"):
         demo.DemoParams(min_images=10, max_images=5)

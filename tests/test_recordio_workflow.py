@@ -31,7 +31,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     checkpoint = base / "demo.ckpt"
     assert featnorm_main(["train-demo", "--manifest", str(manifest), "--arch", "ir_demo",
                           "--epochs", "1", "--batch-size", "8", "--lr", "0.05", "--seed", "0",
-                          "--threads", "1", "--output", str(checkpoint)]) == 0
+                          "--threads", "1", "--precision", "fp32", "--output", str(checkpoint)]) == 0
     # the same encoded bytes, in the manifest's (label, path) order, as train.rec + train.idx
     ordered = table.sort_values(["label", "path"])
     write_recordio(base / "rec", ((int(label), Path(path).read_bytes())

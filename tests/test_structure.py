@@ -19,10 +19,6 @@ PACKAGE = SRC / "featnorm"
 README = Path(__file__).resolve().parents[1] / "README.md"
 MAX_LINES = 600
 
-# featnorm.train still calls featnorm.images.read_image, a shim that imports featnorm.sources
-# (train.py is being rewritten in another branch; issue 14). This one edge is ignored until train
-# calls featnorm.sources.read_image; test_read_image_shim_serves_train_only keeps it to train.
-PENDING_EDGES = {("featnorm.images", "featnorm.sources")}
 
 
 def _module_name(path: Path) -> str:
@@ -96,8 +92,6 @@ def test_the_graph_sees_imports_inside_functions():
 
 def test_no_import_cycle_inside_featnorm():
     graph = _graph()
-    for source, target in PENDING_EDGES:
-        graph[source].discard(target)
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
 
 
@@ -105,18 +99,6 @@ def test_images_knows_no_recordio():
     """featnorm.images decodes files and bytes; the choice of source lives in featnorm.sources."""
     graph = _graph()
     assert not {m for m in graph["featnorm.images"] if m.startswith("featnorm.recordio")}
-
-
-def test_read_image_shim_serves_train_only():
-    """``featnorm.images.read_image`` (the pending edge) is called by featnorm.train alone."""
-    callers = set()
-    for name, path in _modules().items():
-        text = path.read_text(encoding="utf-8")
-        if name != "featnorm.images" and re.search(
-            r"images(_mod)?\.read_image|from featnorm\.images import[^\n]*\bread_image\b", text
-        ):
-            callers.add(name)
-    assert callers <= {"featnorm.train"}, callers
 
 
 def _status_names() -> dict[str, str]:

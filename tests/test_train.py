@@ -1,14 +1,16 @@
 """featnorm.train: the AdaFace margin head and the demo model's checkpoint layout."""
 
+import logging
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
 
 from featnorm import demo, models
 from featnorm.sources import read_image
-from featnorm.train import AdaFaceHead, train_demo_model
+from featnorm.train import AdaFaceHead, _lr_at, resolve_precision, train_demo_model
 
 
 def _head(classes=3, **kwargs):
@@ -72,3 +74,102 @@ def test_demo_checkpoint_has_the_official_layout_and_loads(tmp_path):
     x = models.preprocess([read_image(p).image for p in table["path"][:2]])
     embedding, norm = model(x)
     assert embedding.shape == (2, 512) and torch.isfinite(norm).all()
+
+
+def _small_demo(tmp_path, holdout=0):
+    params = demo.DemoParams(identities=3, min_images=2, max_images=4, holdout=holdout)
+    return demo.generate(params, tmp_path / "img")
+
+
+def test_training_skips_unusable_images_and_counts_them(tmp_path, caplog):
+    """An empty and a corrupt file are skipped with a logged count; the rest still trains."""
+    table = _small_demo(tmp_path)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    bad = pd.DataFrame({"path": [str(tmp_path / "empty.jpg"), str(tmp_path / "corrupt.jpg")],
+                        "label": [0, 1], "class_name": ["id00000", "id00001"], "split": "train"})
+    table = pd.concat([table, bad], ignore_index=True)
+    ckpt = tmp_path / "model.ckpt"
+    with caplog.at_level(logging.INFO, logger="featnorm.train"):
+        train_demo_model(table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05,
+                         seed=0, threads=1, precision="fp32")
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "skipped 2 unusable training images" in skipped[0]
+    assert "empty_file" in skipped[0]
+    hyper = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hyper["train_images"] == len(table) - 2 and hyper["skipped_images"] == 2
+
+
+def test_training_with_no_usable_image_says_so(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    table = pd.DataFrame({"path": [str(tmp_path / "empty.jpg")], "label": [0], "class_name": ["a"]})
+    with pytest.raises(ValueError, match="none of the 1 training images"):
+        train_demo_model(table, str(tmp_path / "m.ckpt"), arch="ir_demo", epochs=1, batch_size=2,
+                         lr=0.05, seed=0, threads=1, precision="fp32")
+
+
+def test_training_uses_the_train_split_only_and_writes_its_curve(tmp_path):
+    """Held-out images never reach training; the curve has one row per epoch."""
+    table = _small_demo(tmp_path, holdout=2)
+    n_train = int((table["split"] == "train").sum())
+    assert n_train < len(table)
+    ckpt, curve_file = tmp_path / "model.ckpt", tmp_path / "curve.csv"
+    last = train_demo_model(table, str(ckpt), arch="ir_demo", epochs=3, batch_size=4, lr=0.05,
+                            seed=0, threads=1, precision="fp32", curve_output=str(curve_file))
+    hyper = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    assert hyper["train_images"] == n_train and hyper["classes"] == 3
+    curve = pd.read_csv(curve_file)
+    assert curve["epoch"].tolist() == [1, 2, 3]
+    assert curve["train_accuracy"].between(0, 1).all() and (curve["loss"] > 0).all()
+    assert curve.iloc[-1]["train_accuracy"] == pytest.approx(last["train_accuracy"])
+    assert curve.iloc[-1]["lr_end"] < 0.05 * 0.1  # the cosine cycle ends near zero
+
+
+def test_bf16_training_writes_float32_weights(tmp_path):
+    """bf16 autocast changes the arithmetic, not the checkpoint: weights stay float32."""
+    table = _small_demo(tmp_path)
+    ckpt = tmp_path / "model.ckpt"
+    train_demo_model(table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05, seed=0,
+                     threads=1, precision="bf16")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
+
+
+def test_precision_auto_resolves_and_unknown_is_refused():
+    assert resolve_precision("auto") in ("bf16", "fp32")
+    assert resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="train.precision = 'fp8'"):
+        resolve_precision("fp8")
+
+
+def test_lr_schedule_is_one_cycle():
+    """Linear warm-up over the first tenth, peak, then cosine decay to zero."""
+    lrs = [_lr_at(s, 100, 0.2) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.02) and lrs[9] == pytest.approx(0.2)
+    assert lrs[10] == pytest.approx(0.2)
+    assert lrs[55] == pytest.approx(0.1)  # half-way through the cosine (45 of 90 steps)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_a_models_train_block_overrides_the_global_train_keys():
+    """config_checks.train_settings: per-model keys win, the rest come from `train:`."""
+    from featnorm import config_checks
+
+    config = {"train": {"epochs": 8, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "auto"},
+              "models": {"short": {"arch": "ir_demo", "checkpoint": "train"},
+                         "long": {"arch": "ir_demo", "checkpoint": "train",
+                                  "train": {"epochs": 20, "precision": "fp32"}}}}
+    assert config_checks.train_settings(config, "short") == config["train"]
+    assert config_checks.train_settings(config, "long") == {
+        "epochs": 20, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "fp32"}
+    assert config["train"]["epochs"] == 8  # the global block is not modified
+
+
+def test_a_train_block_on_a_checkpoint_file_is_refused(tmp_path):
+    from featnorm import config_checks
+
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"")
+    config = {"models": {"mine": {"arch": "ir_50", "checkpoint": str(ckpt), "train": {"epochs": 3}}}}
+    with pytest.raises(config_checks.ConfigError, match="models.mine.train is set but"):
+        config_checks._check_models(config)

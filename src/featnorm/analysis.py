@@ -32,6 +32,7 @@ __all__ = [
     "compare_models",
     "correlation_table",
     "merge_samples",
+    "training_images",
     "norm_columns",
     "standardise",
     "table1",
@@ -89,6 +90,18 @@ def _join_part(
     return part[["sample_id", value, "status"]]
 
 
+def training_images(samples: pd.DataFrame) -> pd.Series:
+    """Boolean per row: does the image count towards its class size?
+
+    Class size is what the model saw in training, as in the seed: where the manifest has a
+    ``split`` column (the demo's held-out images), only ``split == "train"`` rows count;
+    otherwise every row does.
+    """
+    if "split" in samples.columns:
+        return (samples["split"] == "train").fillna(False).astype(bool)
+    return pd.Series(True, index=samples.index)
+
+
 def merge_samples(
     manifest: pd.DataFrame, brisque: pd.DataFrame, embed: pd.DataFrame
 ) -> pd.DataFrame:
@@ -110,7 +123,7 @@ def merge_samples(
     DataFrame
         The manifest rows in manifest order (rows in = rows out) plus ``brisque``,
         ``feature_norm`` (float64), ``brisque_status``, ``embed_status`` (``missing`` when the
-        image has no row there), ``class_size`` (images of the class in the manifest) and
+        image has no row there), ``class_size`` (training images of the class: see :func:`training_images`) and
         ``status``: ``ok`` when both scores are ok and finite, otherwise the reasons.
 
     Raises
@@ -146,7 +159,7 @@ def merge_samples(
     joined = pd.Series(reasons, index=out.index).str.cat(pd.Series(reasons2, index=out.index),
                                                          sep="; ").str.strip("; ")
     out["status"] = joined.where(joined != "", OK)
-    out["class_size"] = out.groupby("label")["sample_id"].transform("size").astype(np.int64)
+    out["class_size"] = training_images(out).groupby(out["label"]).transform("sum").astype(np.int64)
     counts = out["status"].value_counts()
     logger.info("merged %d images; status counts: %s", len(out), counts.to_dict())
     return out
@@ -236,12 +249,15 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``label``, ``class_name``, ``n`` (images in the manifest), ``n_ok`` (rows with status
+        Computed over the training images (:func:`training_images`: split ``train`` where the
+        manifest has a split, as the seed's classes hold only what the model saw; every row
+        otherwise): ``label``, ``class_name``, ``n`` (images), ``n_ok`` (rows with status
         ok), ``norm_mean``/``norm_std``/``norm_median`` (std with ddof = 1, NaN for n < 2) over
         rows with a norm, ``brisque_mean``/``brisque_std``/``brisque_median`` over rows with a
         BRISQUE score, ``<column>_mean`` for each numeric ground-truth column (demo) and
         ``z_excluded``; sorted by ``n`` descending, then ``label``.
     """
+    samples = samples[training_images(samples).to_numpy()]
     g = samples.groupby("label", sort=True)
     out = pd.DataFrame({
         "class_name": g["class_name"].first(),
@@ -357,9 +373,9 @@ def correlation_table(
                                         confidence=confidence)
         rows.append(_row(model, x, f"{BRISQUE_COLUMN} | log class_size", "partial_pearson",
                          res, True))
-    # class-size effect: classes are the units (each class weighs once); class size from the
-    # manifest, class mean over the images that have a norm
-    has_norm = np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64))
+    # class-size effect: classes are the units (each class weighs once); class size and class
+    # mean norm over the training images (held-out images would lower the mean of small classes)
+    has_norm = np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
     per = samples[has_norm].groupby("label").agg(
         size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
     per_codes = pd.Index(np.sort(samples["label"].unique())).get_indexer(per.index)

@@ -93,7 +93,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--precision", required=True, choices=["auto", "fp32", "bf16"],
+                   help="auto = bf16 autocast where the CPU has native bf16, else fp32")
     p.add_argument("--output", required=True)
+    p.add_argument("--curve", help="CSV of the per-epoch training curve (loss, accuracy)")
 
 
 @step("train-demo", _train_args)
@@ -104,6 +107,7 @@ def run_train_demo(args: argparse.Namespace) -> None:
     train.train_demo_model(
         manifest, args.output, arch=args.arch, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+        precision=args.precision, curve_output=args.curve,
     )
 
 
@@ -390,6 +394,46 @@ def _with_pauc(table, edc_table):
     return pd.concat([table, edc_plots.pauc_comparison(edc_table)], ignore_index=True)
 
 
+def _check_one_per_model(step_name: str, models: list[str], **lists: list) -> None:
+    """Raise ValueError unless every list in ``lists`` has one entry per model."""
+    if any(len(v) != len(models) for v in lists.values()):
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in lists)
+        got = ", ".join(str(len(v)) for v in lists.values())
+        raise ValueError(f"{step_name} needs one {flags} per --models entry; got {got} "
+                         f"for {len(models)} models")
+
+
+def _training_length_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--epochs", nargs="+", type=int, required=True, help="one per model")
+    p.add_argument("--correlations", nargs="+", required=True, help="one CSV per model")
+    p.add_argument("--curves", nargs="+", required=True, help="one training_curve.csv per model")
+    p.add_argument("--method", required=True, help="correlation method of the proxy rows")
+    p.add_argument("--confidence", type=float, required=True)
+    p.add_argument("--output", required=True, help="training_length.csv")
+    p.add_argument("--png", required=True)
+    p.add_argument("--svg", required=True)
+
+
+@step("training-length", _training_length_args)
+def run_training_length(args: argparse.Namespace) -> None:
+    """Class-size effect and proxy agreement against training length (table and figure)."""
+    import pandas as pd
+
+    from featnorm import io, training_length
+
+    _check_one_per_model("training-length", args.models, epochs=args.epochs,
+                         correlations=args.correlations, curves=args.curves)
+    table = training_length.collect(
+        {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
+        {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
+        dict(zip(args.models, args.epochs, strict=True)),
+        method=args.method,
+    )
+    io.write_text(table.to_csv(index=False), args.output)
+    save_figure(training_length.plot(table, confidence=args.confidence), args.png, args.svg)
+
+
 def _plot_args(p: argparse.ArgumentParser) -> None:
     # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
     kinds = ["by_class_size", "class_norm_mean", "class_sizes", "forest", "ground_truth",
@@ -465,15 +509,10 @@ def run_summary(args: argparse.Namespace) -> None:
 
     from featnorm import io, summary
 
-    n = len(args.models)
-    per_model_files = {"--correlations": args.correlations, "--samples": args.samples,
-                       "--class-stats": args.class_stats, "--differences": args.differences,
-                       "--decomposition": args.decomposition,
-                       "--by-class-size": args.by_class_size}
-    wrong = {k: len(v) for k, v in per_model_files.items() if len(v) != n}
-    if wrong:
-        raise ValueError(f"summary needs one file per --models entry ({n}) for each of "
-                         f"{', '.join(per_model_files)}; got {wrong}")
+    _check_one_per_model("summary", args.models, correlations=args.correlations,
+                         samples=args.samples, class_stats=args.class_stats,
+                         differences=args.differences, decomposition=args.decomposition,
+                         by_class_size=args.by_class_size)
     per_model = {
         m: summary.ModelResults(
             correlations=pd.read_csv(c),

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings"]
+__all__ = ["TRAIN_CHECKPOINT", "ConfigError", "check", "model_settings", "train_settings"]
 
 TRAIN_CHECKPOINT = "train"  # models.<name>.checkpoint value that asks for the demo model
 #: train.<key> that allows `checkpoint: train` on a dataset other than the demo.
@@ -30,6 +30,11 @@ def model_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
     objects under ``additionalProperties``; the schema's default lives in MODEL_DEFAULTS too.
     """
     return {**MODEL_DEFAULTS, **config["models"][name]}
+
+
+def train_settings(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Training settings of model ``name``: its own ``train`` block over the global ``train``."""
+    return {**config["train"], **config["models"][name].get("train", {})}
 
 
 def _check_dataset(dataset: dict[str, Any]) -> None:
@@ -62,6 +67,11 @@ def _check_models(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"models.{name}.arch = {arch!r} is not known for family {family}; "
                 f"use one of {', '.join(sorted(ARCHS[family]))}"
+            )
+        if "train" in settings and checkpoint != TRAIN_CHECKPOINT:
+            raise ConfigError(
+                f"models.{name}.train is set but models.{name}.checkpoint = {checkpoint!r}; "
+                "a model's train block applies to checkpoint: train only; remove it"
             )
         if checkpoint == TRAIN_CHECKPOINT:
             if family != "adaface":
@@ -99,10 +109,10 @@ def _check_training_dataset(config: dict[str, Any], name: str) -> None:
 def _check_shards(config: dict[str, Any]) -> None:
     if config["dataset"]["format"] != "demo":
         return  # other datasets are counted when the manifest exists (the shard step checks)
-    from featnorm.demo_params import DemoParams, class_sizes
+    from featnorm.demo_params import DemoParams, image_count
 
     try:
-        images = int(class_sizes(DemoParams(**config["dataset"]["demo"])).sum())
+        images = image_count(DemoParams(**config["dataset"]["demo"]))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if config["shards"] > images:

@@ -37,10 +37,18 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from featnorm.demo_params import DemoParams, class_sizes
+from featnorm.demo_params import DemoParams, class_sizes, image_count
 from featnorm.io import atomic_path
 
-__all__ = ["DemoParams", "class_sizes", "generate", "render_identity_image", "true_quality"]
+__all__ = [
+    "SPLITS",
+    "DemoParams",
+    "class_sizes",
+    "generate",
+    "image_count",
+    "render_identity_image",
+    "true_quality",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,8 @@ IMAGE_SIZE_PX = 112
 _SUPERSAMPLE = 2  # draw at 2x and area-downsample: anti-aliased edges without blurring the face
 _CANVAS_PX = IMAGE_SIZE_PX * _SUPERSAMPLE
 _SAVE_JPEG_QUALITY = 95  # quality of undegraded JPEG files (the "no JPEG degradation" level)
+
+SPLITS = ("train", "holdout")  # values of the manifest's `split` column
 
 # probability that an image escapes each degradation; keeps a healthy share of clean images
 _P_CLEAN = {"blur": 0.5, "downup": 0.6, "noise": 0.5, "jpeg": 0.5}
@@ -226,7 +236,11 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
     """Write the demo images under ``image_dir/<class_name>/`` and return their table.
 
     Returns one row per image with ``path`` (as ``image_dir`` was given, joined with the file
-    name), ``label``, ``class_name``, the four degradation columns and ``true_quality``.
+    name), ``label``, ``class_name``, the four degradation columns, ``true_quality`` and
+    ``split``. Identity ``label`` gets ``class_sizes(params)[label]`` training images (``split``
+    ``train``, files 0000..n-1) and then ``params.holdout`` held-out images (``holdout``, files
+    n..n+holdout-1) drawn the same way; the demo model never trains on them. The held-out images
+    are extra: the training images, and so the class sizes, are the same for any ``holdout``.
     """
     image_dir = Path(image_dir)
     sizes = class_sizes(params)
@@ -235,7 +249,7 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
         class_name = f"id{label:05d}"
         traits = _identity_traits(np.random.default_rng([params.seed, label, 0]))
         (image_dir / class_name).mkdir(parents=True, exist_ok=True)
-        for i in range(int(n_images)):
+        for i in range(int(n_images) + params.holdout):
             rng = np.random.default_rng([params.seed, label, 1, i])
             d = _draw_degradation(rng)
             image = degrade(render_identity_image(traits, rng), rng, d)
@@ -243,11 +257,14 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
             path = image_dir / class_name / f"{i:04d}.{ext}"
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
-            rows.append({"path": str(path), "label": label, "class_name": class_name, **d})
+            rows.append({"path": str(path), "label": label, "class_name": class_name, **d,
+                         "split": SPLITS[0] if i < n_images else SPLITS[1]})
         if label % 50 == 0:
             logger.info("demo: identity %d/%d (%d images so far)", label, len(sizes), len(rows))
     table = pd.DataFrame(rows)
     table["true_quality"] = true_quality(
         table["blur_sigma"], table["downup_factor"], table["noise_sigma"], table["jpeg_quality"]
     )
+    split = table.pop("split")
+    table["split"] = split.astype("string")
     return table

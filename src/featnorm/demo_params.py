@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DemoParams", "class_sizes"]
+__all__ = ["DemoParams", "class_sizes", "image_count"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class DemoParams:
     zipf_exponent: float = 0.7
     image_format: str = "jpg"
     seed: int = 0
+    holdout: int = 4
 
     def __post_init__(self):
         if self.identities < 2:
@@ -32,6 +33,8 @@ class DemoParams:
                 f"dataset.demo.min_images = {self.min_images}, max_images = {self.max_images}; "
                 "need 2 <= min_images <= max_images"
             )
+        if self.holdout < 0:
+            raise ValueError(f"dataset.demo.holdout = {self.holdout}; use 0 or more")
         if self.image_format not in ("jpg", "png"):
             raise ValueError(f"dataset.demo.image_format = {self.image_format!r}; use jpg or png")
 
@@ -41,3 +44,8 @@ def class_sizes(params: DemoParams) -> np.ndarray:
     rank = np.arange(1, params.identities + 1, dtype=np.float64)
     sizes = np.rint(params.max_images * rank ** (-params.zipf_exponent))
     return np.clip(sizes, params.min_images, params.max_images).astype(np.int64)
+
+
+def image_count(params: DemoParams) -> int:
+    """Images the generator writes: the class sizes plus ``holdout`` held-out images per identity."""
+    return int(class_sizes(params).sum()) + params.identities * params.holdout

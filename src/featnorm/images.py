@@ -40,7 +40,7 @@ from featnorm.status import (
     UNSUPPORTED_CHANNELS,
 )
 
-__all__ = ["MAX_DECODE_PIXELS", "Decoded", "decode_bytes", "read_file", "read_image", "to_uint8"]
+__all__ = ["MAX_DECODE_PIXELS", "Decoded", "decode_bytes", "read_file", "to_uint8"]
 
 _UINT16_TO_UINT8 = 257.0  # 65535 / 255: maps the 16-bit range exactly onto the 8-bit one
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -172,15 +172,3 @@ def read_file(path: str | os.PathLike) -> Decoded:
     except OSError:
         return Decoded(None, UNREADABLE_FILE)
     return decode_bytes(data)
-
-
-def read_image(path: str | os.PathLike) -> Decoded:
-    """Deprecated home of :func:`featnorm.sources.read_image`, kept for ``featnorm.train`` only.
-
-    TODO(issue 14): remove once ``featnorm.train`` calls ``featnorm.sources.read_image`` (it is
-    being rewritten in another branch); ``tests/test_structure.py`` allows exactly this one
-    import of ``featnorm.sources`` from here, and fails when any other module calls this function.
-    """
-    from featnorm import sources  # the one pending upward import (see above)
-
-    return sources.read_image(path)

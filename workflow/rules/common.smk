@@ -86,6 +86,70 @@ def model_checkpoint(wildcards):
     return path
 
 
+def train_setting(wildcards, key):
+    """One training setting of demo model wildcards.model (its `train` block over `train:`)."""
+    return config_checks.train_settings(config, wildcards.model)[key]
+
+
+def train_epochs(wildcards):
+    return train_setting(wildcards, "epochs")
+
+
+def train_batch_size(wildcards):
+    return train_setting(wildcards, "batch_size")
+
+
+def train_lr(wildcards):
+    return train_setting(wildcards, "lr")
+
+
+def train_seed(wildcards):
+    return train_setting(wildcards, "seed")
+
+
+def train_precision(wildcards):
+    return train_setting(wildcards, "precision")
+
+
+def trained_models():
+    """Models whose checkpoint is `train` (the demo model and its variants), in config order."""
+    return [
+        name
+        for name in model_names()
+        if config_checks.model_settings(config, name)["checkpoint"]
+        == config_checks.TRAIN_CHECKPOINT
+    ]
+
+
+def trained_model_epochs():
+    return [
+        config_checks.train_settings(config, name)["epochs"]
+        for name in trained_models()
+    ]
+
+
+def trained_model_files(name):
+    """Per trained model: its analysis table (correlations.csv) or its training curve."""
+    folder = "models/{model}/" if name == "training_curve.csv" else "{model}/"
+    return expand(f"{RESULTS}/{folder}{name}", model=trained_models())
+
+
+def training_length_method():
+    """Spearman (rank agreement) when the analysis computes it, else the first method."""
+    methods = config["analysis"]["methods"]
+    return "spearman" if "spearman" in methods else methods[0]
+
+
+def training_length_targets():
+    """The training-length table and figure, when two or more models are trained here."""
+    if len(trained_models()) < 2:
+        return []
+    return [
+        f"{RESULTS}/training_length.csv",
+        *expand(f"{RESULTS}/figures/training_length.{{ext}}", ext=["png", "svg"]),
+    ]
+
+
 def flag_if(condition, flag):
     """``flag`` when ``condition`` holds, else nothing (for boolean CLI switches)."""
     return flag if condition else ""
@@ -225,6 +289,7 @@ def final_outputs():
         *all_embed_tables(),
         *analysis_targets(),
         *evaluation_targets(),
+        *training_length_targets(),
     ]
 
 

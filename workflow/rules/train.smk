@@ -1,5 +1,6 @@
-# The demo model: a small IR network trained with the AdaFace margin head on the dataset,
-# saved in the official AdaFace checkpoint layout and loaded like any user checkpoint.
+# The demo model: a small IR network trained with the AdaFace margin head on the dataset's
+# training split, saved in the official AdaFace checkpoint layout and loaded like any user
+# checkpoint. Each model's settings are the global `train:` block under its own `train:` block.
 
 
 rule train_demo_model:
@@ -7,6 +8,7 @@ rule train_demo_model:
         manifest=rules.make_manifest.output.table,
     output:
         model_file=f"{RESULTS}/models/{{model}}/checkpoint.ckpt",
+        curve=f"{RESULTS}/models/{{model}}/training_curve.csv",
     log:
         f"{RESULTS}/logs/train_demo_model/{{model}}.log",
     benchmark:
@@ -19,11 +21,47 @@ rule train_demo_model:
         runtime=60,
     params:
         arch=model_arch,
-        epochs=config["train"]["epochs"],
-        batch_size=config["train"]["batch_size"],
-        lr=config["train"]["lr"],
-        seed=config["train"]["seed"],
+        epochs=train_epochs,
+        batch_size=train_batch_size,
+        lr=train_lr,
+        seed=train_seed,
+        precision=train_precision,
     shell:
         "python -m featnorm train-demo --manifest {input.manifest} --arch {params.arch}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
-        " --seed {params.seed} --threads {threads} --output {output.model_file} --log {log}"
+        " --seed {params.seed} --precision {params.precision} --threads {threads}"
+        " --output {output.model_file} --curve {output.curve} --log {log}"
+
+
+# The training-length experiment: with two or more trained models (docs/training_length.yaml),
+# their class-size effect and proxy agreement side by side against the epochs they trained for.
+rule training_length:
+    input:
+        correlations=trained_model_files("correlations.csv"),
+        curves=trained_model_files("training_curve.csv"),
+    output:
+        table=f"{RESULTS}/training_length.csv",
+        png=report(
+            f"{RESULTS}/figures/training_length.png",
+            caption="../report/training_length.rst",
+            category="comparison",
+            labels={"figure": "training length"},
+        ),
+        svg=f"{RESULTS}/figures/training_length.svg",
+    log:
+        f"{RESULTS}/logs/training_length.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/training_length.tsv"
+    conda:
+        "../../envs/featnorm.yaml"
+    params:
+        models=" ".join(trained_models()),
+        epochs=" ".join(str(e) for e in trained_model_epochs()),
+        method=training_length_method(),
+        confidence=config["analysis"]["confidence"],
+    shell:
+        "python -m featnorm training-length --models {params.models}"
+        " --epochs {params.epochs} --correlations {input.correlations}"
+        " --curves {input.curves} --method {params.method}"
+        " --confidence {params.confidence} --output {output.table}"
+        " --png {output.png} --svg {output.svg} --log {log}"
