@@ -436,7 +436,7 @@ SEED_SIGN_NOTE = (
 )
 DEMO_NOTE = (
     "The embedded demo is a **pipeline check on synthetic data**, not a replication of "
-    "Kim & Sohn: a small model trained briefly on rendered faces."
+    "Kim & Sohn: a small model trained on a few thousand rendered faces."
 )
 
 
