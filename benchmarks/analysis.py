@@ -33,16 +33,29 @@ def synthetic_tables(rows: int, classes: int, seed: int):
     labels = np.repeat(np.arange(classes), sizes)
     effect = rng.normal(size=classes)
     quality = rng.uniform(size=rows)
-    manifest = pd.DataFrame({"sample_id": np.arange(rows, dtype=np.int64),
-                             "path": pd.Series(np.arange(rows)).map("img/{:07d}.jpg".format),
-                             "label": labels.astype(np.int64),
-                             "class_name": pd.Series(labels).map("id{:05d}".format)})
-    brisque = pd.DataFrame({"sample_id": manifest["sample_id"],
-                            "brisque": 60 - 30 * quality + rng.normal(0, 5, rows),
-                            "status": "ok"})
+    manifest = pd.DataFrame(
+        {
+            "sample_id": np.arange(rows, dtype=np.int64),
+            "path": pd.Series(np.arange(rows)).map("img/{:07d}.jpg".format),
+            "label": labels.astype(np.int64),
+            "class_name": pd.Series(labels).map("id{:05d}".format),
+        }
+    )
+    brisque = pd.DataFrame(
+        {
+            "sample_id": manifest["sample_id"],
+            "brisque": 60 - 30 * quality + rng.normal(0, 5, rows),
+            "status": "ok",
+        }
+    )
     norm = 20 + 0.5 * np.log(sizes)[labels] + effect[labels] + quality + rng.normal(0, 1, rows)
-    embed = pd.DataFrame({"sample_id": manifest["sample_id"],
-                          "feature_norm": norm.astype(np.float32), "status": "ok"})
+    embed = pd.DataFrame(
+        {
+            "sample_id": manifest["sample_id"],
+            "feature_norm": norm.astype(np.float32),
+            "status": "ok",
+        }
+    )
     return manifest, brisque, embed
 
 
@@ -69,21 +82,38 @@ def main() -> None:
         merged = analysis.merge_samples(m, b, e)
         times["read + merge"] = time.perf_counter() - t0
         t = time.perf_counter()
-        samples, _ = analysis.standardise(merged, policies=list(standardisation.POLICIES),
-                                          min_class_size=2, ddof=1, residual_degree=2)
+        samples, _ = analysis.standardise(
+            merged,
+            policies=list(standardisation.POLICIES),
+            min_class_size=2,
+            ddof=1,
+            residual_degree=2,
+        )
         times["standardise (4 policies)"] = time.perf_counter() - t
         t = time.perf_counter()
         analysis.class_stats(samples)
         times["class statistics"] = time.perf_counter() - t
         t = time.perf_counter()
         corr = analysis.correlation_table(
-            samples, model="bench", x_columns=analysis.norm_columns(list(standardisation.POLICIES)),
-            methods=args.methods, replicates=args.replicates, confidence=0.95, seed=0)
-        times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = \
+            samples,
+            model="bench",
+            x_columns=analysis.norm_columns(list(standardisation.POLICIES)),
+            methods=args.methods,
+            replicates=args.replicates,
+            confidence=0.95,
+            seed=0,
+        )
+        times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = (
             time.perf_counter() - t
+        )
         columns = analysis.norm_columns(list(standardisation.POLICIES))
-        shared = {"model": "bench", "x_columns": columns, "replicates": args.replicates,
-                  "confidence": 0.95, "seed": 0}
+        shared = {
+            "model": "bench",
+            "x_columns": columns,
+            "replicates": args.replicates,
+            "confidence": 0.95,
+            "seed": 0,
+        }
         t = time.perf_counter()
         diff = contrast_tables.differences_table(samples, methods=args.methods, **shared)
         times[f"paired differences ({len(diff)} rows)"] = time.perf_counter() - t
@@ -91,8 +121,9 @@ def main() -> None:
         dec = contrast_tables.decomposition_table(samples, **shared)
         times[f"within/between split ({len(dec)} rows)"] = time.perf_counter() - t
         t = time.perf_counter()
-        bands = contrast_tables.by_class_size_table(samples, methods=args.methods,
-                                                    size_bins=SIZE_BINS, **shared)
+        bands = contrast_tables.by_class_size_table(
+            samples, methods=args.methods, size_bins=SIZE_BINS, **shared
+        )
         times[f"class-size bands ({len(bands)} rows)"] = time.perf_counter() - t
         t = time.perf_counter()
         io.write_table(samples, tmp / "samples.parquet")
@@ -100,8 +131,9 @@ def main() -> None:
         total = time.perf_counter() - t0
     for name, secs in times.items():
         logger.info("%-45s %6.2f s", name, secs)
-    logger.info("total for %d rows in %d classes: %.2f s (target <= 60 s)",
-                args.rows, args.classes, total)
+    logger.info(
+        "total for %d rows in %d classes: %.2f s (target <= 60 s)", args.rows, args.classes, total
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,14 @@ def _opencv_scorer(model: str, range_file: str):
     return cv2.quality.QualityBRISQUE_create(model, range_file)
 
 
-def _run(impl: str, mode: str, paths: list[str], arrays: list[np.ndarray] | None,
-         opencv_files: tuple[str, str], batch: int) -> tuple[float, float]:
+def _run(
+    impl: str,
+    mode: str,
+    paths: list[str],
+    arrays: list[np.ndarray] | None,
+    opencv_files: tuple[str, str],
+    batch: int,
+) -> tuple[float, float]:
     """Wall-clock and CPU seconds (this process) to score all images once."""
     quality = _opencv_scorer(*opencv_files) if impl == "opencv" else None
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -98,14 +104,20 @@ def _worker(args: tuple) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=REFERENCE / "images",
-                        help="folder with 250x250 images to turn into JPEGs")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=REFERENCE / "images",
+        help="folder with 250x250 images to turn into JPEGs",
+    )
     parser.add_argument("--count", type=int, default=240, help="number of JPEGs")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per figure")
     parser.add_argument("--batch", type=int, default=64, help="images per featnorm call")
     parser.add_argument("--opencv-model", default=str(REFERENCE / "brisque_model_live.yml"))
     parser.add_argument("--opencv-range", default=str(REFERENCE / "brisque_range_live.yml"))
-    parser.add_argument("--processes", type=int, default=2, help="workers for the multi-process figure")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="workers for the multi-process figure"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     opencv_files = (args.opencv_model, args.opencv_range)
@@ -119,12 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(p) for p in make_jpegs(args.images, Path(tmp), args.count)]
         arrays = [read_image(p).image for p in paths]
-        logger.info("%d JPEGs %dx%d, qualities %s; cv2 %s, 1 thread each",
-                    len(paths), SIDE, SIDE, JPEG_QUALITIES, cv2.__version__)
+        logger.info(
+            "%d JPEGs %dx%d, qualities %s; cv2 %s, 1 thread each",
+            len(paths),
+            SIDE,
+            SIDE,
+            JPEG_QUALITIES,
+            cv2.__version__,
+        )
         ours = brisque.score(arrays)
         theirs = np.array([_opencv_scorer(*opencv_files).compute(a)[0] for a in arrays[:20]])
-        logger.info("sanity: featnorm mean %.2f (NaN %d); OpenCV mean of first 20 %.2f",
-                    np.nanmean(ours), int(np.isnan(ours).sum()), theirs.mean())
+        logger.info(
+            "sanity: featnorm mean %.2f (NaN %d); OpenCV mean of first 20 %.2f",
+            np.nanmean(ours),
+            int(np.isnan(ours).sum()),
+            theirs.mean(),
+        )
 
         wall: dict[tuple[str, str], list[float]] = {}  # images per second, one entry per round
         cpu: dict[tuple[str, str], list[float]] = {}  # images per CPU-second of this process
@@ -138,16 +160,29 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median
         for mode, label in (("decoded", "decode excluded"), ("files", "read + decode + score")):
             o, o_cpu = wall[("opencv", mode)], cpu[("opencv", mode)]
-            logger.info("%-22s %-22s %5.0f img/s (best %4.0f), %5.0f img/CPU-s", label,
-                        "OpenCV-contrib", med(o), max(o), med(o_cpu))
+            logger.info(
+                "%-22s %-22s %5.0f img/s (best %4.0f), %5.0f img/CPU-s",
+                label,
+                "OpenCV-contrib",
+                med(o),
+                max(o),
+                med(o_cpu),
+            )
             for impl in IMPLS[:2]:
                 f, f_cpu = wall[(impl, mode)], cpu[(impl, mode)]
                 ratios = [a / b for a, b in zip(f, o, strict=True)]
-                logger.info("%-22s %-22s %5.0f img/s (best %4.0f), %5.0f img/CPU-s | vs OpenCV: "
-                            "%.2fx CPU-time, %.2fx wall (median of rounds %s)", label,
-                            f"featnorm {PRECISION[impl]}", med(f), max(f), med(f_cpu),
-                            med(f_cpu) / med(o_cpu), med(ratios),
-                            " ".join(f"{x:.2f}" for x in ratios))
+                logger.info(
+                    "%-22s %-22s %5.0f img/s (best %4.0f), %5.0f img/CPU-s | vs OpenCV: "
+                    "%.2fx CPU-time, %.2fx wall (median of rounds %s)",
+                    label,
+                    f"featnorm {PRECISION[impl]}",
+                    med(f),
+                    max(f),
+                    med(f_cpu),
+                    med(f_cpu) / med(o_cpu),
+                    med(ratios),
+                    " ".join(f"{x:.2f}" for x in ratios),
+                )
 
         if args.processes > 1:
             ctx = mp.get_context("spawn")
@@ -158,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                     started = time.perf_counter()
                     pool.map(_worker, [(impl, p, opencv_files, args.batch) for p in parts])
                     rate = len(paths) / (time.perf_counter() - started)
-                    logger.info("%d processes x 1 thread, read + decode + score: %-12s %6.0f img/s",
-                                args.processes, impl, rate)
+                    logger.info(
+                        "%d processes x 1 thread, read + decode + score: %-12s %6.0f img/s",
+                        args.processes,
+                        impl,
+                        rate,
+                    )
     return 0
 
 

@@ -39,11 +39,11 @@ def synthetic(images: int, identities: int, seed: int):
     emb = np.empty((images, DIM), np.float16)
     block = 50_000
     for s in range(0, images, block):
-        lab, q = labels[s:s + block], quality[s:s + block]
+        lab, q = labels[s : s + block], quality[s : s + block]
         noise = rng.standard_normal((len(lab), DIM)).astype(np.float32)
         noise *= ((0.5 + 2.5 * (1 - q)) / np.sqrt(DIM)).astype(np.float32)[:, None]
         x = centres[lab] + noise
-        emb[s:s + block] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        emb[s : s + block] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return labels, quality, emb
 
 
@@ -60,11 +60,15 @@ def main() -> None:
     t0 = time.perf_counter()
     labels, quality, emb = synthetic(args.images, args.identities, seed=0)
     times["synthesise (not part of the target)"] = time.perf_counter() - t0
-    samples = pd.DataFrame({"sample_id": np.arange(args.images, dtype=np.int64),
-                            "label": labels})
+    samples = pd.DataFrame({"sample_id": np.arange(args.images, dtype=np.int64), "label": labels})
     started = time.perf_counter()
-    table = pairs.pairs_table(samples, emb, max_genuine_per_class=args.genuine_per_class,
-                              impostor_pairs_per_stratum=args.impostors, seed=0)
+    table = pairs.pairs_table(
+        samples,
+        emb,
+        max_genuine_per_class=args.genuine_per_class,
+        impostor_pairs_per_stratum=args.impostors,
+        seed=0,
+    )
     times["draw + score pairs"] = time.perf_counter() - started
     t1 = time.perf_counter()
     gen = table[table["genuine"]]
@@ -75,25 +79,38 @@ def main() -> None:
     for k in range(PROXIES):  # quality seen through more and more noise
         proxy = quality + rng.normal(0, 0.1 * k, size=len(quality))
         qualities[f"proxy_{k}"] = edc.pair_quality(proxy, a, b)
-    result = edc.edc(gen["score"].to_numpy(), labels[a],
-                     table.loc[~table["genuine"], "score"].to_numpy(), qualities, fmrs=FMRS,
-                     limits=LIMITS, step=0.001, replicates=args.replicates, confidence=0.95,
-                     seed=0)
+    result = edc.edc(
+        gen["score"].to_numpy(),
+        labels[a],
+        table.loc[~table["genuine"], "score"].to_numpy(),
+        qualities,
+        fmrs=FMRS,
+        limits=LIMITS,
+        step=0.001,
+        replicates=args.replicates,
+        confidence=0.95,
+        seed=0,
+    )
     times["EDC + bootstrap"] = time.perf_counter() - t1
     total = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\n{args.images} images x {DIM}, {args.identities} identities; "
-          f"{int(table['genuine'].sum())} genuine + {int((~table['genuine']).sum())} impostor "
-          f"pairs; {PROXIES} proxies (+ ideal, random) x {len(FMRS)} FMRs x {len(LIMITS)} "
-          f"limits; {args.replicates} replicates")
+    print(
+        f"\n{args.images} images x {DIM}, {args.identities} identities; "
+        f"{int(table['genuine'].sum())} genuine + {int((~table['genuine']).sum())} impostor "
+        f"pairs; {PROXIES} proxies (+ ideal, random) x {len(FMRS)} FMRs x {len(LIMITS)} "
+        f"limits; {args.replicates} replicates"
+    )
     for name, sec in times.items():
         print(f"  {name:40s} {sec:7.1f} s")
     print(f"  {'total (pairs + EDC)':40s} {total:7.1f} s  (target <= 120 s)")
-    print(f"  peak resident memory {peak_mb:,.0f} MB; embeddings (float16) "
-          f"{emb.nbytes / 2**20:,.0f} MB; load average {os.getloadavg()}; "
-          f"cores {os.cpu_count()}")
-    best = result.table.query("fmr == 0.001 and discard_limit == 0.2")[["quality", "pauc",
-                                                                          "ci_low", "ci_high"]]
+    print(
+        f"  peak resident memory {peak_mb:,.0f} MB; embeddings (float16) "
+        f"{emb.nbytes / 2**20:,.0f} MB; load average {os.getloadavg()}; "
+        f"cores {os.cpu_count()}"
+    )
+    best = result.table.query("fmr == 0.001 and discard_limit == 0.2")[
+        ["quality", "pauc", "ci_low", "ci_high"]
+    ]
     print(best.to_string(index=False))
 
 

@@ -95,8 +95,13 @@ def make_images(folder: Path, count: int) -> list[str]:
     """
     identities = _DEMO_IDENTITIES
     while True:
-        params = demo.DemoParams(identities=identities, min_images=2,
-                                 max_images=_DEMO_MAX_IMAGES, image_format="png", seed=0)
+        params = demo.DemoParams(
+            identities=identities,
+            min_images=2,
+            max_images=_DEMO_MAX_IMAGES,
+            image_format="png",
+            seed=0,
+        )
         if demo.class_sizes(params).sum() >= count:
             break
         identities *= 2
@@ -115,12 +120,18 @@ def timed(fn) -> tuple[object, float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", default="adaface", choices=["adaface"],
-                   help="the official loop exists for AdaFace only")
-    p.add_argument("--arch", nargs="+", default=["ir_50"],
-                   help="backbone; several only in sweep mode")
-    p.add_argument("--images", type=int, default=48,
-                   help="images per round (sweep mode: distinct image files)")
+    p.add_argument(
+        "--family",
+        default="adaface",
+        choices=["adaface"],
+        help="the official loop exists for AdaFace only",
+    )
+    p.add_argument(
+        "--arch", nargs="+", default=["ir_50"], help="backbone; several only in sweep mode"
+    )
+    p.add_argument(
+        "--images", type=int, default=48, help="images per round (sweep mode: distinct image files)"
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=0, help="featnorm decoding workers")
@@ -130,16 +141,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     sweep_args = p.add_argument_group("sweep mode (on when --batch-sizes is given)")
     sweep_args.add_argument("--batch-sizes", type=int, nargs="+", default=None)
-    sweep_args.add_argument("--precisions", nargs="+", default=["fp32"],
-                            choices=list(embed.PRECISIONS))
-    sweep_args.add_argument("--forward-images", type=int, default=4096,
-                            help="images timed per forward measurement (whole batches)")
-    sweep_args.add_argument("--pipeline-images", type=int, default=8192,
-                            help="images per embed_table measurement")
+    sweep_args.add_argument(
+        "--precisions", nargs="+", default=["fp32"], choices=list(embed.PRECISIONS)
+    )
+    sweep_args.add_argument(
+        "--forward-images",
+        type=int,
+        default=4096,
+        help="images timed per forward measurement (whole batches)",
+    )
+    sweep_args.add_argument(
+        "--pipeline-images", type=int, default=8192, help="images per embed_table measurement"
+    )
     sweep_args.add_argument("--official-images", type=int, default=256)
     sweep_args.add_argument("--deviation-images", type=int, default=64)
-    sweep_args.add_argument("--out", type=Path, default=None,
-                            help="folder for embed_sweep.csv and embed_summary.csv")
+    sweep_args.add_argument(
+        "--out", type=Path, default=None, help="folder for embed_sweep.csv and embed_summary.csv"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("featnorm").setLevel(logging.WARNING)
@@ -160,18 +178,22 @@ def main(argv: list[str] | None = None) -> None:
     model = model.eval().to(device)
 
     channels_last = not args.no_channels_last
-    options = embed.EmbedOptions(args.family, device, precision=args.precision,
-                                 channels_last=channels_last)
+    options = embed.EmbedOptions(
+        args.family, device, precision=args.precision, channels_last=channels_last
+    )
     with tempfile.TemporaryDirectory(prefix="featnorm-bench-") as tmp:
         paths = make_images(Path(tmp), args.images)
         shard = pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64), "path": paths})
         files = embed.ImageFiles(paths, args.family)
-        chunks = [list(range(i, min(i + args.batch_size, len(paths))))
-                  for i in range(0, len(paths), args.batch_size)]
+        chunks = [
+            list(range(i, min(i + args.batch_size, len(paths))))
+            for i in range(0, len(paths), args.batch_size)
+        ]
 
         # one-off per shard: the inference copy (BN folding, channels-last)
         prepared, prep_wall, _ = timed(
-            lambda: embed.prepare_model(model, device, channels_last=channels_last))
+            lambda: embed.prepare_model(model, device, channels_last=channels_last)
+        )
 
         def ours(chunk: list[int]) -> np.ndarray:
             # the steady state of embed_table: decode + lookup table, then one batched forward
@@ -199,51 +221,91 @@ def main(argv: list[str] | None = None) -> None:
                 _, ref_wall, ref_cpu = timed(lambda c=chunk: theirs(c))
                 _, our_wall, our_cpu = timed(lambda c=chunk: ours(c))
                 rows.append((len(chunk), ref_wall, ref_cpu, our_wall, our_cpu))
-            done = rows[-len(chunks):]
-            logger.info("round %d: official %.2f img/s, featnorm %.2f img/s", r + 1,
-                        len(paths) / sum(row[1] for row in done),
-                        len(paths) / sum(row[3] for row in done))
+            done = rows[-len(chunks) :]
+            logger.info(
+                "round %d: official %.2f img/s, featnorm %.2f img/s",
+                r + 1,
+                len(paths) / sum(row[1] for row in done),
+                len(paths) / sum(row[3] for row in done),
+            )
 
         # end to end, once: embed_table on the shard (DataLoader, preparation, bookkeeping)
         ref = theirs(list(range(len(paths))))
-        table, e2e_wall, _ = timed(lambda: embed.embed_table(
-            shard, model, family=args.family, device=str(device), batch_size=args.batch_size,
-            workers=args.workers, precision=args.precision, channels_last=channels_last))
+        table, e2e_wall, _ = timed(
+            lambda: embed.embed_table(
+                shard,
+                model,
+                family=args.family,
+                device=str(device),
+                batch_size=args.batch_size,
+                workers=args.workers,
+                precision=args.precision,
+                channels_last=channels_last,
+            )
+        )
         deviation = float(np.max(np.abs(table["feature_norm"].to_numpy() / ref - 1.0)))
 
     threads = torch.get_num_threads()
     busy = _CLEAN_CPU_FRACTION * threads
-    clean = [row for row in rows
-             if device.type == "cuda" or min(row[2] / row[1], row[4] / row[3]) >= busy]
+    clean = [
+        row
+        for row in rows
+        if device.type == "cuda" or min(row[2] / row[1], row[4] / row[3]) >= busy
+    ]
     used = clean or rows
     images = sum(row[0] for row in used)
     ref_rate = images / sum(row[1] for row in used)
     our_rate = images / sum(row[3] for row in used)
     logger.info(
         "%s on %s (%d threads), %d images x %d rounds, batch %d, %s, channels_last=%s",
-        args.arch, torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        threads, len(paths), args.rounds, args.batch_size, args.precision, channels_last,
+        args.arch,
+        torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        threads,
+        len(paths),
+        args.rounds,
+        args.batch_size,
+        args.precision,
+        channels_last,
     )
     if device.type == "cuda":
         logger.info("chunks: all %d counted (GPU run)", len(rows))
     elif clean:
-        logger.info("clean chunks: %d of %d (CPU busy >= %.0f%% of %d threads in both runs)",
-                    len(clean), len(rows), 100 * _CLEAN_CPU_FRACTION, threads)
+        logger.info(
+            "clean chunks: %d of %d (CPU busy >= %.0f%% of %d threads in both runs)",
+            len(clean),
+            len(rows),
+            100 * _CLEAN_CPU_FRACTION,
+            threads,
+        )
     else:
-        logger.info("WARNING: no clean chunk (other processes took the cores); the figures "
-                    "below are unreliable: rerun when the machine is idle or with more --rounds")
+        logger.info(
+            "WARNING: no clean chunk (other processes took the cores); the figures "
+            "below are unreliable: rerun when the machine is idle or with more --rounds"
+        )
     logger.info("official loop: %.2f img/s", ref_rate)
-    logger.info("featnorm:      %.2f img/s (steady state; + %.2f s once per shard to prepare "
-                "the model)", our_rate, prep_wall)
+    logger.info(
+        "featnorm:      %.2f img/s (steady state; + %.2f s once per shard to prepare the model)",
+        our_rate,
+        prep_wall,
+    )
     logger.info("ratio:         %.2fx", our_rate / ref_rate)
     # CPU time per image is less sensitive to neighbours than wall time (exact with --threads 1,
     # where no thread spins waiting for another)
     ref_cpu_rate = images / sum(row[2] for row in used)
     our_cpu_rate = images / sum(row[4] for row in used)
-    logger.info("per CPU-second: official %.2f img, featnorm %.2f img, ratio %.2fx",
-                ref_cpu_rate, our_cpu_rate, our_cpu_rate / ref_cpu_rate)
-    logger.info("end to end:    embed_table %.2f img/s over %d images (workers %d, includes "
-                "preparation; not interleaved)", len(paths) / e2e_wall, len(paths), args.workers)
+    logger.info(
+        "per CPU-second: official %.2f img, featnorm %.2f img, ratio %.2fx",
+        ref_cpu_rate,
+        our_cpu_rate,
+        our_cpu_rate / ref_cpu_rate,
+    )
+    logger.info(
+        "end to end:    embed_table %.2f img/s over %d images (workers %d, includes "
+        "preparation; not interleaved)",
+        len(paths) / e2e_wall,
+        len(paths),
+        args.workers,
+    )
     logger.info("max relative norm deviation vs official: %.2e", deviation)
 
 
@@ -252,9 +314,23 @@ def main(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 SWEEP_COLUMNS = [
-    "arch", "precision", "batch_size", "device", "device_name", "forward_ips", "pipeline_ips",
-    "official_ips", "forward_ratio", "pipeline_ratio", "max_rel_norm_dev", "deviation_images",
-    "pipeline_images", "workers", "channels_last", "cudnn_allow_tf32", "peak_gpu_mib",
+    "arch",
+    "precision",
+    "batch_size",
+    "device",
+    "device_name",
+    "forward_ips",
+    "pipeline_ips",
+    "official_ips",
+    "forward_ratio",
+    "pipeline_ratio",
+    "max_rel_norm_dev",
+    "deviation_images",
+    "pipeline_images",
+    "workers",
+    "channels_last",
+    "cudnn_allow_tf32",
+    "peak_gpu_mib",
 ]
 
 
@@ -269,8 +345,14 @@ def _tiled(decoded: torch.Tensor, count: int, device: torch.device) -> torch.Ten
     return x.pin_memory() if device.type == "cuda" else x
 
 
-def forward_rate(prepared: torch.nn.Module, decoded: torch.Tensor, options: embed.EmbedOptions,
-                 *, batch_size: int, images: int) -> float:
+def forward_rate(
+    prepared: torch.nn.Module,
+    decoded: torch.Tensor,
+    options: embed.EmbedOptions,
+    *,
+    batch_size: int,
+    images: int,
+) -> float:
     """Images/s of :func:`featnorm.embed.embed_batch` on host batches (copy in, forward, out)."""
     x = _tiled(decoded, batch_size, options.device)
     batches = max(1, math.ceil(images / batch_size))
@@ -285,15 +367,18 @@ def forward_rate(prepared: torch.nn.Module, decoded: torch.Tensor, options: embe
         return batches * batch_size / (time.perf_counter() - started)
 
 
-def cpu_reference_norms(model: torch.nn.Module, decoded: torch.Tensor, family: str
-                        ) -> np.ndarray:
+def cpu_reference_norms(model: torch.nn.Module, decoded: torch.Tensor, family: str) -> np.ndarray:
     """featnorm's fp32 CPU norms of ``decoded`` (N,), the reference of every deviation."""
     cpu = torch.device("cpu")
     prepared = embed.prepare_model(model, cpu, channels_last=True)
     options = embed.EmbedOptions(family, cpu, channels_last=True)
     with torch.inference_mode():
-        return np.concatenate([embed.embed_batch(prepared, decoded[i:i + 16], options)[1].numpy()
-                               for i in range(0, len(decoded), 16)])
+        return np.concatenate(
+            [
+                embed.embed_batch(prepared, decoded[i : i + 16], options)[1].numpy()
+                for i in range(0, len(decoded), 16)
+            ]
+        )
 
 
 def _write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
@@ -304,12 +389,26 @@ def _write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
 
 def summarise_sweep(sweep_rows: pd.DataFrame) -> pd.DataFrame:
     """Per arch and precision: the best batch size (by ``pipeline_ips``) and its figures."""
-    best = sweep_rows.loc[sweep_rows.groupby(["arch", "precision"], sort=False)["pipeline_ips"]
-                          .idxmax()]
+    best = sweep_rows.loc[
+        sweep_rows.groupby(["arch", "precision"], sort=False)["pipeline_ips"].idxmax()
+    ]
     best_forward = sweep_rows.groupby(["arch", "precision"], sort=False)["forward_ips"].max()
-    out = best[["arch", "precision", "device_name", "batch_size", "pipeline_ips", "official_ips",
-                "pipeline_ratio", "max_rel_norm_dev"]].rename(
-        columns={"batch_size": "best_batch_size"}).reset_index(drop=True)
+    out = (
+        best[
+            [
+                "arch",
+                "precision",
+                "device_name",
+                "batch_size",
+                "pipeline_ips",
+                "official_ips",
+                "pipeline_ratio",
+                "max_rel_norm_dev",
+            ]
+        ]
+        .rename(columns={"batch_size": "best_batch_size"})
+        .reset_index(drop=True)
+    )
     out["best_forward_ips"] = best_forward.to_numpy()
     out["best_forward_ratio"] = out["best_forward_ips"] / out["official_ips"]
     return out
@@ -325,7 +424,7 @@ def sweep(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
         paths = make_images(Path(tmp), args.images)
         files = embed.ImageFiles(paths, args.family)
         decoded = torch.stack([files[i][0] for i in range(len(paths))])
-        subset = decoded[:args.deviation_images]
+        subset = decoded[: args.deviation_images]
         cycled = [paths[i % len(paths)] for i in range(args.pipeline_images)]
         shard = pd.DataFrame({"sample_id": np.arange(len(cycled), dtype=np.int64), "path": cycled})
         official_paths = [paths[i % len(paths)] for i in range(args.official_images)]
@@ -336,53 +435,96 @@ def sweep(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
             reference = cpu_reference_norms(model, subset, args.family)
             on_device = model if device.type == "cpu" else copy_to(model, device)
             official_loop(official_paths[:2], on_device, device)  # warm-up
-            _, official_wall, _ = timed(lambda m=on_device: official_loop(official_paths, m, device))
+            _, official_wall, _ = timed(
+                lambda m=on_device: official_loop(official_paths, m, device)
+            )
             official_ips = len(official_paths) / official_wall
             logger.info("%s official loop on %s: %.1f img/s", arch, device_name, official_ips)
             del on_device
             for precision in args.precisions:
-                options = embed.EmbedOptions(args.family, device, precision=precision,
-                                             channels_last=channels_last)
+                options = embed.EmbedOptions(
+                    args.family, device, precision=precision, channels_last=channels_last
+                )
                 prepared = embed.prepare_model(model, device, channels_last=channels_last)
                 with torch.inference_mode():
-                    norms = np.concatenate([
-                        embed.embed_batch(prepared, subset[i:i + 16], options)[1].numpy()
-                        for i in range(0, len(subset), 16)])
+                    norms = np.concatenate(
+                        [
+                            embed.embed_batch(prepared, subset[i : i + 16], options)[1].numpy()
+                            for i in range(0, len(subset), 16)
+                        ]
+                    )
                 deviation = float(np.max(np.abs(norms / reference - 1.0)))
                 for batch_size in args.batch_sizes:
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
-                    forward_ips = forward_rate(prepared, decoded, options, batch_size=batch_size,
-                                               images=args.forward_images)
-                    table, pipeline_wall, _ = timed(lambda bs=batch_size, pr=precision, m=model: (
-                        embed.embed_table(shard, m, family=args.family, device=str(device),
-                                          batch_size=bs, workers=args.workers, precision=pr,
-                                          channels_last=channels_last)))
+                    forward_ips = forward_rate(
+                        prepared,
+                        decoded,
+                        options,
+                        batch_size=batch_size,
+                        images=args.forward_images,
+                    )
+                    table, pipeline_wall, _ = timed(
+                        lambda bs=batch_size, pr=precision, m=model: embed.embed_table(
+                            shard,
+                            m,
+                            family=args.family,
+                            device=str(device),
+                            batch_size=bs,
+                            workers=args.workers,
+                            precision=pr,
+                            channels_last=channels_last,
+                        )
+                    )
                     if not (table["status"] == "ok").all():
-                        raise RuntimeError(f"{arch} {precision}: embed_table statuses "
-                                           f"{table['status'].value_counts().to_dict()}")
+                        raise RuntimeError(
+                            f"{arch} {precision}: embed_table statuses "
+                            f"{table['status'].value_counts().to_dict()}"
+                        )
                     pipeline_ips = len(shard) / pipeline_wall
-                    rows.append({
-                        "arch": arch, "precision": precision, "batch_size": batch_size,
-                        "device": device.type, "device_name": device_name,
-                        "forward_ips": forward_ips, "pipeline_ips": pipeline_ips,
-                        "official_ips": official_ips, "forward_ratio": forward_ips / official_ips,
-                        "pipeline_ratio": pipeline_ips / official_ips,
-                        "max_rel_norm_dev": deviation, "deviation_images": len(subset),
-                        "pipeline_images": len(shard), "workers": args.workers,
-                        "channels_last": channels_last,
-                        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-                        "peak_gpu_mib": (torch.cuda.max_memory_allocated(device) / 2**20
-                                         if device.type == "cuda" else float("nan")),
-                    })
-                    logger.info("%s %s batch %d: forward %.1f img/s, pipeline %.1f img/s "
-                                "(%.1fx official), max rel norm dev %.2e", arch, precision,
-                                batch_size, forward_ips, pipeline_ips,
-                                pipeline_ips / official_ips, deviation)
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "precision": precision,
+                            "batch_size": batch_size,
+                            "device": device.type,
+                            "device_name": device_name,
+                            "forward_ips": forward_ips,
+                            "pipeline_ips": pipeline_ips,
+                            "official_ips": official_ips,
+                            "forward_ratio": forward_ips / official_ips,
+                            "pipeline_ratio": pipeline_ips / official_ips,
+                            "max_rel_norm_dev": deviation,
+                            "deviation_images": len(subset),
+                            "pipeline_images": len(shard),
+                            "workers": args.workers,
+                            "channels_last": channels_last,
+                            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+                            "peak_gpu_mib": (
+                                torch.cuda.max_memory_allocated(device) / 2**20
+                                if device.type == "cuda"
+                                else float("nan")
+                            ),
+                        }
+                    )
+                    logger.info(
+                        "%s %s batch %d: forward %.1f img/s, pipeline %.1f img/s "
+                        "(%.1fx official), max rel norm dev %.2e",
+                        arch,
+                        precision,
+                        batch_size,
+                        forward_ips,
+                        pipeline_ips,
+                        pipeline_ips / official_ips,
+                        deviation,
+                    )
                     _write_csv(rows, args.out / "embed_sweep.csv", SWEEP_COLUMNS)
                     summary = summarise_sweep(pd.DataFrame(rows, columns=SWEEP_COLUMNS))
-                    _write_csv(summary.to_dict("records"), args.out / "embed_summary.csv",
-                               list(summary.columns))
+                    _write_csv(
+                        summary.to_dict("records"),
+                        args.out / "embed_summary.csv",
+                        list(summary.columns),
+                    )
                 del prepared
     table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     logger.info("best batch per arch and precision:\n%s", summary.to_string(index=False))

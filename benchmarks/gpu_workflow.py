@@ -72,8 +72,15 @@ STEP_COLUMNS = {"embed": "embed_jobs", "brisque": "brisque_jobs"}
 CATEGORIES = ("embed", "brisque", "other", "snakemake_idle")
 GPU_BOUND_UTIL_PCT = 80.0  # mean GPU utilisation while embedding above which the GPU bounds it
 _LOOP_LINE = re.compile(r"embedded (\d+) images in ([0-9.]+) s")
-TIMELINE_COLUMNS = ["t_s", "gpu_util_pct", "gpu_mem_mib", "embed_jobs", "brisque_jobs",
-                    "other_jobs", "load1"]
+TIMELINE_COLUMNS = [
+    "t_s",
+    "gpu_util_pct",
+    "gpu_mem_mib",
+    "embed_jobs",
+    "brisque_jobs",
+    "other_jobs",
+    "load1",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,9 +92,17 @@ def query_gpu() -> tuple[float, float]:
     """(utilisation %, memory used MiB) of GPU 0 from nvidia-smi; NaN, NaN without one."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-             "--format=csv,noheader,nounits", "--id=0"],
-            capture_output=True, text=True, timeout=10, check=True).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+                "--id=0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         util, mem = (float(v) for v in out.strip().splitlines()[0].split(","))
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return math.nan, math.nan
@@ -129,9 +144,15 @@ class Timeline:
     def __call__(self, elapsed_s: float) -> None:
         util, mem = query_gpu() if self.gpu else (math.nan, math.nan)
         steps = running_steps(self.workdir)
-        row = {"t_s": round(elapsed_s, 2), "gpu_util_pct": util, "gpu_mem_mib": mem,
-               "embed_jobs": 0, "brisque_jobs": 0, "other_jobs": 0,
-               "load1": os.getloadavg()[0]}
+        row = {
+            "t_s": round(elapsed_s, 2),
+            "gpu_util_pct": util,
+            "gpu_mem_mib": mem,
+            "embed_jobs": 0,
+            "brisque_jobs": 0,
+            "other_jobs": 0,
+            "load1": os.getloadavg()[0],
+        }
         for step, n in steps.items():
             row[STEP_COLUMNS.get(step, "other_jobs")] += n
         self.rows.append(row)
@@ -155,9 +176,11 @@ def occupancy(timeline: pd.DataFrame, wall_s: float) -> pd.DataFrame:
     """
     t = timeline["t_s"].to_numpy(dtype=float)
     dt = np.diff(np.append(t, max(wall_s, t[-1] if len(t) else 0.0)))
-    running = {"embed": timeline["embed_jobs"].to_numpy() > 0,
-               "brisque": timeline["brisque_jobs"].to_numpy() > 0,
-               "other": timeline["other_jobs"].to_numpy() > 0}
+    running = {
+        "embed": timeline["embed_jobs"].to_numpy() > 0,
+        "brisque": timeline["brisque_jobs"].to_numpy() > 0,
+        "other": timeline["other_jobs"].to_numpy() > 0,
+    }
     running["snakemake_idle"] = ~(running["embed"] | running["brisque"] | running["other"])
     taken = np.zeros(len(t), dtype=bool)
     util = timeline["gpu_util_pct"].to_numpy(dtype=float)
@@ -165,11 +188,17 @@ def occupancy(timeline: pd.DataFrame, wall_s: float) -> pd.DataFrame:
     for category in CATEGORIES:
         mine = running[category] & ~taken
         taken |= mine
-        rows.append({"category": category, "attributed_s": float(dt[mine].sum()),
-                     "fraction": float(dt[mine].sum() / wall_s) if wall_s > 0 else math.nan,
-                     "active_s": float(dt[running[category]].sum()),
-                     "gpu_util_mean_pct": float(np.nanmean(util[mine]))
-                     if mine.any() and not np.isnan(util[mine]).all() else math.nan})
+        rows.append(
+            {
+                "category": category,
+                "attributed_s": float(dt[mine].sum()),
+                "fraction": float(dt[mine].sum() / wall_s) if wall_s > 0 else math.nan,
+                "active_s": float(dt[running[category]].sum()),
+                "gpu_util_mean_pct": float(np.nanmean(util[mine]))
+                if mine.any() and not np.isnan(util[mine]).all()
+                else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -180,8 +209,13 @@ def embed_loops(results: Path) -> pd.DataFrame:
         match = _LOOP_LINE.search(log.read_text())
         if match is None:
             raise RuntimeError(f"{log}: no 'embedded N images in X s' line; did the job finish?")
-        rows.append({"job": f"embed_shard/{MODEL_NAME}/{log.stem}",
-                     "images": int(match[1]), "loop_s": float(match[2])})
+        rows.append(
+            {
+                "job": f"embed_shard/{MODEL_NAME}/{log.stem}",
+                "images": int(match[1]),
+                "loop_s": float(match[2]),
+            }
+        )
     return pd.DataFrame(rows, columns=["job", "images", "loop_s"])
 
 
@@ -212,8 +246,10 @@ def verdict(occ: pd.DataFrame) -> dict:
         elif util >= GPU_BOUND_UTIL_PCT:
             out["detail"] = f"embedding, GPU-bound (GPU busy {util:.0f} % while embedding)"
         else:
-            out["detail"] = (f"embedding, input-side bound (GPU busy only {util:.0f} % while "
-                             "embedding: decoding or job start-up)")
+            out["detail"] = (
+                f"embedding, input-side bound (GPU busy only {util:.0f} % while "
+                "embedding: decoding or job start-up)"
+            )
     elif out["bound_by"] == "snakemake_idle":
         out["detail"] = "Snakemake itself (parsing, scheduling, job start-up before Python runs)"
     else:
@@ -242,10 +278,15 @@ def write_config(workdir: Path, args: argparse.Namespace, root: Path, checkpoint
     config = {
         "dataset": {"format": args.format, "root": str(root)},
         "shards": args.shards,
-        "models": {MODEL_NAME: {"family": FAMILY, "arch": args.arch,
-                                "checkpoint": str(checkpoint)}},
-        "embed": {"device": args.device, "batch_size": args.batch_size, "workers": args.workers,
-                  "precision": args.precision},
+        "models": {
+            MODEL_NAME: {"family": FAMILY, "arch": args.arch, "checkpoint": str(checkpoint)}
+        },
+        "embed": {
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "workers": args.workers,
+            "precision": args.precision,
+        },
     }
     if args.bootstrap_replicates is not None:
         config["analysis"] = {"bootstrap_replicates": args.bootstrap_replicates}
@@ -256,23 +297,32 @@ def write_config(workdir: Path, args: argparse.Namespace, root: Path, checkpoint
 
 def summary_lines(result: dict, stages: pd.DataFrame) -> list[str]:
     run, v = result["run"], result["verdict"]
-    lines = [f"== workflow: {result['images']:,} images ({result['format']}), {result['arch']} "
-             f"{result['precision']} on {result['device']}, {result['shards']} shards, --cores "
-             f"{result['cores']}, gpu slots {result['gpu_slots']} ==",
-             f"wall {run['wall_s']:.1f} s; Snakemake's own CPU {run['snakemake_cpu_s']:.1f} s; "
-             f"dataset generation {result['dataset'].get('generation_s', 'reused')} s (not in "
-             "the wall time)",
-             f"bounded by: {v['detail']} ({100 * v['fraction']:.0f} % of the wall time)",
-             "rows reconcile: " + str(result["checks"]["reconciled"]),
-             "", "occupancy (s of wall time; embed > brisque > other > snakemake_idle):"]
+    lines = [
+        f"== workflow: {result['images']:,} images ({result['format']}), {result['arch']} "
+        f"{result['precision']} on {result['device']}, {result['shards']} shards, --cores "
+        f"{result['cores']}, gpu slots {result['gpu_slots']} ==",
+        f"wall {run['wall_s']:.1f} s; Snakemake's own CPU {run['snakemake_cpu_s']:.1f} s; "
+        f"dataset generation {result['dataset'].get('generation_s', 'reused')} s (not in "
+        "the wall time)",
+        f"bounded by: {v['detail']} ({100 * v['fraction']:.0f} % of the wall time)",
+        "rows reconcile: " + str(result["checks"]["reconciled"]),
+        "",
+        "occupancy (s of wall time; embed > brisque > other > snakemake_idle):",
+    ]
     for row in result["occupancy"]:
-        lines.append(f"  {row['category']:<15} {row['attributed_s']:8.1f} s  "
-                     f"{100 * row['fraction']:5.1f} %  active {row['active_s']:8.1f} s  "
-                     f"GPU util {row['gpu_util_mean_pct']:.0f} %")
-    lines += ["", "per stage (benchmark TSVs):",
-              stages[["rule", "jobs", "sum_s", "max_s", "cpu_s", "rss_max_mib", "loop_ips",
-                      "startup_s_mean"]].to_string(index=False, float_format=lambda x: f"{x:.1f}"),
-              ""]
+        lines.append(
+            f"  {row['category']:<15} {row['attributed_s']:8.1f} s  "
+            f"{100 * row['fraction']:5.1f} %  active {row['active_s']:8.1f} s  "
+            f"GPU util {row['gpu_util_mean_pct']:.0f} %"
+        )
+    lines += [
+        "",
+        "per stage (benchmark TSVs):",
+        stages[
+            ["rule", "jobs", "sum_s", "max_s", "cpu_s", "rss_max_mib", "loop_ips", "startup_s_mean"]
+        ].to_string(index=False, float_format=lambda x: f"{x:.1f}"),
+        "",
+    ]
     return lines
 
 
@@ -286,18 +336,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=3, help="decoding processes per embed job")
     p.add_argument("--embed-threads", type=int, default=4, help="threads of an embed job")
-    p.add_argument("--gpu-slots", type=int, default=2,
-                   help="embed jobs on the one GPU at once (--resources gpu=N)")
+    p.add_argument(
+        "--gpu-slots",
+        type=int,
+        default=2,
+        help="embed jobs on the one GPU at once (--resources gpu=N)",
+    )
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--cores", type=int, default=16, help="snakemake --cores")
-    p.add_argument("--bootstrap-replicates", type=int, default=None,
-                   help="analysis.bootstrap_replicates (default: the schema's)")
+    p.add_argument(
+        "--bootstrap-replicates",
+        type=int,
+        default=None,
+        help="analysis.bootstrap_replicates (default: the schema's)",
+    )
     p.add_argument("--gen-processes", type=int, default=os.cpu_count() or 2)
     p.add_argument("--interval", type=float, default=1.0, help="sampling interval, s")
-    p.add_argument("--until", default=None,
-                   help="stop after this rule (snakemake --until; merge_samples still reconciles)")
-    p.add_argument("--work", type=Path, default=Path("/tmp/featnorm-gpu"),
-                   help="dataset, checkpoint and run folder")
+    p.add_argument(
+        "--until",
+        default=None,
+        help="stop after this rule (snakemake --until; merge_samples still reconciles)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/featnorm-gpu"),
+        help="dataset, checkpoint and run folder",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the CSV/JSON results")
     p.add_argument("--summary", type=Path, default=None, help="text file to append the verdict to")
     args = p.parse_args(argv)
@@ -307,22 +372,35 @@ def main(argv: list[str] | None = None) -> int:
     out, work = args.out.resolve(), args.work.resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    dataset = scale.build_dataset(work / f"data-{args.images}", args.images, seed=0,
-                                  processes=args.gen_processes)
+    dataset = scale.build_dataset(
+        work / f"data-{args.images}", args.images, seed=0, processes=args.gen_processes
+    )
     checkpoint = write_checkpoint(work / "model", args.arch)
     workdir = work / f"run-{args.format}-{args.images}"
     shutil.rmtree(workdir, ignore_errors=True)
     config = write_config(workdir, args, work / f"data-{args.images}" / args.format, checkpoint)
-    extra = ["--resources", f"gpu={args.gpu_slots}", "--set-resources", "embed_shard:gpu=1",
-             "--set-threads", f"embed_shard={args.embed_threads}",
-             "--show-failed-logs"]  # a failed job's log lands in snakemake.log, hence in ours
+    extra = [
+        "--resources",
+        f"gpu={args.gpu_slots}",
+        "--set-resources",
+        "embed_shard:gpu=1",
+        "--set-threads",
+        f"embed_shard={args.embed_threads}",
+        "--show-failed-logs",
+    ]  # a failed job's log lands in snakemake.log, hence in ours
     if args.until:
         extra += ["--until", args.until]
     timeline = Timeline(workdir, gpu=args.device == "cuda")
     logger.info("running the workflow in %s (%s)", workdir, " ".join(extra))
     try:
-        run = scale.run_snakemake(workdir, args.cores, "snakemake.log", extra_args=extra,
-                                  sample=timeline, interval_s=args.interval)
+        run = scale.run_snakemake(
+            workdir,
+            args.cores,
+            "snakemake.log",
+            extra_args=extra,
+            sample=timeline,
+            interval_s=args.interval,
+        )
     except RuntimeError:
         log = (workdir / "snakemake.log").read_text().splitlines()
         sys.stderr.write("\n".join(log[-60:]) + "\n")
@@ -334,14 +412,24 @@ def main(argv: list[str] | None = None) -> int:
     stages.to_csv(out / "workflow_stages.csv", index=False)
     occ = occupancy(timeline.table(), run["wall_s"])
     result = {
-        "images": args.images, "format": args.format, "arch": args.arch,
-        "precision": args.precision, "device": args.device,
+        "images": args.images,
+        "format": args.format,
+        "arch": args.arch,
+        "precision": args.precision,
+        "device": args.device,
         "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
-        "shards": args.shards, "cores": args.cores, "gpu_slots": args.gpu_slots,
-        "embed_threads": args.embed_threads, "workers": args.workers,
-        "batch_size": args.batch_size, "cpu_count": os.cpu_count(), "until": args.until,
+        "shards": args.shards,
+        "cores": args.cores,
+        "gpu_slots": args.gpu_slots,
+        "embed_threads": args.embed_threads,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "cpu_count": os.cpu_count(),
+        "until": args.until,
         "config": config,
-        "dataset": dataset, "run": run, "occupancy": occ.to_dict(orient="records"),
+        "dataset": dataset,
+        "run": run,
+        "occupancy": occ.to_dict(orient="records"),
         "verdict": verdict(occ),
         "checks": scale.reconcile(results, args.images, dataset["identities"], model=MODEL_NAME),
     }

@@ -32,8 +32,19 @@ def plan_seconds(checkout: Path, workdir: Path) -> tuple[float, float]:
     workdir.mkdir(parents=True)
     shutil.copy(checkout / "config.yaml", workdir / "config.yaml")
     env = dict(os.environ, PYTHONPATH=str(checkout / "src"))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(checkout / "Snakefile"),
-               "--directory", str(workdir), "--dry-run", "--cores", "1", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(checkout / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--dry-run",
+        "--cores",
+        "1",
+        "--quiet",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True)
@@ -56,10 +67,14 @@ def main() -> None:
     wall = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
     cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
     for name, checkout in checkouts.items():
-        print(f"{name:14s} {checkout}: median wall {wall[name]:.2f} s, CPU {cpu[name]:.2f} s "
-              f"(wall of each run: {', '.join(f'{w:.2f}' for w, _ in runs[name])})")
-    print(f"ratio against / this checkout: wall {wall['against'] / wall['this checkout']:.2f}x, "
-          f"CPU {cpu['against'] / cpu['this checkout']:.2f}x")
+        print(
+            f"{name:14s} {checkout}: median wall {wall[name]:.2f} s, CPU {cpu[name]:.2f} s "
+            f"(wall of each run: {', '.join(f'{w:.2f}' for w, _ in runs[name])})"
+        )
+    print(
+        f"ratio against / this checkout: wall {wall['against'] / wall['this checkout']:.2f}x, "
+        f"CPU {cpu['against'] / cpu['this checkout']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

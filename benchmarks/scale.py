@@ -102,8 +102,11 @@ def casia_like_sizes(n_images: int) -> np.ndarray:
         raise ValueError(f"--images {n_images} is too small; use at least 1000")
 
     def sizes_for(a: float) -> np.ndarray:
-        return demo.class_sizes(demo.DemoParams(identities=identities, min_images=MIN_PER_ID,
-                                                max_images=max_images, zipf_exponent=a))
+        return demo.class_sizes(
+            demo.DemoParams(
+                identities=identities, min_images=MIN_PER_ID, max_images=max_images, zipf_exponent=a
+            )
+        )
 
     lo, hi = 0.0, 10.0  # sum decreases with the exponent
     for _ in range(60):
@@ -138,9 +141,17 @@ def build_dataset(data_dir: Path, n_images: int, *, seed: int, processes: int) -
     """Write the image folder and the RecordIO pair of the same images; reused when complete."""
     marker = data_dir / "dataset.json"
     sizes = casia_like_sizes(n_images)
-    info = {"images": n_images, "identities": len(sizes), "max_per_identity": int(sizes[0]),
-            "seed": seed, "sizes_checksum": int((sizes * np.arange(1, len(sizes) + 1)).sum())}
-    if marker.is_file() and json.loads(marker.read_text()).get("sizes_checksum") == info["sizes_checksum"]:
+    info = {
+        "images": n_images,
+        "identities": len(sizes),
+        "max_per_identity": int(sizes[0]),
+        "seed": seed,
+        "sizes_checksum": int((sizes * np.arange(1, len(sizes) + 1)).sum()),
+    }
+    if (
+        marker.is_file()
+        and json.loads(marker.read_text()).get("sizes_checksum") == info["sizes_checksum"]
+    ):
         logger.info("dataset of %d images already in %s", n_images, data_dir)
         return json.loads(marker.read_text())
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -166,11 +177,19 @@ def build_dataset(data_dir: Path, n_images: int, *, seed: int, processes: int) -
     summary = write_recordio(rec_root, records())
     if summary.n_images != n_images:
         raise RuntimeError(f"wrote {summary.n_images} records, expected {n_images}")
-    info.update(generation_s=round(time.perf_counter() - started, 1),
-                jpeg_bytes=total_bytes, rec_bytes=summary.rec_path.stat().st_size)
+    info.update(
+        generation_s=round(time.perf_counter() - started, 1),
+        jpeg_bytes=total_bytes,
+        rec_bytes=summary.rec_path.stat().st_size,
+    )
     marker.write_text(json.dumps(info, indent=1))
-    logger.info("dataset: %d images, %d identities, %.0f MB JPEG, in %.0f s", n_images,
-                len(sizes), total_bytes / 1e6, info["generation_s"])
+    logger.info(
+        "dataset: %d images, %d identities, %.0f MB JPEG, in %.0f s",
+        n_images,
+        len(sizes),
+        total_bytes / 1e6,
+        info["generation_s"],
+    )
     return info
 
 
@@ -188,17 +207,59 @@ def demo_checkpoint(out: Path) -> tuple[Path, dict]:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.parquet"
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "featnorm", "manifest", "--format", "demo",
-                    "--demo", json.dumps(CHECKPOINT_DEMO), "--demo-dir", str(folder / "images"),
-                    "--output", str(manifest)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featnorm",
+            "manifest",
+            "--format",
+            "demo",
+            "--demo",
+            json.dumps(CHECKPOINT_DEMO),
+            "--demo-dir",
+            str(folder / "images"),
+            "--output",
+            str(manifest),
+        ],
+        check=True,
+    )
     made = time.perf_counter()
     t = CHECKPOINT_TRAIN
-    subprocess.run([sys.executable, "-m", "featnorm", "train-demo", "--manifest", str(manifest),
-                    "--arch", MODEL_ARCH, "--epochs", str(t["epochs"]), "--batch-size",
-                    str(t["batch_size"]), "--lr", str(t["lr"]), "--seed", str(t["seed"]),
-                    "--threads", "2", "--precision", "fp32", "--output", str(ckpt)], check=True)
-    info = {"demo": CHECKPOINT_DEMO, "train": t, "images": len(io.read_table(manifest)),
-            "demo_s": round(made - started, 1), "train_s": round(time.perf_counter() - made, 1)}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featnorm",
+            "train-demo",
+            "--manifest",
+            str(manifest),
+            "--arch",
+            MODEL_ARCH,
+            "--epochs",
+            str(t["epochs"]),
+            "--batch-size",
+            str(t["batch_size"]),
+            "--lr",
+            str(t["lr"]),
+            "--seed",
+            str(t["seed"]),
+            "--threads",
+            "2",
+            "--precision",
+            "fp32",
+            "--output",
+            str(ckpt),
+        ],
+        check=True,
+    )
+    info = {
+        "demo": CHECKPOINT_DEMO,
+        "train": t,
+        "images": len(io.read_table(manifest)),
+        "demo_s": round(made - started, 1),
+        "train_s": round(time.perf_counter() - made, 1),
+    }
     info_path.write_text(json.dumps(info, indent=1))
     shutil.rmtree(folder / "images")
     return ckpt, info
@@ -218,17 +279,34 @@ def _proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of proc(5)
 
 
-def run_snakemake(workdir: Path, cores: int, log_name: str, *, extra_args: Sequence[str] = (),
-                  sample: Callable[[float], None] | None = None,
-                  interval_s: float = LOAD_SAMPLE_S) -> dict:
+def run_snakemake(
+    workdir: Path,
+    cores: int,
+    log_name: str,
+    *,
+    extra_args: Sequence[str] = (),
+    sample: Callable[[float], None] | None = None,
+    interval_s: float = LOAD_SAMPLE_S,
+) -> dict:
     """Run snakemake in ``workdir``; wall time, Snakemake's own CPU seconds, load samples.
 
     ``extra_args`` go on the command line after ``--cores``; ``sample(elapsed_s)``, when given,
     is called every ``interval_s`` while Snakemake runs (e.g. to record GPU utilisation).
     """
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-           "--cores", str(cores), *extra_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        str(cores),
+        *extra_args,
+    ]
     loads: list[float] = []
     cpu_s = 0.0
     with open(workdir / log_name, "w") as log:
@@ -243,20 +321,26 @@ def run_snakemake(workdir: Path, cores: int, log_name: str, *, extra_args: Seque
                 proc.wait(timeout=interval_s)
         wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"snakemake failed in {workdir} (exit {proc.returncode}); see "
-                           f"{workdir / log_name}")
+        raise RuntimeError(
+            f"snakemake failed in {workdir} (exit {proc.returncode}); see {workdir / log_name}"
+        )
     loads.append(os.getloadavg()[0])
-    return {"wall_s": round(wall, 2), "snakemake_cpu_s": round(cpu_s, 2),
-            "load_mean": round(statistics.fmean(loads), 2), "load_max": round(max(loads), 2),
-            "command": " ".join(cmd)}
+    return {
+        "wall_s": round(wall, 2),
+        "snakemake_cpu_s": round(cpu_s, 2),
+        "load_mean": round(statistics.fmean(loads), 2),
+        "load_max": round(max(loads), 2),
+        "command": " ".join(cmd),
+    }
 
 
 def write_config(workdir: Path, fmt: str, root: Path, *, shards: int, checkpoint: Path) -> None:
     config = {
         "dataset": {"format": fmt, "root": str(root)},
         "shards": shards,
-        "models": {MODEL_NAME: {"family": "adaface", "arch": MODEL_ARCH,
-                                "checkpoint": str(checkpoint)}},
+        "models": {
+            MODEL_NAME: {"family": "adaface", "arch": MODEL_ARCH, "checkpoint": str(checkpoint)}
+        },
         "embed": {"device": "cpu"},
     }
     workdir.mkdir(parents=True, exist_ok=True)
@@ -273,9 +357,15 @@ def job_table(results: Path) -> pd.DataFrame:
         t = pd.read_csv(tsv, sep="\t")
         for col in ("max_rss", "cpu_time"):
             t[col] = pd.to_numeric(t[col], errors="coerce")
-        rows.append({"rule": rule, "job": str(rel.with_suffix("")), "s": float(t["s"].iloc[-1]),
-                     "cpu_time": float(t["cpu_time"].iloc[-1]),
-                     "max_rss": float(t["max_rss"].iloc[-1])})
+        rows.append(
+            {
+                "rule": rule,
+                "job": str(rel.with_suffix("")),
+                "s": float(t["s"].iloc[-1]),
+                "cpu_time": float(t["cpu_time"].iloc[-1]),
+                "max_rss": float(t["max_rss"].iloc[-1]),
+            }
+        )
     if not rows:
         raise RuntimeError(f"no benchmark TSVs under {bench}")
     return pd.DataFrame(rows)
@@ -283,11 +373,16 @@ def job_table(results: Path) -> pd.DataFrame:
 
 def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
     g = jobs.groupby("rule")
-    out = pd.DataFrame({
-        "jobs": g.size(), "sum_s": g["s"].sum(), "max_s": g["s"].max(),
-        "cpu_s": g["cpu_time"].sum(), "rss_mean_mib": g["max_rss"].mean(),
-        "rss_max_mib": g["max_rss"].max(),
-    })
+    out = pd.DataFrame(
+        {
+            "jobs": g.size(),
+            "sum_s": g["s"].sum(),
+            "max_s": g["s"].max(),
+            "cpu_s": g["cpu_time"].sum(),
+            "rss_mean_mib": g["max_rss"].mean(),
+            "rss_max_mib": g["max_rss"].max(),
+        }
+    )
     out["threads"] = [RULE_THREADS.get(r, 1) for r in out.index]
     return out.sort_values("sum_s", ascending=False)
 
@@ -309,13 +404,17 @@ def reconcile(results: Path, n_images: int, identities: int, *, model: str = MOD
     if len(manifest) != n_images:
         problems.append(f"manifest has {len(manifest)} rows, expected {n_images}")
     if manifest["label"].nunique() != identities:
-        problems.append(f"manifest has {manifest['label'].nunique()} classes, expected {identities}")
+        problems.append(
+            f"manifest has {manifest['label'].nunique()} classes, expected {identities}"
+        )
     if not np.array_equal(ids, np.arange(len(manifest))):
         problems.append("manifest sample_id is not 0..N-1")
-    tables = {"shards": _concat((results / "shards").glob("shard-*.parquet")),
-              "brisque": _concat((results / "brisque").glob("shard-*.parquet")),
-              "embed": _concat((results / "embed" / model).glob("shard-*.parquet")),
-              "samples": io.read_table(results / model / "samples.parquet")}
+    tables = {
+        "shards": _concat((results / "shards").glob("shard-*.parquet")),
+        "brisque": _concat((results / "brisque").glob("shard-*.parquet")),
+        "embed": _concat((results / "embed" / model).glob("shard-*.parquet")),
+        "samples": io.read_table(results / model / "samples.parquet"),
+    }
     status = {}
     for name, table in tables.items():
         if len(table) != len(manifest) or not np.array_equal(np.sort(table["sample_id"]), ids):
@@ -327,8 +426,12 @@ def reconcile(results: Path, n_images: int, identities: int, *, model: str = MOD
         problems.append(f"class_stats n sums to {int(stats['n'].sum())}, expected {n_images}")
     if problems:
         raise RuntimeError(f"{results}: counts do not reconcile: " + "; ".join(problems))
-    return {"manifest_rows": len(manifest), "classes": identities, "status": status,
-            "reconciled": True}
+    return {
+        "manifest_rows": len(manifest),
+        "classes": identities,
+        "status": status,
+        "reconciled": True,
+    }
 
 
 def compare_formats(runs: dict[str, Path]) -> dict | None:
@@ -338,8 +441,11 @@ def compare_formats(runs: dict[str, Path]) -> dict | None:
     (fa, ra), (fb, rb) = list(runs.items())[:2]
     a = io.read_table(ra / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
     b = io.read_table(rb / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
-    out = {"formats": [fa, fb], "same_classes": bool(a.index.equals(b.index)),
-           "same_class_sizes": bool((a["n"] == b["n"]).all())}
+    out = {
+        "formats": [fa, fb],
+        "same_classes": bool(a.index.equals(b.index)),
+        "same_class_sizes": bool((a["n"] == b["n"]).all()),
+    }
     for col in ("brisque_mean", "norm_mean"):
         out[f"{col}_max_abs_diff"] = float((a[col] - b[col]).abs().max())
     cols = ["x", "y", "method", "r"]
@@ -394,8 +500,17 @@ def fit_rule_times(results: list[dict], fmt: str, key: str) -> dict[str, tuple[f
 BASES = {"cpu": ("cpu_s", False), "wall": ("sum_s", True)}
 
 
-def project(fits: dict, n_images: int, *, threads_scale: bool, cores_list, noop_s: float,
-            gpu_embed_ips: float | None, decode_s_per_image: float, gpu_node_cores: int) -> dict:
+def project(
+    fits: dict,
+    n_images: int,
+    *,
+    threads_scale: bool,
+    cores_list,
+    noop_s: float,
+    gpu_embed_ips: float | None,
+    decode_s_per_image: float,
+    gpu_node_cores: int,
+) -> dict:
     """Wall-time projection for ``n_images`` on C cores and on one GPU node (seconds).
 
     ``fits`` maps rule -> (a, b) of job seconds = a + b * N; with ``threads_scale`` they are wall
@@ -418,13 +533,22 @@ def project(fits: dict, n_images: int, *, threads_scale: bool, cores_list, noop_
     cpu_side = (brisque_core_s + decode_core_s) / gpu_node_cores
     gpu_side = n_images / gpu_embed_ips if gpu_embed_ips else 0.0
     gpu_node = serial + max(cpu_side, gpu_side) + noop_s
-    return {"images": n_images, "serial_s": round(serial, 1), "per_shard_core_s": round(parallel, 1),
-            "cpu_wall_s_by_cores": cpu, "embed_core_s": round(embed_core_s, 1),
-            "brisque_core_s": round(brisque_core_s, 1),
-            "gpu_node": {"cores": gpu_node_cores, "wall_s": round(gpu_node, 1),
-                         "decode_core_s": round(decode_core_s, 1),
-                         "gpu_forward_s": round(gpu_side, 1), "gpu_embed_ips": gpu_embed_ips,
-                         "measured_gpu": gpu_embed_ips is not None}}
+    return {
+        "images": n_images,
+        "serial_s": round(serial, 1),
+        "per_shard_core_s": round(parallel, 1),
+        "cpu_wall_s_by_cores": cpu,
+        "embed_core_s": round(embed_core_s, 1),
+        "brisque_core_s": round(brisque_core_s, 1),
+        "gpu_node": {
+            "cores": gpu_node_cores,
+            "wall_s": round(gpu_node, 1),
+            "decode_core_s": round(decode_core_s, 1),
+            "gpu_forward_s": round(gpu_side, 1),
+            "gpu_embed_ips": gpu_embed_ips,
+            "measured_gpu": gpu_embed_ips is not None,
+        },
+    }
 
 
 def projections(result: dict, others: list[dict], args: argparse.Namespace) -> dict:
@@ -436,10 +560,15 @@ def projections(result: dict, others: list[dict], args: argparse.Namespace) -> d
         for basis, (key, threads_scale) in BASES.items():
             fits = fit_rule_times([*others, result], fmt, key)
             out[fmt][basis] = project(
-                fits, CASIA_IMAGES, threads_scale=threads_scale, cores_list=args.project_cores,
-                noop_s=run["noop"]["wall_s"], gpu_embed_ips=args.gpu_embed_ips,
+                fits,
+                CASIA_IMAGES,
+                threads_scale=threads_scale,
+                cores_list=args.project_cores,
+                noop_s=run["noop"]["wall_s"],
+                gpu_embed_ips=args.gpu_embed_ips,
                 decode_s_per_image=result["decode_cpu_s_per_image"],
-                gpu_node_cores=args.gpu_node_cores)
+                gpu_node_cores=args.gpu_node_cores,
+            )
     return out
 
 
@@ -455,34 +584,48 @@ def _hms(seconds: float) -> str:
 
 def markdown(result: dict, others: list[dict]) -> str:
     n = result["images"]
-    lines = [f"### {n:,} images ({result['dataset']['identities']:,} identities, "
-             f"{result['shards']} shards, --cores {result['cores']})", ""]
+    lines = [
+        f"### {n:,} images ({result['dataset']['identities']:,} identities, "
+        f"{result['shards']} shards, --cores {result['cores']})",
+        "",
+    ]
     for fmt, run in result["runs"].items():
         r = run["run"]
-        lines += [f"**{fmt}**: wall {r['wall_s']:.0f} s ({_hms(r['wall_s'])}), load average "
-                  f"mean {r['load_mean']} / max {r['load_max']} on {os.cpu_count()} cores; "
-                  f"Snakemake's own CPU {r['snakemake_cpu_s']:.1f} s; up-to-date re-run "
-                  f"{run['noop']['wall_s']:.1f} s; packed job time (sum s x threads / cores) "
-                  f"{run['packed_s']:.0f} s, so wall - packed = {r['wall_s'] - run['packed_s']:.0f} s "
-                  f"({(r['wall_s'] - run['packed_s']) / run['jobs']:.2f} s per job, {run['jobs']} jobs)", "",
-                  "| rule | jobs | sum s | max s | CPU s | ms/image (CPU) | peak RSS MiB (mean / max) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"**{fmt}**: wall {r['wall_s']:.0f} s ({_hms(r['wall_s'])}), load average "
+            f"mean {r['load_mean']} / max {r['load_max']} on {os.cpu_count()} cores; "
+            f"Snakemake's own CPU {r['snakemake_cpu_s']:.1f} s; up-to-date re-run "
+            f"{run['noop']['wall_s']:.1f} s; packed job time (sum s x threads / cores) "
+            f"{run['packed_s']:.0f} s, so wall - packed = {r['wall_s'] - run['packed_s']:.0f} s "
+            f"({(r['wall_s'] - run['packed_s']) / run['jobs']:.2f} s per job, {run['jobs']} jobs)",
+            "",
+            "| rule | jobs | sum s | max s | CPU s | ms/image (CPU) | peak RSS MiB (mean / max) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for rule, row in run["rules"].items():
-            lines.append(f"| {rule} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | "
-                         f"{row['cpu_s']:.1f} | {1e3 * row['cpu_s'] / n:.3f} | "
-                         f"{row['rss_mean_mib']:.0f} / {row['rss_max_mib']:.0f} |")
+            lines.append(
+                f"| {rule} | {row['jobs']} | {row['sum_s']:.1f} | {row['max_s']:.1f} | "
+                f"{row['cpu_s']:.1f} | {1e3 * row['cpu_s'] / n:.3f} | "
+                f"{row['rss_mean_mib']:.0f} / {row['rss_max_mib']:.0f} |"
+            )
         lines.append("")
     if result.get("format_comparison"):
         c = result["format_comparison"]
-        lines += [f"Formats agree: same classes {c['same_classes']}, same sizes "
-                  f"{c['same_class_sizes']}, max |diff| per class: BRISQUE mean "
-                  f"{c['brisque_mean_max_abs_diff']:.2e}, norm mean {c['norm_mean_max_abs_diff']:.2e}; "
-                  f"correlations r {c['r_max_abs_diff']:.2e}.", ""]
+        lines += [
+            f"Formats agree: same classes {c['same_classes']}, same sizes "
+            f"{c['same_class_sizes']}, max |diff| per class: BRISQUE mean "
+            f"{c['brisque_mean_max_abs_diff']:.2e}, norm mean {c['norm_mean_max_abs_diff']:.2e}; "
+            f"correlations r {c['r_max_abs_diff']:.2e}.",
+            "",
+        ]
     sizes = sorted({o["images"] for o in others} | {n})
     if len(sizes) > 1:
-        lines += ["Per-job peak RSS (MiB, max over jobs) by dataset size:", "",
-                  "| format | rule | " + " | ".join(f"{s:,}" for s in sizes) + " |",
-                  "|---|---|" + "---:|" * len(sizes)]
+        lines += [
+            "Per-job peak RSS (MiB, max over jobs) by dataset size:",
+            "",
+            "| format | rule | " + " | ".join(f"{s:,}" for s in sizes) + " |",
+            "|---|---|" + "---:|" * len(sizes),
+        ]
         by_size = {o["images"]: o for o in others} | {n: result}
         for fmt in result["runs"]:
             rules = list(result["runs"][fmt]["rules"])
@@ -495,31 +638,42 @@ def markdown(result: dict, others: list[dict]) -> str:
         lines.append("")
     gpu_ips = None
     for fmt, proj in result["projection"].items():
-        lines += [f"Projection to CASIA-WebFace ({CASIA_IMAGES:,} images), {fmt}, demo model, "
-                  f"fitted on sizes {proj['fitted_on_sizes']} (job time = a + b N per rule):", "",
-                  "| basis | " + " | ".join(f"{c} cores" for c in proj["cpu"]["cpu_wall_s_by_cores"])
-                  + " | one GPU node | single jobs s | per-shard core-h | BRISQUE core-h | "
-                  "embed core-h (CPU) |",
-                  "|---|" + "---:|" * (len(proj["cpu"]["cpu_wall_s_by_cores"]) + 5)]
+        lines += [
+            f"Projection to CASIA-WebFace ({CASIA_IMAGES:,} images), {fmt}, demo model, "
+            f"fitted on sizes {proj['fitted_on_sizes']} (job time = a + b N per rule):",
+            "",
+            "| basis | "
+            + " | ".join(f"{c} cores" for c in proj["cpu"]["cpu_wall_s_by_cores"])
+            + " | one GPU node | single jobs s | per-shard core-h | BRISQUE core-h | "
+            "embed core-h (CPU) |",
+            "|---|" + "---:|" * (len(proj["cpu"]["cpu_wall_s_by_cores"]) + 5),
+        ]
         for basis in BASES:
             p = proj[basis]
             g = p["gpu_node"]
             gpu_ips = g["gpu_embed_ips"]
             label = "CPU time (contention-free)" if basis == "cpu" else "wall time (upper bound)"
-            lines.append(f"| {label} | " + " | ".join(_hms(s) for s in p["cpu_wall_s_by_cores"].values())
-                         + f" | {_hms(g['wall_s'])} | {p['serial_s']:.0f} | "
-                         f"{p['per_shard_core_s'] / 3600:.2f} | {p['brisque_core_s'] / 3600:.2f} | "
-                         f"{p['embed_core_s'] / 3600:.2f} |")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_hms(s) for s in p["cpu_wall_s_by_cores"].values())
+                + f" | {_hms(g['wall_s'])} | {p['serial_s']:.0f} | "
+                f"{p['per_shard_core_s'] / 3600:.2f} | {p['brisque_core_s'] / 3600:.2f} | "
+                f"{p['embed_core_s'] / 3600:.2f} |"
+            )
         lines.append("")
     g_cores = next(iter(result["projection"].values()))["cpu"]["gpu_node"]["cores"]
     if gpu_ips:
-        lines.append(f"GPU node ({g_cores} cores): embedding forward at the given measured "
-                     f"{gpu_ips:.0f} images/s, BRISQUE and decoding spread over the node's cores.")
+        lines.append(
+            f"GPU node ({g_cores} cores): embedding forward at the given measured "
+            f"{gpu_ips:.0f} images/s, BRISQUE and decoding spread over the node's cores."
+        )
     else:
-        lines.append(f"GPU node ({g_cores} cores) is an ESTIMATE: no GPU throughput was given, so the "
-                     "forward pass is assumed not to be the bottleneck and the embedding stage is "
-                     f"bound by decoding + preprocessing ({1e3 * result['decode_cpu_s_per_image']:.2f} "
-                     "ms CPU per image, measured) spread with BRISQUE over the node's cores.")
+        lines.append(
+            f"GPU node ({g_cores} cores) is an ESTIMATE: no GPU throughput was given, so the "
+            "forward pass is assumed not to be the bottleneck and the embedding stage is "
+            f"bound by decoding + preprocessing ({1e3 * result['decode_cpu_s_per_image']:.2f} "
+            "ms CPU per image, measured) spread with BRISQUE over the node's cores."
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -545,23 +699,41 @@ def finish(result: dict, out: Path, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=100_000, help="dataset size N")
-    p.add_argument("--formats", nargs="+", default=["imagefolder", "recordio"],
-                   choices=["imagefolder", "recordio"])
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        default=["imagefolder", "recordio"],
+        choices=["imagefolder", "recordio"],
+    )
     p.add_argument("--shards", type=int, default=16, help="static shard count")
     p.add_argument("--cores", type=int, default=2, help="snakemake --cores")
-    p.add_argument("--out", type=Path, default=Path("/tmp/featnorm-scale"),
-                   help="results folder (JSON, runs, model, data)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/tmp/featnorm-scale"),
+        help="results folder (JSON, runs, model, data)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (OUT/data-N)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gen-processes", type=int, default=2, help="rendering processes")
-    p.add_argument("--gpu-embed-ips", type=float, default=None,
-                   help="measured GPU embedding throughput (images/s) for the GPU-node projection")
+    p.add_argument(
+        "--gpu-embed-ips",
+        type=float,
+        default=None,
+        help="measured GPU embedding throughput (images/s) for the GPU-node projection",
+    )
     p.add_argument("--gpu-node-cores", type=int, default=16, help="CPU cores of the GPU node")
     p.add_argument("--project-cores", type=int, nargs="+", default=[2, 16, 64])
-    p.add_argument("--report-only", action="store_true",
-                   help="recompute the projection and report from OUT/scale-N.json (no runs)")
-    p.add_argument("--clean", action="store_true",
-                   help="remove the generated dataset and run folders at the end (JSON kept)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="recompute the projection and report from OUT/scale-N.json (no runs)",
+    )
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the generated dataset and run folders at the end (JSON kept)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     out = args.out.resolve()
@@ -574,9 +746,16 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint, ckpt_info = demo_checkpoint(out)
     logger.info("checkpoint %s (%s)", checkpoint, ckpt_info)
     dataset = build_dataset(data_dir, args.images, seed=args.seed, processes=args.gen_processes)
-    result = {"images": args.images, "shards": args.shards, "cores": args.cores,
-              "cpu_count": os.cpu_count(), "dataset": dataset, "checkpoint": ckpt_info,
-              "runs": {}, "command": " ".join([sys.executable, *sys.argv])}
+    result = {
+        "images": args.images,
+        "shards": args.shards,
+        "cores": args.cores,
+        "cpu_count": os.cpu_count(),
+        "dataset": dataset,
+        "checkpoint": ckpt_info,
+        "runs": {},
+        "command": " ".join([sys.executable, *sys.argv]),
+    }
     roots = {"imagefolder": data_dir / "imagefolder", "recordio": data_dir / "recordio"}
     result_dirs = {}
     for fmt in args.formats:
@@ -591,9 +770,17 @@ def main(argv: list[str] | None = None) -> int:
         packed = float((rules["sum_s"] * rules["threads"]).sum() / args.cores)
         checks = reconcile(workdir / "results", args.images, dataset["identities"])
         result_dirs[fmt] = workdir / "results"
-        result["runs"][fmt] = {"run": run, "noop": noop, "jobs": len(jobs), "packed_s": round(packed, 1),
-                               "rules": rules.round(3).to_dict(orient="index"), "checks": checks}
-        logger.info("%s: %.0f s wall, %d jobs, load %.1f", fmt, run["wall_s"], len(jobs), run["load_mean"])
+        result["runs"][fmt] = {
+            "run": run,
+            "noop": noop,
+            "jobs": len(jobs),
+            "packed_s": round(packed, 1),
+            "rules": rules.round(3).to_dict(orient="index"),
+            "checks": checks,
+        }
+        logger.info(
+            "%s: %.0f s wall, %d jobs, load %.1f", fmt, run["wall_s"], len(jobs), run["load_mean"]
+        )
     result["format_comparison"] = compare_formats(result_dirs)
     first = next(iter(result_dirs.values()))
     result["decode_cpu_s_per_image"] = decode_cost(first, DECODE_PROBE_IMAGES)

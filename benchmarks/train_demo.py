@@ -39,8 +39,9 @@ def _setup(seed: int):
     torch.manual_seed(seed)
     backbone = models.build("adaface", "ir_demo").train()
     head = train.AdaFaceHead(CLASSES, generator=torch.Generator().manual_seed(seed))
-    optimiser = torch.optim.SGD(list(backbone.parameters()) + list(head.parameters()), lr=0.01,
-                                momentum=0.9)
+    optimiser = torch.optim.SGD(
+        list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9
+    )
     return backbone, head, optimiser
 
 
@@ -83,8 +84,10 @@ def main() -> None:
             x = lut[torch.where(flip[:, None, None, None], x.flip(3), x).long()]
             _step(*state, x, labels[idx], bf16=bf16)
 
-    runs = {"seed (fp32, batch 32)": (seed_chunk, _setup(0), []),
-            f"featnorm ({'bf16' if bf16 else 'fp32'}, batch 64)": (featnorm_chunk, _setup(0), [])}
+    runs = {
+        "seed (fp32, batch 32)": (seed_chunk, _setup(0), []),
+        f"featnorm ({'bf16' if bf16 else 'fp32'}, batch 64)": (featnorm_chunk, _setup(0), []),
+    }
     warm_up = {seed_chunk: False, featnorm_chunk: bf16}  # oneDNN creates its primitives once
     for chunk, state, _ in runs.values():
         _step(*state, floats[:64], labels[:64], bf16=warm_up[chunk])
@@ -95,18 +98,24 @@ def main() -> None:
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             busy = cpu >= BUSY_SHARE * args.threads * wall
             kept.append((wall, cpu, busy))
-    print(f"threads {args.threads}, {args.images} images per chunk, {args.rounds} rounds; "
-          f"bf16 native: {bf16}")
+    print(
+        f"threads {args.threads}, {args.images} images per chunk, {args.rounds} rounds; "
+        f"bf16 native: {bf16}"
+    )
     rates = {}
     for name, (_, _, kept) in runs.items():
         busy = [k for k in kept if k[2]] or kept
         wall = float(np.median([w for w, _, _ in busy]))
         cpu = float(np.median([c for _, c, _ in busy]))
         rates[name] = (args.images / wall, args.images / cpu)
-        print(f"{name:28s} {args.images / wall:7.1f} img/s wall  {args.images / cpu:7.1f} img per "
-              f"CPU-s  ({sum(k[2] for k in kept)}/{len(kept)} chunks busy)")
+        print(
+            f"{name:28s} {args.images / wall:7.1f} img/s wall  {args.images / cpu:7.1f} img per "
+            f"CPU-s  ({sum(k[2] for k in kept)}/{len(kept)} chunks busy)"
+        )
     (seed_wall, seed_cpu), (new_wall, new_cpu) = rates.values()
-    print(f"ratio featnorm / seed: {new_wall / seed_wall:.2f}x wall, {new_cpu / seed_cpu:.2f}x per CPU-s")
+    print(
+        f"ratio featnorm / seed: {new_wall / seed_wall:.2f}x wall, {new_cpu / seed_cpu:.2f}x per CPU-s"
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ def check_env_file(env_file: Path) -> list[str]:
         if path is not None:
             folder = (env_file.parent / path).resolve()
             if not ((folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file()):
-                problems.append(f"pip: {entry!r}, resolved against {env_file.parent} (the env "
-                                f"file's folder), is {folder}: not a Python project")
+                problems.append(
+                    f"pip: {entry!r}, resolved against {env_file.parent} (the env "
+                    f"file's folder), is {folder}: not a Python project"
+                )
         elif not entry.startswith(PIP_OPTIONS):
             try:
                 Requirement(entry)
@@ -72,7 +74,8 @@ def create_env(prefix: Path) -> None:
     python.write_text(
         "#!/bin/sh\n"
         f'echo "$0" >> "$CONDA_STANDIN_RECORD.python"\n'
-        f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{site}" exec {sys.executable} -S "$@"\n')
+        f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{site}" exec {sys.executable} -S "$@"\n'
+    )
     python.chmod(0o755)
 
 
@@ -81,8 +84,15 @@ def main(argv: list[str]) -> int:
     if argv == ["--version"]:
         print(f"conda {CONDA_VERSION}")
     elif argv[:2] == ["info", "--json"]:
-        print(json.dumps({"conda_prefix": os.environ["CONDA_STANDIN_BASE"], "platform": "linux-64",
-                          "conda_version": CONDA_VERSION}))
+        print(
+            json.dumps(
+                {
+                    "conda_prefix": os.environ["CONDA_STANDIN_BASE"],
+                    "platform": "linux-64",
+                    "conda_version": CONDA_VERSION,
+                }
+            )
+        )
     elif argv[:2] == ["config", "--get"]:
         print(json.dumps({"get": {"channel_priority": "strict"}}))
     elif argv[:2] == ["env", "create"]:
@@ -97,8 +107,10 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["clean"]:
         pass  # Snakemake's --conda-cleanup-pkgs (default tarballs): nothing was downloaded
     else:
-        print(f"conda stand-in: {argv} is not something Snakemake was expected to ask",
-              file=sys.stderr)
+        print(
+            f"conda stand-in: {argv} is not something Snakemake was expected to ask",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -15,5 +15,7 @@ SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
 def shared_reference() -> Path:
     """Path to ``../shared/reference``; skips the test when it is absent (users' clones)."""
     if not SHARED_REFERENCE.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_REFERENCE} (only developers and CI have it)")
+        pytest.skip(
+            f"reference data not found at {SHARED_REFERENCE} (only developers and CI have it)"
+        )
     return SHARED_REFERENCE

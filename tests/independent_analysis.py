@@ -10,6 +10,7 @@ r_within, r_between, the between shares or the shrinkage z differ by more than 1
 CI bound by more than 0.02 from the plain bootstrap (Monte Carlo error of two 1000/2000-draw
 percentile bounds).
 """
+
 import sys
 
 import numpy as np
@@ -39,8 +40,10 @@ for _, row in diff[(diff["method"] == "pearson") & (diff["y"] == "brisque")].ite
     lo, hi = np.nanquantile(reps, [0.025, 0.975])
     worst_delta = max(worst_delta, abs(delta - row["delta"]))
     worst_ci = max(worst_ci, abs(lo - row["ci_low"]), abs(hi - row["ci_high"]))
-    print(f"  {row['x']}: delta {row['delta']:+.6f} vs {delta:+.6f}; CI [{row['ci_low']:+.4f}, "
-          f"{row['ci_high']:+.4f}] vs plain [{lo:+.4f}, {hi:+.4f}]")
+    print(
+        f"  {row['x']}: delta {row['delta']:+.6f} vs {delta:+.6f}; CI [{row['ci_low']:+.4f}, "
+        f"{row['ci_high']:+.4f}] vs plain [{lo:+.4f}, {hi:+.4f}]"
+    )
 print(f"delta: max |diff| = {worst_delta:.2e}; CI bounds: max |diff| = {worst_ci:.4f}")
 
 # 2. within/between split by pandas group operations
@@ -56,8 +59,12 @@ for _, row in dec.iterrows():
     n = part.groupby("label").size()
     share_x = (n * (means[row["x"]] - x.mean()) ** 2).sum() / ((x - x.mean()) ** 2).sum()
     share_y = (n * (means[row["y"]] - y.mean()) ** 2).sum() / ((y - y.mean()) ** 2).sum()
-    for mine, theirs in ((r_within, row["r_within"]), (r_between, row["r_between"]),
-                         (share_x, row["between_share_x"]), (share_y, row["between_share_y"])):
+    for mine, theirs in (
+        (r_within, row["r_within"]),
+        (r_between, row["r_between"]),
+        (share_x, row["between_share_x"]),
+        (share_y, row["between_share_y"]),
+    ):
         if np.isnan(mine) and np.isnan(theirs):
             continue
         worst = max(worst, abs(mine - theirs))
@@ -80,8 +87,9 @@ else:
     moderated = pd.Series(s0, index=n.index)
 z = (norm["feature_norm"] - g.transform("mean")) / np.sqrt(norm["label"].map(moderated))
 worst_z = np.max(np.abs(z - s.loc[norm.index, "feature_norm_shrinkage_z"]))
-print(f"shrinkage z: s0^2 = {s0:.6g}, d0 = {d0:.6g}; max |diff| over {len(z)} images = "
-      f"{worst_z:.2e}")
+print(
+    f"shrinkage z: s0^2 = {s0:.6g}, d0 = {d0:.6g}; max |diff| over {len(z)} images = {worst_z:.2e}"
+)
 
 failed = worst_delta > 1e-6 or worst_ci > 0.02 or worst > 1e-6 or worst_z > 1e-6
 print("FAILED" if failed else "all within tolerance")

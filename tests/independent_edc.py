@@ -87,14 +87,19 @@ def main(folder: Path) -> int:
             qa = q.reindex(gen["sample_id_a"]).to_numpy()
             qb = q.reindex(gen["sample_id_b"]).to_numpy()
             p = pauc(np.minimum(qa, qb).tolist(), errors, row.discard_limit)
-        checks = {"threshold": (t, row.threshold), "fnmr_at_0": (fnmr0, row.fnmr_at_0),
-                  "pauc": (p, row.pauc)}
+        checks = {
+            "threshold": (t, row.threshold),
+            "fnmr_at_0": (fnmr0, row.fnmr_at_0),
+            "pauc": (p, row.pauc),
+        }
         for name, (mine, theirs) in checks.items():
             ok = abs(mine - theirs) <= TOLERANCE_REL * abs(mine) + TOLERANCE_ABS
             bad += not ok
-            print(f"{'ok ' if ok else 'BAD'} {row.split:8s} {row.quality:26s} fmr={row.fmr:<6g} "
-                  f"limit={row.discard_limit:<4g} {name:9s} independent={mine:.6f} "
-                  f"edc.csv={theirs:.6f} diff={mine - theirs:+.2e}")
+            print(
+                f"{'ok ' if ok else 'BAD'} {row.split:8s} {row.quality:26s} fmr={row.fmr:<6g} "
+                f"limit={row.discard_limit:<4g} {name:9s} independent={mine:.6f} "
+                f"edc.csv={theirs:.6f} diff={mine - theirs:+.2e}"
+            )
     print(f"{bad} value(s) outside 5 % + 5e-4")
     return 1 if bad else 0
 

@@ -12,15 +12,30 @@ SNAKEMAKE_TIMEOUT_S = 900  # bounds a hung run; a tiny demo takes about a minute
 
 def snakemake_command(workdir: Path, config: Path, *args: str) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(config), *args,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        *args,
     ]
 
 
 def run_snakemake(workdir: Path, config: Path, *args: str, check: bool = True):
     """Run snakemake in ``workdir`` with ``config``; raise with its output when ``check`` fails."""
-    result = subprocess.run(snakemake_command(workdir, config, *args), capture_output=True,
-                            text=True, timeout=SNAKEMAKE_TIMEOUT_S, check=False)
+    result = subprocess.run(
+        snakemake_command(workdir, config, *args),
+        capture_output=True,
+        text=True,
+        timeout=SNAKEMAKE_TIMEOUT_S,
+        check=False,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
     return result

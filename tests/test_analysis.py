@@ -17,27 +17,38 @@ def _tables(seed=0, n_classes=40, ground_truth=True):
     sizes = rng.integers(1, 25, size=n_classes)
     labels = np.repeat(np.arange(n_classes), sizes)
     n = len(labels)
-    manifest = pd.DataFrame({
-        "sample_id": np.arange(n, dtype=np.int64), "path": [f"img/{i}.png" for i in range(n)],
-        "label": labels.astype(np.int64), "class_name": [f"id{label:03d}" for label in labels],
-    })
+    manifest = pd.DataFrame(
+        {
+            "sample_id": np.arange(n, dtype=np.int64),
+            "path": [f"img/{i}.png" for i in range(n)],
+            "label": labels.astype(np.int64),
+            "class_name": [f"id{label:03d}" for label in labels],
+        }
+    )
     quality = rng.uniform(0, 1, n)
     if ground_truth:
         manifest["true_quality"] = quality
         manifest["blur_sigma"] = 1 - quality
-    brisque = pd.DataFrame({"sample_id": np.arange(n), "brisque": 60 - 40 * quality
-                            + rng.normal(0, 3, n), "status": "ok"})
+    brisque = pd.DataFrame(
+        {
+            "sample_id": np.arange(n),
+            "brisque": 60 - 40 * quality + rng.normal(0, 3, n),
+            "status": "ok",
+        }
+    )
     norm = 20 + np.log(sizes)[labels] + 2 * quality + rng.normal(0, 0.5, n)
-    embed = pd.DataFrame({"sample_id": np.arange(n), "feature_norm": norm.astype(np.float32),
-                          "status": "ok"})
+    embed = pd.DataFrame(
+        {"sample_id": np.arange(n), "feature_norm": norm.astype(np.float32), "status": "ok"}
+    )
     return manifest, brisque, embed
 
 
 def _prepared(**kw):
     m, b, e = _tables(**kw)
     merged = analysis.merge_samples(m, b, e)
-    samples, info = analysis.standardise(merged, policies=POLICIES, min_class_size=2, ddof=1,
-                                         residual_degree=2)
+    samples, info = analysis.standardise(
+        merged, policies=POLICIES, min_class_size=2, ddof=1, residual_degree=2
+    )
     return samples, info
 
 
@@ -57,8 +68,7 @@ def test_rows_in_equal_rows_out_with_failed_and_missing_rows():
 
 def test_merge_refuses_ids_not_in_manifest_and_duplicates():
     m, b, e = _tables()
-    extra = pd.concat([b, pd.DataFrame({"sample_id": [10**6], "brisque": [1.0],
-                                        "status": ["ok"]})])
+    extra = pd.concat([b, pd.DataFrame({"sample_id": [10**6], "brisque": [1.0], "status": ["ok"]})])
     with pytest.raises(ValueError, match="not in the manifest"):
         analysis.merge_samples(m, extra, e)
     with pytest.raises(ValueError, match="repeats sample_id"):
@@ -113,10 +123,19 @@ def test_class_size_counts_the_training_split_only():
     kept = train_counts[train_counts > 0]
     assert sorted(cs.index) == sorted(kept.index)
     assert cs["n"].sort_index().tolist() == kept.sort_index().tolist()
-    train_means = e.loc[~holdout, "feature_norm"].astype(float).groupby(m.loc[~holdout, "label"]).mean()
+    train_means = (
+        e.loc[~holdout, "feature_norm"].astype(float).groupby(m.loc[~holdout, "label"]).mean()
+    )
     assert np.allclose(cs["norm_mean"].sort_index(), train_means.sort_index())
-    c = analysis.correlation_table(merged, model="demo", x_columns=["feature_norm"],
-                                   methods=["spearman"], replicates=20, confidence=0.95, seed=0)
+    c = analysis.correlation_table(
+        merged,
+        model="demo",
+        x_columns=["feature_norm"],
+        methods=["spearman"],
+        replicates=20,
+        confidence=0.95,
+        seed=0,
+    )
     effect = c[c["x"] == "class_size"].iloc[0]
     expected = spearmanr(kept.sort_index(), train_means.sort_index()).statistic
     assert effect["n"] == len(kept) and effect["r"] == pytest.approx(expected)
@@ -124,11 +143,28 @@ def test_class_size_counts_the_training_split_only():
 
 def test_correlation_table_contract_sign_convention_and_class_size_effect():
     samples, _ = _prepared()
-    c = analysis.correlation_table(samples, model="demo", x_columns=analysis.norm_columns(POLICIES),
-                                   methods=list(stats.METHODS), replicates=200, confidence=0.95,
-                                   seed=0)
-    for col in ["model", "x", "y", "method", "n", "r", "ci_low", "ci_high", "p_value",
-                "quality_aligned_r", "ci_method"]:
+    c = analysis.correlation_table(
+        samples,
+        model="demo",
+        x_columns=analysis.norm_columns(POLICIES),
+        methods=list(stats.METHODS),
+        replicates=200,
+        confidence=0.95,
+        seed=0,
+    )
+    for col in [
+        "model",
+        "x",
+        "y",
+        "method",
+        "n",
+        "r",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "quality_aligned_r",
+        "ci_method",
+    ]:
         assert col in c.columns
     raw = c[(c["x"] == "feature_norm") & (c["y"] == "brisque") & (c["method"] == "pearson")]
     # the norm rises with quality and BRISQUE falls: negative signed r, positive aligned r
@@ -139,28 +175,50 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
     assert size["r"] > 0.5 and size["ci_low"] > 0  # built in: norm grows with log class size
     assert (c["ci_low"] <= c["r"]).all() and (c["r"] <= c["ci_high"]).all()
     # same seed, same table
-    again = analysis.correlation_table(samples, model="demo",
-                                       x_columns=analysis.norm_columns(POLICIES),
-                                       methods=list(stats.METHODS), replicates=200,
-                                       confidence=0.95, seed=0)
+    again = analysis.correlation_table(
+        samples,
+        model="demo",
+        x_columns=analysis.norm_columns(POLICIES),
+        methods=list(stats.METHODS),
+        replicates=200,
+        confidence=0.95,
+        seed=0,
+    )
     pd.testing.assert_frame_equal(c, again)
 
 
 def test_without_ground_truth_only_brisque_is_a_reference():
     m, b, e = _tables(ground_truth=False)
-    samples, _ = analysis.standardise(analysis.merge_samples(m, b, e), policies=["z"],
-                                      min_class_size=2, ddof=1, residual_degree=1)
-    c = analysis.correlation_table(samples, model="m", x_columns=analysis.norm_columns(["z"]),
-                                   methods=["pearson"], replicates=50, confidence=0.9, seed=1)
+    samples, _ = analysis.standardise(
+        analysis.merge_samples(m, b, e), policies=["z"], min_class_size=2, ddof=1, residual_degree=1
+    )
+    c = analysis.correlation_table(
+        samples,
+        model="m",
+        x_columns=analysis.norm_columns(["z"]),
+        methods=["pearson"],
+        replicates=50,
+        confidence=0.9,
+        seed=1,
+    )
     assert set(c["y"]) == {"brisque", "brisque | log class_size", "class_norm_mean"}
 
 
 def test_table1_and_comparison_across_models():
     samples, _ = _prepared()
     cols = analysis.norm_columns(["z"])
-    tables = [analysis.correlation_table(samples, model=m, x_columns=cols, methods=["pearson"],
-                                         replicates=50, confidence=0.95, seed=s)
-              for m, s in (("a", 0), ("b", 1))]
+    tables = [
+        analysis.correlation_table(
+            samples,
+            model=m,
+            x_columns=cols,
+            methods=["pearson"],
+            replicates=50,
+            confidence=0.95,
+            seed=s,
+        )
+        for m, s in (("a", 0), ("b", 1))
+    ]
     corr = pd.concat(tables, ignore_index=True)
     t1 = analysis.table1(corr)
     assert t1["norm"].tolist() == cols
@@ -190,9 +248,15 @@ def _holm_loop(p):
 
 def test_p_holm_adjusts_over_every_row_of_the_model():
     samples, _ = _prepared()
-    c = analysis.correlation_table(samples, model="m", x_columns=analysis.norm_columns(POLICIES),
-                                   methods=list(stats.METHODS), replicates=300, confidence=0.95,
-                                   seed=3)
+    c = analysis.correlation_table(
+        samples,
+        model="m",
+        x_columns=analysis.norm_columns(POLICIES),
+        methods=list(stats.METHODS),
+        replicates=300,
+        confidence=0.95,
+        seed=3,
+    )
     np.testing.assert_allclose(c["p_holm"], _holm_loop(c["p_value"].to_numpy()))
     assert (c["p_value"].dropna() >= 2 / 301 - 1e-12).all()  # never below the resolution
     assert (c["p_holm"].dropna() >= c["p_value"].dropna()).all()
@@ -204,12 +268,25 @@ def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 4}
     corr = analysis.correlation_table(samples, methods=["pearson", "spearman"], **kw)
     diff = contrast_tables.differences_table(samples, methods=["pearson", "spearman"], **kw)
-    assert list(diff.columns[:12]) == ["model", "x", "reference", "y", "method", "n", "n_classes",
-                                       "delta", "ci_low", "ci_high", "p_value", "replicates"]
+    assert list(diff.columns[:12]) == [
+        "model",
+        "x",
+        "reference",
+        "y",
+        "method",
+        "n",
+        "n_classes",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "replicates",
+    ]
     assert len(diff) == (len(cols) - 1) * 2 * 2  # x != feature_norm, 2 references, 2 methods
     np.testing.assert_allclose(diff["delta"], diff["r_x"] - diff["r_reference"], atol=1e-15)
-    np.testing.assert_allclose(diff["quality_aligned_delta"],
-                               np.where(diff["lower_is_better"], -1, 1) * diff["delta"])
+    np.testing.assert_allclose(
+        diff["quality_aligned_delta"], np.where(diff["lower_is_better"], -1, 1) * diff["delta"]
+    )
     # shrinkage_z is defined wherever the norm is: its r and interval bounds come from the same
     # rows and draws as in correlations.csv
     key = ["x", "y", "method"]
@@ -220,8 +297,9 @@ def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
     assert len(dec) == len(cols) * 2
     z = dec[dec["x"] == "feature_norm_z"].iloc[0]
     assert z["between_share_x"] < 1e-12 and np.isnan(z["r_between"])
-    bands = contrast_tables.by_class_size_table(samples, methods=["pearson"],
-                                                size_bins=[2, 4, 8, 16], **kw)
+    bands = contrast_tables.by_class_size_table(
+        samples, methods=["pearson"], size_bins=[2, 4, 8, 16], **kw
+    )
     raw = bands[(bands["x"] == "feature_norm") & (bands["y"] == "brisque")]
     size = samples["class_size"]
     assert raw["n"].sum() == ((samples["status"] == "ok") & (size >= 2)).sum()
@@ -238,14 +316,19 @@ def test_summary_states_the_change_with_its_ci_and_does_not_read_the_seed():
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 0}
     res = summary.ModelResults(
         correlations=analysis.correlation_table(samples, methods=["pearson"], **kw),
-        class_stats=analysis.class_stats(samples), samples=samples, standardise=info,
+        class_stats=analysis.class_stats(samples),
+        samples=samples,
+        standardise=info,
         differences=contrast_tables.differences_table(samples, methods=["pearson"], **kw),
         decomposition=contrast_tables.decomposition_table(samples, **kw),
-        by_class_size=contrast_tables.by_class_size_table(samples, methods=["pearson"],
-                                                          size_bins=[2, 8], **kw))
+        by_class_size=contrast_tables.by_class_size_table(
+            samples, methods=["pearson"], size_bins=[2, 8], **kw
+        ),
+    )
     text = summary.render({"m": res}, confidence=0.95)
-    z = res.differences[(res.differences["x"] == "feature_norm_z")
-                        & (res.differences["y"] == "brisque")].iloc[0]
+    z = res.differences[
+        (res.differences["x"] == "feature_norm_z") & (res.differences["y"] == "brisque")
+    ].iloc[0]
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("- feature_norm_z: delta"))
     assert f"{z['delta']:+.3f} [{z['ci_low']:+.3f}, {z['ci_high']:+.3f}]" in line
     direction = "strengthened" if z["quality_aligned_delta"] > 0 else "weakened"
@@ -261,8 +344,15 @@ def test_class_size_band_interval_equals_a_plain_stratified_loop():
     taken as class indices by a plain loop give the same percentile interval."""
     samples, _ = _prepared()
     bands = contrast_tables.by_class_size_table(
-        samples, model="m", x_columns=["feature_norm"], methods=["pearson"], size_bins=[2, 8],
-        replicates=300, confidence=0.9, seed=5)
+        samples,
+        model="m",
+        x_columns=["feature_norm"],
+        methods=["pearson"],
+        size_bins=[2, 8],
+        replicates=300,
+        confidence=0.9,
+        seed=5,
+    )
     row = bands[(bands["y"] == "brisque")].iloc[1]  # band 1: classes of >= 8 images
     part = samples[(samples["class_size"] >= 8) & (samples["status"] == "ok")]
     labels = np.sort(part["label"].unique())
@@ -273,4 +363,6 @@ def test_class_size_band_interval_equals_a_plain_stratified_loop():
         reps.append(np.corrcoef(rs["feature_norm"], rs["brisque"])[0, 1])
     lo, hi = np.quantile(reps, [0.05, 0.95])
     assert row["size_low"] == 8 and row["n_classes"] == len(labels)
-    assert row["ci_low"] == pytest.approx(lo, abs=1e-9) and row["ci_high"] == pytest.approx(hi, abs=1e-9)
+    assert row["ci_low"] == pytest.approx(lo, abs=1e-9) and row["ci_high"] == pytest.approx(
+        hi, abs=1e-9
+    )

@@ -51,8 +51,12 @@ snakemake = run_snakemake  # (workdir, config, *args, check=True)
 
 
 def featnorm_cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "featnorm", *args], check=True, capture_output=True,
-                   timeout=SNAKEMAKE_TIMEOUT_S)
+    subprocess.run(
+        [sys.executable, "-m", "featnorm", *args],
+        check=True,
+        capture_output=True,
+        timeout=SNAKEMAKE_TIMEOUT_S,
+    )
 
 
 def encode(ext: str, image: np.ndarray, *params: int) -> bytes:
@@ -82,7 +86,8 @@ def cmyk_jpeg(bgr: np.ndarray) -> bytes | None:
         return None
     buf = bytes_io.BytesIO()
     Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1])).convert("CMYK").save(
-        buf, "JPEG", quality=95)
+        buf, "JPEG", quality=95
+    )
     return buf.getvalue()
 
 
@@ -173,17 +178,51 @@ def demo_model(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("demo_model")
     demo = json.dumps({"identities": 4, "min_images": 3, "max_images": 6, "seed": 3})
     manifest = folder / "manifest.parquet"
-    featnorm_cli("manifest", "--format", "demo", "--demo", demo, "--demo-dir",
-                 str(folder / "images"), "--output", str(manifest))
+    featnorm_cli(
+        "manifest",
+        "--format",
+        "demo",
+        "--demo",
+        demo,
+        "--demo-dir",
+        str(folder / "images"),
+        "--output",
+        str(manifest),
+    )
     checkpoint = folder / "checkpoint.ckpt"
-    featnorm_cli("train-demo", "--manifest", str(manifest), "--arch", "ir_demo", "--epochs", "1",
-                 "--batch-size", "8", "--lr", "0.1", "--seed", "0", "--threads", "2", "--precision", "fp32",
-                 "--output", str(checkpoint))
+    featnorm_cli(
+        "train-demo",
+        "--manifest",
+        str(manifest),
+        "--arch",
+        "ir_demo",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.1",
+        "--seed",
+        "0",
+        "--threads",
+        "2",
+        "--precision",
+        "fp32",
+        "--output",
+        str(checkpoint),
+    )
     return checkpoint, folder / "images"
 
 
-def write_config(path: Path, dataset: dict, checkpoint: Path | str, *, shards: int = SHARDS,
-                 arch: str = "ir_demo", **extra) -> Path:
+def write_config(
+    path: Path,
+    dataset: dict,
+    checkpoint: Path | str,
+    *,
+    shards: int = SHARDS,
+    arch: str = "ir_demo",
+    **extra,
+) -> Path:
     config = {
         "dataset": dataset,
         "shards": shards,
@@ -219,8 +258,9 @@ def bad_run(tmp_path_factory, demo_model, bad_folder) -> Path:
     checkpoint, _ = demo_model
     root, _ = bad_folder
     workdir = tmp_path_factory.mktemp("bad_run")
-    config = write_config(workdir / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint)
+    config = write_config(
+        workdir / "config.yaml", {"format": "imagefolder", "root": str(root)}, checkpoint
+    )
     snakemake(workdir, config, "--cores", "2", f"results/{MODEL}/samples.parquet")
     return workdir
 
@@ -230,7 +270,9 @@ def per_image(workdir: Path) -> pd.DataFrame:
     results = workdir / "results"
     manifest = io.read_table(results / "manifest.parquet")
     brisque = pd.concat([io.read_table(p) for p in sorted((results / "brisque").glob("*.parquet"))])
-    embed = pd.concat([io.read_table(p) for p in sorted((results / "embed" / MODEL).glob("*.parquet"))])
+    embed = pd.concat(
+        [io.read_table(p) for p in sorted((results / "embed" / MODEL).glob("*.parquet"))]
+    )
     for name, table in (("brisque", brisque), ("embed", embed)):
         assert sorted(table["sample_id"]) == manifest["sample_id"].tolist(), name
     table = manifest.merge(brisque.rename(columns={"status": "brisque_status"}), on="sample_id")
@@ -271,7 +313,8 @@ def test_each_case_gets_its_documented_status(bad_run: Path, bad_folder, case: s
     samples = io.read_table(bad_run / "results" / MODEL / "samples.parquet").set_index("sample_id")
     merged = samples.loc[row["sample_id"]]
     reasons = [f"brisque:{brisque_status}"] * (brisque_status != "ok") + [
-        f"embed:{embed_status}"] * (embed_status != "ok")
+        f"embed:{embed_status}"
+    ] * (embed_status != "ok")
     assert merged["status"] == ("; ".join(reasons) or "ok")
 
 
@@ -327,10 +370,14 @@ def test_huge_images_are_resized_for_the_model_and_tiny_ones_refused(bad_run: Pa
 def test_huge_image_memory_stays_bounded(bad_run: Path):
     """Per-shard jobs that read the 10,000 x 10,000 image stay under MAX_RSS_MB (benchmark tsv)."""
     bench = bad_run / "results" / "benchmarks"
-    tsvs = sorted(bench.glob("score_brisque/*.tsv")) + sorted(bench.glob(f"embed_shard/{MODEL}/*.tsv"))
+    tsvs = sorted(bench.glob("score_brisque/*.tsv")) + sorted(
+        bench.glob(f"embed_shard/{MODEL}/*.tsv")
+    )
     assert len(tsvs) == 2 * SHARDS
-    peaks = {p.relative_to(bench).as_posix(): float(pd.read_csv(p, sep="\t")["max_rss"].iloc[0])
-             for p in tsvs}
+    peaks = {
+        p.relative_to(bench).as_posix(): float(pd.read_csv(p, sep="\t")["max_rss"].iloc[0])
+        for p in tsvs
+    }
     assert max(peaks.values()) > 300, f"no job held the 300 MB decoded image: {peaks}"
     assert max(peaks.values()) < MAX_RSS_MB, peaks
 
@@ -359,14 +406,19 @@ def test_missing_file_in_a_list_gets_a_status(tmp_path: Path, demo_model):
     """dataset.format: list with a path that does not exist: status missing_file, row kept."""
     checkpoint, demo_images = demo_model
     present = sorted(demo_images.glob("*/*.jpg"))[:2]
-    listing = pd.DataFrame({
-        "path": [str(p) for p in present] + ["gone/nowhere.jpg"],
-        "label": [0, 0, 1],
-    })
+    listing = pd.DataFrame(
+        {
+            "path": [str(p) for p in present] + ["gone/nowhere.jpg"],
+            "label": [0, 0, 1],
+        }
+    )
     listing.to_csv(tmp_path / "list.csv", index=False)
-    config = write_config(tmp_path / "config.yaml",
-                          {"format": "list", "list": str(tmp_path / "list.csv")}, checkpoint,
-                          shards=1)
+    config = write_config(
+        tmp_path / "config.yaml",
+        {"format": "list", "list": str(tmp_path / "list.csv")},
+        checkpoint,
+        shards=1,
+    )
     snakemake(tmp_path, config, "--cores", "2", f"results/{MODEL}/samples.parquet")
     table = per_image(tmp_path)
     row = table.loc["nowhere.jpg"]
@@ -388,26 +440,49 @@ def test_missing_file_in_a_list_gets_a_status(tmp_path: Path, demo_model):
     ("dataset", "model", "message"),
     [
         ({"format": "recordio", "root": "{tmp}"}, {}, r"dataset\.root = .* has no train\.rec"),
-        ({"format": "imagefolder", "root": "{tmp}/config.yaml"}, {},
-         r"dataset\.root = .*config\.yaml.* is not a folder"),
-        ({"format": "list", "list": "{tmp}/no_list.csv"}, {}, r"dataset\.list = .*no_list\.csv.* does not exist"),
-        ({}, {"family": "magface", "arch": "ir_50"},
-         r"models\.tiny\.arch = 'ir_50' is not known for family magface; use one of iresnet"),
-        ({}, {"checkpoint": "{tmp}/missing.ckpt"}, r"models\.tiny\.checkpoint = .*missing\.ckpt.* does not exist"),
-        ({}, {"family": "magface", "arch": "iresnet18", "checkpoint": "train"},
-         r"checkpoint = train works for family adaface only"),
+        (
+            {"format": "imagefolder", "root": "{tmp}/config.yaml"},
+            {},
+            r"dataset\.root = .*config\.yaml.* is not a folder",
+        ),
+        (
+            {"format": "list", "list": "{tmp}/no_list.csv"},
+            {},
+            r"dataset\.list = .*no_list\.csv.* does not exist",
+        ),
+        (
+            {},
+            {"family": "magface", "arch": "ir_50"},
+            r"models\.tiny\.arch = 'ir_50' is not known for family magface; use one of iresnet",
+        ),
+        (
+            {},
+            {"checkpoint": "{tmp}/missing.ckpt"},
+            r"models\.tiny\.checkpoint = .*missing\.ckpt.* does not exist",
+        ),
+        (
+            {},
+            {"family": "magface", "arch": "iresnet18", "checkpoint": "train"},
+            r"checkpoint = train works for family adaface only",
+        ),
     ],
 )
-def test_bad_config_is_refused_before_any_job(tmp_path: Path, demo_model, bad_folder,
-                                              dataset: dict, model: dict, message: str):
+def test_bad_config_is_refused_before_any_job(
+    tmp_path: Path, demo_model, bad_folder, dataset: dict, model: dict, message: str
+):
     checkpoint, _ = demo_model
     root, _ = bad_folder
 
     def fill(d: dict) -> dict:
-        return {k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in d.items()}
+        return {
+            k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in d.items()
+        }
 
-    config = write_config(tmp_path / "config.yaml",
-                          fill(dataset) or {"format": "imagefolder", "root": str(root)}, checkpoint)
+    config = write_config(
+        tmp_path / "config.yaml",
+        fill(dataset) or {"format": "imagefolder", "root": str(root)},
+        checkpoint,
+    )
     settings = yaml.safe_load(config.read_text())
     settings["models"][MODEL].update(fill(model))
     config.write_text(yaml.safe_dump(settings, allow_unicode=True))
@@ -417,14 +492,19 @@ def test_bad_config_is_refused_before_any_job(tmp_path: Path, demo_model, bad_fo
     assert not (tmp_path / "results").exists()
 
 
-def test_checkpoint_of_another_arch_fails_fast_in_the_embed_job(tmp_path: Path, demo_model,
-                                                               bad_folder):
+def test_checkpoint_of_another_arch_fails_fast_in_the_embed_job(
+    tmp_path: Path, demo_model, bad_folder
+):
     """An ir_demo checkpoint configured as ir_18 cannot be detected without reading the file:
     the embed job refuses it before embedding anything, names both archs, and leaves no table."""
     checkpoint, _ = demo_model
     root, _ = bad_folder
-    config = write_config(tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint, arch="ir_18")
+    config = write_config(
+        tmp_path / "config.yaml",
+        {"format": "imagefolder", "root": str(root)},
+        checkpoint,
+        arch="ir_18",
+    )
     target = f"results/embed/{MODEL}/shard-0.parquet"
     result = snakemake(tmp_path, config, "--cores", "1", target, check=False)
     assert result.returncode != 0
@@ -437,15 +517,21 @@ def test_checkpoint_of_another_arch_fails_fast_in_the_embed_job(tmp_path: Path, 
     assert not bench.exists() or float(pd.read_csv(bench, sep="\t")["s"].iloc[0]) < 60
 
 
-def test_more_shards_than_images_is_refused_by_the_shard_step(tmp_path: Path, demo_model,
-                                                             bad_folder):
+def test_more_shards_than_images_is_refused_by_the_shard_step(
+    tmp_path: Path, demo_model, bad_folder
+):
     """An image folder is only counted when listed: the shard job refuses and says the limit."""
     checkpoint, _ = demo_model
     root, written = bad_folder
-    config = write_config(tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint, shards=500)
-    result = snakemake(tmp_path, config, "--cores", "1", "results/shards/shard-0.parquet",
-                       check=False)
+    config = write_config(
+        tmp_path / "config.yaml",
+        {"format": "imagefolder", "root": str(root)},
+        checkpoint,
+        shards=500,
+    )
+    result = snakemake(
+        tmp_path, config, "--cores", "1", "results/shards/shard-0.parquet", check=False
+    )
     assert result.returncode != 0
     log = (tmp_path / "results" / "logs" / "make_shards.log").read_text()
     assert f"shards = 500 but the dataset has {len(written)} images" in log, log
@@ -464,8 +550,9 @@ def test_results_path_taken_by_a_file_is_refused(tmp_path: Path, demo_model, bad
     """``results`` exists as a regular file (root ignores chmod, so a file is what blocks it)."""
     checkpoint, _ = demo_model
     root, _ = bad_folder
-    config = write_config(tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint)
+    config = write_config(
+        tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)}, checkpoint
+    )
     (tmp_path / "results").write_text("not a folder")
     (tmp_path / "results").chmod(mode)
     result = snakemake(tmp_path, config, "--dry-run", check=False)
@@ -479,8 +566,9 @@ def test_directory_inside_a_file_is_refused(tmp_path: Path, demo_model, bad_fold
     """``--directory`` below a regular file: Snakemake cannot enter it and says which path."""
     checkpoint, _ = demo_model
     root, _ = bad_folder
-    config = write_config(tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint)
+    config = write_config(
+        tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)}, checkpoint
+    )
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     result = snakemake(blocker / "work", config, "--dry-run", check=False)
@@ -493,12 +581,14 @@ def test_read_only_output_folder_is_refused(tmp_path: Path, demo_model, bad_fold
     skipped otherwise): refused at parse time, the message names the fix."""
     checkpoint, _ = demo_model
     root, _ = bad_folder
-    config = write_config(tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)},
-                          checkpoint)
+    config = write_config(
+        tmp_path / "config.yaml", {"format": "imagefolder", "root": str(root)}, checkpoint
+    )
     workdir = tmp_path / "read_only"
     workdir.mkdir()
-    mount = subprocess.run(["mount", "--bind", "-o", "ro", str(workdir), str(workdir)],
-                           capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(workdir), str(workdir)], capture_output=True, text=True
+    )
     if mount.returncode != 0:
         pytest.skip(f"cannot make a read-only bind mount here: {mount.stderr.strip()}")
     try:

@@ -28,7 +28,9 @@ def _photo_like(h: int = 180, w: int = 220, *, seed: int = 7) -> np.ndarray:
     sensor-like noise, passed through a JPEG round trip (flat 8x8 blocks, ringing)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    img = np.dstack([(xx * 255 / w), (yy * 255 / h), ((xx + yy) * 127 / (h + w))]).astype(np.float64)
+    img = np.dstack([(xx * 255 / w), (yy * 255 / h), ((xx + yy) * 127 / (h + w))]).astype(
+        np.float64
+    )
     img = img.astype(np.uint8)
     cv2.circle(img, (w // 3, h // 2), h // 4, (30, 200, 90), -1)
     cv2.rectangle(img, (w // 2, h // 5), (w - 20, h // 2), (220, 40, 40), -1)
@@ -138,8 +140,10 @@ def test_float64_features_equal_matlab_transcription_on_odd_sizes():
         grey = _grey(img)
         ws = mscn._Workspace("float64")
         half = mscn._half_scale(ws, grey).copy()
-        expected = np.array(_matlab_scale_features(mscn._mscn(ws, grey).copy())
-                            + _matlab_scale_features(mscn._mscn(ws, half).copy()))
+        expected = np.array(
+            _matlab_scale_features(mscn._mscn(ws, grey).copy())
+            + _matlab_scale_features(mscn._mscn(ws, half).copy())
+        )
         np.testing.assert_allclose(row, expected, rtol=1e-5, atol=1e-8)
 
 
@@ -155,10 +159,14 @@ def test_mscn_matches_direct_definition():
     x = grey.astype(np.float64)
     win = np.outer(mscn._window_1d(), mscn._window_1d())
     pad = np.pad(x, 3)  # filter2(..., 'same'): zero padding
-    mu = sum(win[i, j] * pad[i : i + x.shape[0], j : j + x.shape[1]]
-             for i in range(7) for j in range(7))
-    sq = sum(win[i, j] * pad[i : i + x.shape[0], j : j + x.shape[1]] ** 2
-             for i in range(7) for j in range(7))
+    mu = sum(
+        win[i, j] * pad[i : i + x.shape[0], j : j + x.shape[1]] for i in range(7) for j in range(7)
+    )
+    sq = sum(
+        win[i, j] * pad[i : i + x.shape[0], j : j + x.shape[1]] ** 2
+        for i in range(7)
+        for j in range(7)
+    )
     expected = (x - mu) / (np.sqrt(np.abs(sq - mu * mu)) + 1)
     got = mscn._mscn(mscn._Workspace(), grey)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
@@ -210,8 +218,13 @@ def test_svr_is_the_kernel_sum():
     model = brisque.live_model()
     feats = brisque.features([_photo_like()])
     x = -1 + 2 * (feats[0] - model.feature_min) / (model.feature_max - model.feature_min)
-    expected = sum(c * np.exp(-model.gamma * np.sum((x - sv) ** 2))
-                   for c, sv in zip(model.coef, model.sv, strict=True)) - model.rho
+    expected = (
+        sum(
+            c * np.exp(-model.gamma * np.sum((x - sv) ** 2))
+            for c, sv in zip(model.coef, model.sv, strict=True)
+        )
+        - model.rho
+    )
     assert model.predict(feats)[0] == pytest.approx(expected, rel=1e-12)
     assert np.isnan(model.predict(np.full((1, 36), np.nan))[0])
 
@@ -278,11 +291,15 @@ def test_input_types_normalise_to_the_same_grey():
 
 def test_unsupported_input_is_a_status():
     img = _photo_like()
-    feats, status = brisque.features_and_status([
-        img.astype(np.int32), np.zeros((50, 50, 5), np.uint8), "not an array",
-        img.astype(np.float32),  # floats on the 0..255 scale: refused, not clipped to white
-        np.full((50, 50), np.nan, np.float32),
-    ])
+    feats, status = brisque.features_and_status(
+        [
+            img.astype(np.int32),
+            np.zeros((50, 50, 5), np.uint8),
+            "not an array",
+            img.astype(np.float32),  # floats on the 0..255 scale: refused, not clipped to white
+            np.full((50, 50), np.nan, np.float32),
+        ]
+    )
     assert status == ["unsupported_input"] * 3 + ["float_out_of_range"] * 2
     assert np.isnan(feats).all()
 
@@ -310,16 +327,25 @@ def _shard(tmp_path: Path) -> pd.DataFrame:
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "junk.jpg").write_bytes(b"not a jpeg at all")
     names = [*files, "empty.jpg", "junk.jpg", "missing.jpg"]
-    return pd.DataFrame({
-        "sample_id": np.arange(10, 10 + len(names), dtype=np.int64),
-        "path": [str(tmp_path / n) for n in names],
-        "label": np.zeros(len(names), np.int64),
-        "class_name": ["c"] * len(names),
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": np.arange(10, 10 + len(names), dtype=np.int64),
+            "path": [str(tmp_path / n) for n in names],
+            "label": np.zeros(len(names), np.int64),
+            "class_name": ["c"] * len(names),
+        }
+    )
 
 
-EXPECTED_STATUS = ["ok", "ok", "too_small", "flat_image", "empty_file", "undecodable",
-                   "missing_file"]
+EXPECTED_STATUS = [
+    "ok",
+    "ok",
+    "too_small",
+    "flat_image",
+    "empty_file",
+    "undecodable",
+    "missing_file",
+]
 
 
 def test_score_table_rows_and_statuses(tmp_path):
@@ -343,9 +369,21 @@ def test_cli_step_writes_table_with_flavour(tmp_path):
     shard_path = tmp_path / "shard-0.parquet"
     io.write_table(_shard(tmp_path), shard_path, params={"shard": 0})
     out_path = tmp_path / "brisque" / "shard-0.parquet"
-    rc = cli_main(["brisque", "--shard", str(shard_path), "--threads", "1",
-                   "--precision", "float64",
-                   "--output", str(out_path), "--log", str(tmp_path / "log.txt")])
+    rc = cli_main(
+        [
+            "brisque",
+            "--shard",
+            str(shard_path),
+            "--threads",
+            "1",
+            "--precision",
+            "float64",
+            "--output",
+            str(out_path),
+            "--log",
+            str(tmp_path / "log.txt"),
+        ]
+    )
     assert rc == 0
     table = io.read_table(out_path)
     assert list(table.columns) == ["sample_id", "brisque", "status"]
@@ -410,8 +448,12 @@ def test_features_match_pyiqa(shared_reference):
 def test_edge_images_of_the_reference(shared_reference):
     ref = shared_reference / "brisque"
     scores = pd.read_csv(ref / "scores.csv").set_index("file")
-    names = ["edge__tiny_16x16.png", "edge__flat_grey_250.png", "edge__large_1000x800.png",
-             "edge__rgba_alpha_vignette.png"]
+    names = [
+        "edge__tiny_16x16.png",
+        "edge__flat_grey_250.png",
+        "edge__large_1000x800.png",
+        "edge__rgba_alpha_vignette.png",
+    ]
     images = [cv2.imread(str(ref / "images" / n), cv2.IMREAD_UNCHANGED) for n in names]
     assert images[3].shape[2] == 4  # RGBA read as BGRA: our input policy drops alpha
     feats, status = brisque.features_and_status(images)

@@ -38,8 +38,12 @@ def _lightning(state: dict[str, torch.Tensor], classes: int = 5) -> dict:
         "epoch": 3,
         "global_step": 120,
         "state_dict": {f"model.{k}": v for k, v in state.items()}
-        | {"head.kernel": torch.randn(512, classes), "head.t": torch.zeros(1),
-           "head.batch_mean": torch.full((1,), 20.0), "head.batch_std": torch.full((1,), 100.0)},
+        | {
+            "head.kernel": torch.randn(512, classes),
+            "head.t": torch.zeros(1),
+            "head.batch_mean": torch.full((1,), 20.0),
+            "head.batch_std": torch.full((1,), 100.0),
+        },
     }
 
 
@@ -118,8 +122,10 @@ def test_wrong_architecture_names_the_likely_one_and_the_keys(demo_model, tmp_pa
     assert "most likely holds family='adaface' arch='ir_demo' (100% of keys" in message
     assert "missing keys (first: body.4.shortcut_layer.0.weight" in message
     assert "unexpected keys (first: body.1.shortcut_layer.0.weight" in message
-    assert ("shape mismatches (first: input_layer.0.weight (16, 3, 3, 3) (model: (64, 3, 3, 3))"
-            in message)
+    assert (
+        "shape mismatches (first: input_layer.0.weight (16, 3, 3, 3) (model: (64, 3, 3, 3))"
+        in message
+    )
 
 
 def test_magface_file_loaded_as_adaface_names_the_magface_arch(tmp_path):
@@ -136,8 +142,11 @@ def test_truncated_file_is_a_clear_error(demo_model, tmp_path):
     torch.save(_lightning(demo_model.state_dict()), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"truncated\.ckpt' \(\d+ bytes\) could not be read; "
-                                              r"it is probably truncated"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"truncated\.ckpt' \(\d+ bytes\) could not be read; "
+        r"it is probably truncated",
+    ):
         models.load(path, "adaface", "ir_demo")
 
 
@@ -151,8 +160,11 @@ def test_pickle_payload_is_refused_and_does_not_run(demo_model, tmp_path):
     path = tmp_path / "payload.ckpt"
     torch.save(_lightning(demo_model.state_dict()) | {"callbacks": WritesAFile(target)}, path)
     assert not target.exists()
-    with pytest.raises(CheckpointError, match=r"safe loader \(weights_only=True\) refuses.*"
-                                              r"trust_legacy_pickle=True"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"safe loader \(weights_only=True\) refuses.*"
+        r"trust_legacy_pickle=True",
+    ):
         models.load(path, "adaface", "ir_demo")
     assert not target.exists()
     # the payload is real: a full unpickle does run it

@@ -28,6 +28,7 @@ def test_every_schema_key_has_a_description_and_defaults_where_optional():
             assert sub.get("description"), f"{path}{name} has no description"
             assert "type" in sub, f"{path}{name} has no type"
             walk(sub, f"{path}{name}.")
+
     walk(SCHEMA, "")
 
 
@@ -35,8 +36,11 @@ def test_readme_configuration_reference_names_every_key():
     readme = (REPO / "README.md").read_text()
     table = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
     # rows may group keys ("`train.epochs` / `batch_size`"): the section and the leaf must appear
-    missing = [k for k in _leaf_keys(SCHEMA)
-               if f"`{k.split('.')[0]}" not in table or k.split(".")[-1] not in table]
+    missing = [
+        k
+        for k in _leaf_keys(SCHEMA)
+        if f"`{k.split('.')[0]}" not in table or k.split(".")[-1] not in table
+    ]
     assert not missing, f"README configuration reference lacks {missing}"
 
 

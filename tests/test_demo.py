@@ -20,10 +20,10 @@ def test_default_class_sizes_are_long_tailed_like_casia():
 def test_true_quality_is_one_when_undegraded_and_falls_with_each_degradation():
     assert demo.true_quality(0, 1, 0, 100) == pytest.approx(1.0)
     clean = demo.true_quality(0, 1, 0, 100)
-    assert demo.true_quality(1.5, 1, 0, 100) == pytest.approx(0.5 ** 0.25)
-    assert demo.true_quality(0, 2, 0, 100) == pytest.approx(0.5 ** 0.25)
-    assert demo.true_quality(0, 1, 10, 100) == pytest.approx(0.5 ** 0.25)
-    assert demo.true_quality(0, 1, 0, 40) == pytest.approx(0.5 ** 0.25)
+    assert demo.true_quality(1.5, 1, 0, 100) == pytest.approx(0.5**0.25)
+    assert demo.true_quality(0, 2, 0, 100) == pytest.approx(0.5**0.25)
+    assert demo.true_quality(0, 1, 10, 100) == pytest.approx(0.5**0.25)
+    assert demo.true_quality(0, 1, 0, 40) == pytest.approx(0.5**0.25)
     assert demo.true_quality(3, 3, 20, 20) < demo.true_quality(1, 1.5, 5, 80) < clean
 
 
@@ -43,8 +43,13 @@ def test_generation_is_deterministic_and_writes_real_112px_images(tmp_path):
 def test_identities_differ_more_than_images_of_one_identity(tmp_path):
     """Undegraded renders of one identity are closer to each other than to another identity."""
     traits = [demo._identity_traits(np.random.default_rng([0, label, 0])) for label in range(2)]
-    renders = [[demo.render_identity_image(t, np.random.default_rng([0, i])).astype(float)
-                for i in range(4)] for t in traits]
+    renders = [
+        [
+            demo.render_identity_image(t, np.random.default_rng([0, i])).astype(float)
+            for i in range(4)
+        ]
+        for t in traits
+    ]
     within = np.mean([np.abs(renders[0][0] - renders[0][i]).mean() for i in range(1, 4)])
     between = np.mean([np.abs(renders[0][0] - renders[1][i]).mean() for i in range(4)])
     assert within < between

@@ -57,14 +57,17 @@ def test_gpu_assignment_reads_only_the_mapping_it_is_given(env, expected):
     ],
 )
 def test_choose_device_when_nothing_is_wrong(device, env, cuda_available, expected):
-    assert embed.choose_device(device, env, cuda_available=cuda_available,
-                               cuda_build="12.8") == expected
+    assert (
+        embed.choose_device(device, env, cuda_available=cuda_available, cuda_build="12.8")
+        == expected
+    )
 
 
 def test_gpu_given_to_a_cpu_only_torch_names_the_build_and_the_way_out():
     with pytest.raises(ValueError) as err:
-        embed.choose_device("auto", {"CUDA_VISIBLE_DEVICES": "0"}, cuda_available=False,
-                            cuda_build=None)
+        embed.choose_device(
+            "auto", {"CUDA_VISIBLE_DEVICES": "0"}, cuda_available=False, cuda_build=None
+        )
     message = str(err.value)
     assert "given a GPU (CUDA_VISIBLE_DEVICES=0)" in message
     assert "CPU-only build (torch.version.cuda is None)" in message
@@ -73,8 +76,9 @@ def test_gpu_given_to_a_cpu_only_torch_names_the_build_and_the_way_out():
 
 def test_gpu_given_to_a_cuda_torch_without_device_names_the_driver():
     with pytest.raises(ValueError) as err:
-        embed.choose_device("auto", {"SLURM_JOB_GPUS": "2"}, cuda_available=False,
-                            cuda_build="12.8")
+        embed.choose_device(
+            "auto", {"SLURM_JOB_GPUS": "2"}, cuda_available=False, cuda_build="12.8"
+        )
     message = str(err.value)
     assert "given a GPU (SLURM_JOB_GPUS=2)" in message
     assert "built for CUDA 12.8" in message and "driver" in message
@@ -109,16 +113,23 @@ def user_data(tmp_path_factory) -> tuple[Path, Path]:
 def test_images_below_min_side_are_too_small_with_nan(tmp_path: Path, user_data):
     """1x1, 31x40 and 40x31 px: too_small and NaN, not resized; 32x32 px is embedded."""
     _, checkpoint = user_data
-    face = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 256, (112, 112, 3), np.uint8),
-                            (5, 5), 0)
-    sizes = {"one.png": (1, 1), "short_rows.png": (31, 40), "short_cols.png": (40, 31),
-             "limit.png": (32, 32), "full.png": (112, 112)}
+    face = cv2.GaussianBlur(
+        np.random.default_rng(5).integers(0, 256, (112, 112, 3), np.uint8), (5, 5), 0
+    )
+    sizes = {
+        "one.png": (1, 1),
+        "short_rows.png": (31, 40),
+        "short_cols.png": (40, 31),
+        "limit.png": (32, 32),
+        "full.png": (112, 112),
+    }
     paths = []
     for name, (rows, cols) in sizes.items():
         assert cv2.imwrite(str(tmp_path / name), cv2.resize(face, (cols, rows)))
         paths.append(str(tmp_path / name))
     shard = pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64), "path": paths})
     from featnorm import models
+
     model = models.load(checkpoint, "adaface", "ir_demo")
     table = embed.embed_table(shard, model, family="adaface", device="cpu", batch_size=2)
     assert table["status"].tolist() == ["too_small"] * 3 + ["ok", "ok"]
@@ -133,14 +144,47 @@ def test_images_below_min_side_are_too_small_with_nan(tmp_path: Path, user_data)
 def test_cli_records_device_name_precision_and_min_side(tmp_path: Path, user_data):
     root, checkpoint = user_data
     paths = sorted(str(p) for p in root.glob("*/*.jpg"))
-    shard_path, output, log = tmp_path / "shard-0.parquet", tmp_path / "e.parquet", tmp_path / "e.log"
-    io.write_table(pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64),
-                                 "path": paths}), shard_path, params={"shard": 0})
-    code = main(["embed", "--shard", str(shard_path), "--checkpoint", str(checkpoint),
-                 "--family", "adaface", "--arch", "ir_demo", "--device", "cpu",
-                 "--batch-size", "4", "--workers", "0", "--min-side", "32",
-                 "--flip-fusion", "none", "--precision", "fp32", "--threads", "1",
-                 "--output", str(output), "--log", str(log)])
+    shard_path, output, log = (
+        tmp_path / "shard-0.parquet",
+        tmp_path / "e.parquet",
+        tmp_path / "e.log",
+    )
+    io.write_table(
+        pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64), "path": paths}),
+        shard_path,
+        params={"shard": 0},
+    )
+    code = main(
+        [
+            "embed",
+            "--shard",
+            str(shard_path),
+            "--checkpoint",
+            str(checkpoint),
+            "--family",
+            "adaface",
+            "--arch",
+            "ir_demo",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "--min-side",
+            "32",
+            "--flip-fusion",
+            "none",
+            "--precision",
+            "fp32",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+            "--log",
+            str(log),
+        ]
+    )
     assert code == 0
     meta = io.read_metadata(output)
     assert meta["device"] == "cpu" and meta["precision"] == "fp32" and meta["min_side_px"] == 32
@@ -156,8 +200,7 @@ def test_cli_records_device_name_precision_and_min_side(tmp_path: Path, user_dat
 
 @pytest.mark.workflow
 @pytest.mark.skipif(not CPU_ONLY_TORCH, reason="needs the CPU-only build of torch")
-def test_embed_all_with_a_gpu_given_fails_on_cpu_only_torch(tmp_path: Path, user_data,
-                                                             monkeypatch):
+def test_embed_all_with_a_gpu_given_fails_on_cpu_only_torch(tmp_path: Path, user_data, monkeypatch):
     """`snakemake embed_all` with CUDA_VISIBLE_DEVICES=0 and this CPU-only torch: the embed jobs
     fail, their logs name the cause and the way out, and no embedding table is left."""
     workdir = checkout_like(tmp_path / "checkout")

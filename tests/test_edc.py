@@ -38,21 +38,47 @@ def test_hand_worked_case():
     grid = edc.discard_grid([0.2], 0.1)
     np.testing.assert_allclose(grid, [0, 0.1, 0.2])
     np.testing.assert_allclose(edc.fnmr_curve(q, t > GENUINE, grid), [0.4, 1 / 3, 0.25])
-    res = edc.edc(GENUINE, np.arange(5), IMPOSTORS, {"q": q}, fmrs=[0.1], limits=[0.2], step=0.1,
-                  replicates=20, confidence=0.95, seed=0).table.set_index("quality")
+    res = edc.edc(
+        GENUINE,
+        np.arange(5),
+        IMPOSTORS,
+        {"q": q},
+        fmrs=[0.1],
+        limits=[0.2],
+        step=0.1,
+        replicates=20,
+        confidence=0.95,
+        seed=0,
+    ).table.set_index("quality")
     assert res.loc["q", "pauc"] == pytest.approx(0.1 * (0.4 / 2 + 1 / 3 + 0.25 / 2))
     assert res.loc["q", "fnmr_at_0"] == pytest.approx(0.4)
     assert res.loc["random", "pauc"] == pytest.approx(0.08)
-    fine = edc.edc(GENUINE, np.arange(5), IMPOSTORS, {"q": q}, fmrs=[0.1], limits=[0.2],
-                   step=0.001, replicates=5, confidence=0.95, seed=0).table.set_index("quality")
+    fine = edc.edc(
+        GENUINE,
+        np.arange(5),
+        IMPOSTORS,
+        {"q": q},
+        fmrs=[0.1],
+        limits=[0.2],
+        step=0.001,
+        replicates=5,
+        confidence=0.95,
+        seed=0,
+    ).table.set_index("quality")
     assert fine.loc["q", "pauc"] == pytest.approx(0.2 - 0.6 * np.log(1 / 0.8), abs=1e-6)
     # ideal discards both errors first: on [0, 0.2] it equals q's curve here
     assert fine.loc["ideal", "pauc"] == pytest.approx(fine.loc["q", "pauc"])
 
 
 @pytest.mark.parametrize("fmr", [0.05, 0.1, 0.2, 0.25, 0.5, 0.01])
-@pytest.mark.parametrize("imp", [IMPOSTORS, np.array([0.5, 0.5, 0.5, 0.1], np.float32),
-                                 np.array([0.3, 0.3, 0.2, 0.2, 0.2, 0.1], np.float32)])
+@pytest.mark.parametrize(
+    "imp",
+    [
+        IMPOSTORS,
+        np.array([0.5, 0.5, 0.5, 0.1], np.float32),
+        np.array([0.3, 0.3, 0.2, 0.2, 0.2, 0.1], np.float32),
+    ],
+)
 def test_threshold_matches_a_plain_loop(imp: np.ndarray, fmr: float):
     t, fmr_obs = edc.threshold_at_fmr(imp, fmr)
     assert t == pytest.approx(_brute_threshold(imp, fmr), abs=0)
@@ -126,9 +152,18 @@ def _simulated(seed: int, n_ids: int = 300, per_id: int = 12):
 def test_random_quality_is_within_its_ci_of_the_expectation():
     ident, _, scores, imp = _simulated(0)
     rng = np.random.default_rng(11)  # the outcome depends on this seed only through noise
-    res = edc.edc(scores, ident, imp, {"noise": rng.uniform(size=len(scores))}, fmrs=[1e-2],
-                  limits=[0.2, 0.3], step=0.001, replicates=200, confidence=0.95,
-                  seed=0).table.set_index(["quality", "discard_limit"])
+    res = edc.edc(
+        scores,
+        ident,
+        imp,
+        {"noise": rng.uniform(size=len(scores))},
+        fmrs=[1e-2],
+        limits=[0.2, 0.3],
+        step=0.001,
+        replicates=200,
+        confidence=0.95,
+        seed=0,
+    ).table.set_index(["quality", "discard_limit"])
     for limit in (0.2, 0.3):
         row = res.loc[("noise", limit)]
         expected = row["fnmr_at_0"] * limit
@@ -138,8 +173,18 @@ def test_random_quality_is_within_its_ci_of_the_expectation():
 
 def test_true_quality_beats_random_and_ideal_is_lowest():
     ident, quality, scores, imp = _simulated(1)
-    res = edc.edc(scores, ident, imp, {"true_quality": quality}, fmrs=[1e-3, 1e-2],
-                  limits=[0.2, 0.3], step=0.001, replicates=100, confidence=0.95, seed=0).table
+    res = edc.edc(
+        scores,
+        ident,
+        imp,
+        {"true_quality": quality},
+        fmrs=[1e-3, 1e-2],
+        limits=[0.2, 0.3],
+        step=0.001,
+        replicates=100,
+        confidence=0.95,
+        seed=0,
+    ).table
     for _, part in res.groupby(["fmr", "discard_limit"]):
         p = part.set_index("quality")["pauc"]
         assert p["ideal"] < p["true_quality"] < p["random"], p
@@ -148,24 +193,49 @@ def test_true_quality_beats_random_and_ideal_is_lowest():
 
 def test_curves_table_and_columns():
     ident, quality, scores, imp = _simulated(2, n_ids=40)
-    res = edc.edc(scores, ident, imp, {"feature_norm": quality, "other": -quality},
-                  fmrs=[1e-2], limits=[0.2], step=0.05, replicates=10, confidence=0.95, seed=0)
-    assert {"quality", "fmr", "threshold", "discard_limit", "pauc", "ci_low", "ci_high",
-            "n_genuine", "n_impostor", "fnmr_at_0"} <= set(res.table.columns)
+    res = edc.edc(
+        scores,
+        ident,
+        imp,
+        {"feature_norm": quality, "other": -quality},
+        fmrs=[1e-2],
+        limits=[0.2],
+        step=0.05,
+        replicates=10,
+        confidence=0.95,
+        seed=0,
+    )
+    assert {
+        "quality",
+        "fmr",
+        "threshold",
+        "discard_limit",
+        "pauc",
+        "ci_low",
+        "ci_high",
+        "n_genuine",
+        "n_impostor",
+        "fnmr_at_0",
+    } <= set(res.table.columns)
     assert set(res.curves.columns) == {"quality", "fmr", "discard_fraction", "fnmr"}
     assert sorted(res.curves["discard_fraction"].unique()) == pytest.approx(
-        [0, 0.05, 0.1, 0.15, 0.2])
+        [0, 0.05, 0.1, 0.15, 0.2]
+    )
     t = res.table.set_index("quality")
     assert t.loc["feature_norm", "delta_vs_feature_norm"] == 0
     assert t.loc["other", "delta_vs_feature_norm"] == pytest.approx(
-        t.loc["other", "pauc"] - t.loc["feature_norm", "pauc"])
+        t.loc["other", "pauc"] - t.loc["feature_norm", "pauc"]
+    )
     assert t.loc["other", "delta_ci_low"] > 0  # reversed quality is clearly worse
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"limits": [1.2]}, r"discard_limits has 1\.2"),
-    ({"step": 0.0}, r"discard_step = 0\.0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limits": [1.2]}, r"discard_limits has 1\.2"),
+        ({"step": 0.0}, r"discard_step = 0\.0"),
+    ],
+)
 def test_bad_parameters_are_refused(kwargs, message):
     args = dict(fmrs=[0.1], limits=[0.2], step=0.1, replicates=2, confidence=0.95, seed=0)
     args.update(kwargs)
@@ -184,19 +254,27 @@ def _frames(with_split: bool):
     centres = rng.normal(size=(n_ids, 32))
     emb = centres[label] + rng.normal(size=(len(label), 32)) * (0.3 + 2 * (1 - quality))[:, None]
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float16)
-    samples = pd.DataFrame({"sample_id": np.arange(len(label)) + 100, "label": label,
-                            "feature_norm": quality + rng.normal(0, 0.3, len(label)),
-                            "brisque": 50 - 40 * quality, "true_quality": quality})
+    samples = pd.DataFrame(
+        {
+            "sample_id": np.arange(len(label)) + 100,
+            "label": label,
+            "feature_norm": quality + rng.normal(0, 0.3, len(label)),
+            "brisque": 50 - 40 * quality,
+            "true_quality": quality,
+        }
+    )
     if with_split:
         samples["split"] = np.where(np.arange(len(label)) % per_id < 3, "holdout", "train")
-    table = pairs.pairs_table(samples, emb, max_genuine_per_class=100,
-                              impostor_pairs_per_stratum=5000, seed=0)
+    table = pairs.pairs_table(
+        samples, emb, max_genuine_per_class=100, impostor_pairs_per_stratum=5000, seed=0
+    )
     return samples, table
 
 
 def _settings(replicates: int) -> edc.EdcSettings:
-    return edc.EdcSettings(fmrs=[0.01], limits=[0.2], step=0.01, replicates=replicates,
-                           confidence=0.95, seed=0)
+    return edc.EdcSettings(
+        fmrs=[0.01], limits=[0.2], step=0.01, replicates=replicates, confidence=0.95, seed=0
+    )
 
 
 @pytest.mark.parametrize("with_split", [False, True])
@@ -220,12 +298,16 @@ def test_evaluate_refuses_pairs_of_other_samples():
     samples, table = _frames(False)
     table.loc[0, "sample_id_a"] = 99_999
     with pytest.raises(ValueError, match="not in samples.parquet"):
-        edc.evaluate(samples, table, model="m", proxies=["feature_norm"],
-                     settings=_settings(2))
+        edc.evaluate(samples, table, model="m", proxies=["feature_norm"], settings=_settings(2))
 
 
 def test_no_genuine_pairs_gives_an_empty_table_not_a_failure():
     samples, table = _frames(False)
-    res = edc.evaluate(samples, table[~table["genuine"]], model="m", proxies=["feature_norm"],
-                       settings=_settings(2))
+    res = edc.evaluate(
+        samples,
+        table[~table["genuine"]],
+        model="m",
+        proxies=["feature_norm"],
+        settings=_settings(2),
+    )
     assert res.table.empty and {"model", "split", "pauc"} <= set(res.table.columns)

@@ -43,12 +43,14 @@ def demo_model() -> torch.nn.Module:
 
 def _shard(paths) -> pd.DataFrame:
     n = len(paths)
-    return pd.DataFrame({
-        "sample_id": np.arange(100, 100 + n, dtype=np.int64),
-        "path": [str(p) for p in paths],
-        "label": np.zeros(n, dtype=np.int64),
-        "class_name": ["a"] * n,
-    })
+    return pd.DataFrame(
+        {
+            "sample_id": np.arange(100, 100 + n, dtype=np.int64),
+            "path": [str(p) for p in paths],
+            "label": np.zeros(n, dtype=np.int64),
+            "class_name": ["a"] * n,
+        }
+    )
 
 
 @pytest.fixture()
@@ -85,8 +87,9 @@ def mixed_files(tmp_path):
 def test_rows_in_equal_rows_out_with_statuses_and_nan(demo_model, mixed_files, workers):
     paths, statuses, as_bgr = mixed_files
     shard = _shard(paths)
-    out = embed.embed_table(shard, demo_model, family="adaface", device="cpu", batch_size=4,
-                            workers=workers)
+    out = embed.embed_table(
+        shard, demo_model, family="adaface", device="cpu", batch_size=4, workers=workers
+    )
     assert list(out.columns) == ["sample_id", "feature_norm", "status", "resized"]
     assert out["sample_id"].tolist() == shard["sample_id"].tolist()
     assert out["status"].tolist() == statuses
@@ -103,8 +106,9 @@ def test_other_sizes_are_resized_and_flagged(demo_model, tmp_path):
     image = np.random.default_rng(2).integers(0, 256, size=(150, 130, 3), dtype=np.uint8)
     path = tmp_path / "big.png"
     cv2.imwrite(str(path), image)
-    out = embed.embed_table(_shard([path]), demo_model, family="adaface", device="cpu",
-                            batch_size=2)
+    out = embed.embed_table(
+        _shard([path]), demo_model, family="adaface", device="cpu", batch_size=2
+    )
     assert out["resized"].tolist() == [True] and out["status"].tolist() == ["ok"]
     with torch.inference_mode():
         expected = demo_model(models.preprocess([image]))[1][0, 0].item()
@@ -123,19 +127,33 @@ def golden_files(tmp_path_factory):
 
 def test_single_view_and_flip_fusion_match_the_official_ir18(golden_files):
     model = _model("adaface", "ir_18")
-    plain = embed.embed_table(_shard(golden_files), model, family="adaface", device="cpu",
-                              batch_size=2)
+    plain = embed.embed_table(
+        _shard(golden_files), model, family="adaface", device="cpu", batch_size=2
+    )
     np.testing.assert_allclose(plain["feature_norm"], GOLDEN_IR18_NORMS, rtol=NORM_RTOL)
-    fused = embed.embed_table(_shard(golden_files), model, family="adaface", device="cpu",
-                              batch_size=2, flip_fusion="pre_norm_vector_add")
+    fused = embed.embed_table(
+        _shard(golden_files),
+        model,
+        family="adaface",
+        device="cpu",
+        batch_size=2,
+        flip_fusion="pre_norm_vector_add",
+    )
     np.testing.assert_allclose(fused["feature_norm"], GOLDEN_IR18_FLIP_FUSED, rtol=NORM_RTOL)
     ratio = fused["feature_norm"] / plain["feature_norm"]
     assert ((ratio > 1.8) & (ratio <= 2.0)).all()  # "the fused norm is ~2x the plain one"
 
 
 def test_norm_weighted_avg_fused_norm_is_the_mean_of_both_views(demo_model, golden_files):
-    out = embed.embed_table(_shard(golden_files), demo_model, family="adaface", device="cpu",
-                            batch_size=3, flip_fusion="norm_weighted_avg", save_embeddings=True)
+    out = embed.embed_table(
+        _shard(golden_files),
+        demo_model,
+        family="adaface",
+        device="cpu",
+        batch_size=3,
+        flip_fusion="norm_weighted_avg",
+        save_embeddings=True,
+    )
     x = models.preprocess(formula_images_bgr())
     with torch.inference_mode():
         emb, norm = demo_model(x)
@@ -146,11 +164,18 @@ def test_norm_weighted_avg_fused_norm_is_the_mean_of_both_views(demo_model, gold
     np.testing.assert_allclose(np.stack(out["embedding"]), expected, atol=1e-3)  # float16
 
 
-def test_saved_embeddings_are_float16_unit_vectors_and_survive_parquet(demo_model, mixed_files,
-                                                                      tmp_path):
+def test_saved_embeddings_are_float16_unit_vectors_and_survive_parquet(
+    demo_model, mixed_files, tmp_path
+):
     paths, statuses, _ = mixed_files
-    out = embed.embed_table(_shard(paths), demo_model, family="adaface", device="cpu",
-                            batch_size=4, save_embeddings=True)
+    out = embed.embed_table(
+        _shard(paths),
+        demo_model,
+        family="adaface",
+        device="cpu",
+        batch_size=4,
+        save_embeddings=True,
+    )
     ok = (out["status"] == "ok").to_numpy()
     vectors = np.stack(out.loc[ok, "embedding"])
     assert vectors.dtype == np.float16 and vectors.shape == (ok.sum(), 512)
@@ -176,14 +201,19 @@ def test_magface_family_uses_its_input_range(tmp_path):
     assert out["feature_norm"][0] != pytest.approx(wrong_range, rel=1e-3)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"precision": "bf16", "device": "cpu"},
-     r"precision 'bf16' is a CUDA option .* use precision fp32"),
-    ({"flip_fusion": "average"}, r"flip_fusion 'average' is not known; use one of none, "),
-    ({"device": "tpu"}, r"device 'tpu' is not known; use one of auto, cpu, cuda"),
-    ({"batch_size": 0}, r"batch_size = 0; it must be at least 1"),
-    ({"family": "arcface"}, r"family 'arcface' is not known"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"precision": "bf16", "device": "cpu"},
+            r"precision 'bf16' is a CUDA option .* use precision fp32",
+        ),
+        ({"flip_fusion": "average"}, r"flip_fusion 'average' is not known; use one of none, "),
+        ({"device": "tpu"}, r"device 'tpu' is not known; use one of auto, cpu, cuda"),
+        ({"batch_size": 0}, r"batch_size = 0; it must be at least 1"),
+        ({"family": "arcface"}, r"family 'arcface' is not known"),
+    ],
+)
 def test_bad_options_are_value_errors(demo_model, kwargs, match):
     options = {"family": "adaface", "device": "cpu", "batch_size": 2} | kwargs
     with pytest.raises(ValueError, match=match):
@@ -200,18 +230,51 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files, tmp_path):
     paths, statuses, _ = mixed_files
-    shard_path, ckpt, output, log = (tmp_path / n for n in
-                                     ("shard-0.parquet", "demo.ckpt", "embed.parquet", "embed.log"))
+    shard_path, ckpt, output, log = (
+        tmp_path / n for n in ("shard-0.parquet", "demo.ckpt", "embed.parquet", "embed.log")
+    )
     io.write_table(_shard(paths), shard_path, params={"shard": 0, "shards": 1})
-    torch.save({"epoch": 1, "global_step": 9,
-                "state_dict": {f"model.{k}": v for k, v in demo_model.state_dict().items()}
-                | {"head.kernel": torch.zeros(512, 3)}}, ckpt)
-    code = main([
-        "embed", "--shard", str(shard_path), "--checkpoint", str(ckpt), "--family", "adaface",
-        "--arch", "ir_demo", "--device", "cpu", "--batch-size", "2", "--workers", "0",
-        "--min-side", "32", "--flip-fusion", "none", "--precision", "fp32", "--save-embeddings", "--threads", "1",
-        "--output", str(output), "--log", str(log),
-    ])
+    torch.save(
+        {
+            "epoch": 1,
+            "global_step": 9,
+            "state_dict": {f"model.{k}": v for k, v in demo_model.state_dict().items()}
+            | {"head.kernel": torch.zeros(512, 3)},
+        },
+        ckpt,
+    )
+    code = main(
+        [
+            "embed",
+            "--shard",
+            str(shard_path),
+            "--checkpoint",
+            str(ckpt),
+            "--family",
+            "adaface",
+            "--arch",
+            "ir_demo",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--workers",
+            "0",
+            "--min-side",
+            "32",
+            "--flip-fusion",
+            "none",
+            "--precision",
+            "fp32",
+            "--save-embeddings",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+            "--log",
+            str(log),
+        ]
+    )
     assert code == 0
     table = io.read_table(output)
     assert table["status"].tolist() == statuses
@@ -225,7 +288,8 @@ def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files
 
 
 def test_empty_shard_gives_an_empty_table_with_the_columns(demo_model):
-    out = embed.embed_table(_shard([]), demo_model, family="adaface", device="cpu", batch_size=4,
-                            save_embeddings=True)
+    out = embed.embed_table(
+        _shard([]), demo_model, family="adaface", device="cpu", batch_size=4, save_embeddings=True
+    )
     assert len(out) == 0
     assert list(out.columns) == ["sample_id", "feature_norm", "status", "resized", "embedding"]

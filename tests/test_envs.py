@@ -51,8 +51,11 @@ def test_env_lists_pyproject_runtime_dependencies_and_no_local_path(env_file: Pa
     """The rules' third-party packages, exactly pyproject.toml's (Snakemake itself excluded);
     featnorm is not installed by path (the rules run it from the checkout)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    expected = {r.name: str(r) for r in map(Requirement, project["dependencies"])
-                if r.name not in SNAKEMAKE_PACKAGES}
+    expected = {
+        r.name: str(r)
+        for r in map(Requirement, project["dependencies"])
+        if r.name not in SNAKEMAKE_PACKAGES
+    }
     assert requirements(env_file) == expected
     assert not [e for e in pip_entries(env_file) if e.startswith(("-e", ".", "/", "file:"))]
 
@@ -68,12 +71,15 @@ def test_gpu_rule_uses_the_gpu_env_and_every_other_rule_the_cpu_env():
     envs = {}
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        for rule, env in re.findall(r"^rule (\w+):.*?conda:\s*\"([^\"]+)\"", text,
-                                    flags=re.MULTILINE | re.DOTALL):
+        for rule, env in re.findall(
+            r"^rule (\w+):.*?conda:\s*\"([^\"]+)\"", text, flags=re.MULTILINE | re.DOTALL
+        ):
             envs[rule] = (smk.parent / env).resolve()
     assert len(envs) > 10
     assert {r for r, env in envs.items() if env == GPU_ENV} == GPU_RULES
-    assert {r for r, env in envs.items() if env != GPU_ENV} == {r for r in envs if r not in GPU_RULES}
+    assert {r for r, env in envs.items() if env != GPU_ENV} == {
+        r for r in envs if r not in GPU_RULES
+    }
     assert all(env in (CPU_ENV, GPU_ENV) for env in envs.values())
 
 
@@ -107,19 +113,25 @@ def standin_conda(tmp_path: Path) -> dict[str, str]:
     base = tmp_path / "conda_base"
     (base / "bin").mkdir(parents=True)
     conda = base / "bin" / "conda"
-    conda.write_text(f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "conda_standin.py"} "$@"\n')
+    conda.write_text(
+        f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "conda_standin.py"} "$@"\n'
+    )
     conda.chmod(0o755)
     (base / "bin" / "activate").write_text('export PATH="$1/bin:$PATH"\n')  # `source activate P`
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PATH=f"{base / 'bin'}{os.pathsep}{env['PATH']}", CONDA_STANDIN_BASE=str(base),
-               CONDA_STANDIN_RECORD=str(tmp_path / "conda_calls.jsonl"))
+    env.update(
+        PATH=f"{base / 'bin'}{os.pathsep}{env['PATH']}",
+        CONDA_STANDIN_BASE=str(base),
+        CONDA_STANDIN_RECORD=str(tmp_path / "conda_calls.jsonl"),
+    )
     return env
 
 
 def run_with_conda(workdir: Path, config: Path, env: dict[str, str], *args: str):
     command = snakemake_command(workdir, config, "--sdm", "conda", *args)
-    return subprocess.run(command, env=env, capture_output=True, text=True,
-                          timeout=SNAKEMAKE_TIMEOUT_S, check=False)
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT_S, check=False
+    )
 
 
 def calls(env: dict[str, str]) -> list[dict]:
@@ -132,28 +144,37 @@ def test_snakemake_creates_both_envs_from_its_copies(tmp_path: Path, user_data, 
     copy under .snakemake/conda/, which conda (and its pip) can resolve."""
     workdir = checkout_like(tmp_path / "checkout")
     config = user_config(tmp_path / "my.yaml", user_data)
-    result = run_with_conda(workdir, config, standin_conda, "--conda-create-envs-only",
-                            "--cores", "1")
+    result = run_with_conda(
+        workdir, config, standin_conda, "--conda-create-envs-only", "--cores", "1"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     created = [c for c in calls(standin_conda) if "env_file" in c]
     assert sorted(c["content"] for c in created) == sorted(
-        p.read_text() for p in (CPU_ENV, GPU_ENV))
+        p.read_text() for p in (CPU_ENV, GPU_ENV)
+    )
     for call in created:
         assert Path(call["env_file"]).parent == workdir / ".snakemake" / "conda", call
 
 
-def test_a_rule_runs_in_its_env_with_the_checkout_importable(tmp_path: Path, user_data,
-                                                             standin_conda):
+def test_a_rule_runs_in_its_env_with_the_checkout_importable(
+    tmp_path: Path, user_data, standin_conda
+):
     """The manifest rule runs under the env's python, which has no featnorm of its own."""
     workdir = checkout_like(tmp_path / "checkout")
     config = user_config(tmp_path / "my.yaml", user_data)
-    result = run_with_conda(workdir, config, standin_conda, "--cores", "1",
-                            "results/manifest.parquet")
+    result = run_with_conda(
+        workdir, config, standin_conda, "--cores", "1", "results/manifest.parquet"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (workdir / "results" / "manifest.parquet").is_file()
     pythons = Path(standin_conda["CONDA_STANDIN_RECORD"] + ".python").read_text().split()
     assert pythons and all(p.startswith(str(workdir / ".snakemake" / "conda")) for p in pythons)
     # the env's python alone cannot import featnorm, so the rule found it through the workflow
-    alone = subprocess.run([pythons[0], "-c", "import featnorm"], env=standin_conda,
-                           capture_output=True, text=True, check=False)
+    alone = subprocess.run(
+        [pythons[0], "-c", "import featnorm"],
+        env=standin_conda,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert alone.returncode != 0 and "No module named 'featnorm'" in alone.stderr

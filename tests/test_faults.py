@@ -48,9 +48,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True):
 def tables(workdir: Path) -> dict[str, pd.DataFrame]:
     """Every Parquet table and CSV under results/, by path relative to the working directory."""
     found = sorted((workdir / "results").rglob("*.parquet")) + sorted(
-        (workdir / "results").rglob("*.csv"))
+        (workdir / "results").rglob("*.csv")
+    )
     return {
-        p.relative_to(workdir).as_posix(): io.read_table(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        p.relative_to(workdir).as_posix(): io.read_table(p)
+        if p.suffix == ".parquet"
+        else pd.read_csv(p)
         for p in found
     }
 
@@ -93,8 +96,12 @@ def embed_process(root: psutil.Process) -> psutil.Process | None:
 def killed_run(tmp_path_factory) -> dict:
     """A run whose first embed job is SIGKILLed after its first images: what it left behind."""
     workdir = tmp_path_factory.mktemp("killed")
-    runner = subprocess.Popen(snakemake_cmd(workdir, "--cores", "2", *TARGETS),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runner = subprocess.Popen(
+        snakemake_cmd(workdir, "--cores", "2", *TARGETS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     root = psutil.Process(runner.pid)
     deadline = time.monotonic() + SNAKEMAKE_TIMEOUT_S
     victim, output, log = None, None, None
@@ -116,8 +123,13 @@ def killed_run(tmp_path_factory) -> dict:
     finally:
         if runner.poll() is None:
             runner.kill()
-    return {"workdir": workdir, "returncode": runner.returncode, "stdout": stdout,
-            "output": output, "log": log.read_text()}
+    return {
+        "workdir": workdir,
+        "returncode": runner.returncode,
+        "stdout": stdout,
+        "output": output,
+        "log": log.read_text(),
+    }
 
 
 def test_killed_job_fails_the_run_and_leaves_no_output(killed_run: dict):
@@ -129,8 +141,11 @@ def test_killed_job_fails_the_run_and_leaves_no_output(killed_run: dict):
     assert not (workdir / output).exists()
     # a temporary file may survive the kill, but never under a name a re-run would accept
     leftovers = [p.name for p in (workdir / output).parent.glob("*")]
-    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers
-               if not name.startswith("shard-")), leftovers
+    assert all(
+        name.startswith(".") and name.endswith(".tmp")
+        for name in leftovers
+        if not name.startswith("shard-")
+    ), leftovers
 
 
 def test_rerun_redoes_the_killed_job_and_equals_a_clean_run(killed_run: dict, clean_runs):

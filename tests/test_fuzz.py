@@ -26,7 +26,9 @@ import pytest
 
 SEED = 20_261_128
 CASES_PER_FORMAT = 600  # JPEG and PNG: 1,200 mutated byte strings in all
-PER_CASE_S = 20  # decode + BRISQUE features + preprocessing of one case: well under 1 s (max 0.4 s seen)
+PER_CASE_S = (
+    20  # decode + BRISQUE features + preprocessing of one case: well under 1 s (max 0.4 s seen)
+)
 CHILD_TIMEOUT_S = 300
 BATCH_S = 120  # the batched calls over all cases: brisque.score and embed_table
 EMBED_BATCH = 64
@@ -66,7 +68,9 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
             buf = buf[: int(rng.integers(0, len(buf) + 1))]
         elif kind == "insert":
             pos = int(rng.integers(0, len(buf) + 1))
-            buf[pos:pos] = rng.integers(0, 256, size=int(rng.integers(1, 65)), dtype=np.uint8).tobytes()
+            buf[pos:pos] = rng.integers(
+                0, 256, size=int(rng.integers(1, 65)), dtype=np.uint8
+            ).tobytes()
         elif kind == "header" and buf:
             end = min(HEADER_BYTES, len(buf))
             for pos in rng.integers(0, end, size=int(rng.integers(1, 5))):
@@ -106,8 +110,15 @@ def run_cases(folder: Path) -> None:
         faulthandler.dump_traceback_later(PER_CASE_S, exit=True)
         started = time.perf_counter()
         decoded = decode_bytes(data)
-        record = {"case": i, "kind": kind, "decode": decoded.status, "brisque_status": None,
-                  "brisque": None, "norm": None, "shape": None}
+        record = {
+            "case": i,
+            "kind": kind,
+            "decode": decoded.status,
+            "brisque_status": None,
+            "brisque": None,
+            "norm": None,
+            "shape": None,
+        }
         if decoded.ok:
             record["shape"] = list(decoded.image.shape)
             _, status = brisque.features_and_status([decoded.image])
@@ -128,8 +139,12 @@ def run_cases(folder: Path) -> None:
             _, norms = embed.embed_batch(prepared, batch, options)
             for i, norm in zip(ids[a : a + EMBED_BATCH], norms.tolist(), strict=True):
                 records[i]["norm"] = norm
-    shard = pd.DataFrame({"sample_id": np.arange(len(records), dtype=np.int64),
-                          "path": [str(folder / f"case-{i:04d}.img") for i in range(len(records))]})
+    shard = pd.DataFrame(
+        {
+            "sample_id": np.arange(len(records), dtype=np.int64),
+            "path": [str(folder / f"case-{i:04d}.img") for i in range(len(records))],
+        }
+    )
     table = embed.embed_table(shard, model, family="adaface", device="cpu", batch_size=64)
     faulthandler.cancel_dump_traceback_later()
     for record, status, norm in zip(records, table["status"], table["feature_norm"], strict=True):
@@ -147,8 +162,12 @@ def run_cases(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def fuzz_records(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("fuzz")
-    result = subprocess.run([sys.executable, __file__, str(folder)], capture_output=True,
-                            text=True, timeout=CHILD_TIMEOUT_S)
+    result = subprocess.run(
+        [sys.executable, __file__, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
     assert result.returncode == 0, (
         f"the fuzz child crashed or hung (rc {result.returncode}); its last case and traceback:\n"
         f"{result.stderr[-5000:]}"

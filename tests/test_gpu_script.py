@@ -28,8 +28,15 @@ import gpu_workflow  # noqa: E402  (benchmarks/gpu_workflow.py)
 
 pytestmark = pytest.mark.workflow
 
-EXPECTED_FILES = {"summary.txt", "gpu_bench.log", "embed_sweep.csv", "embed_summary.csv",
-                  "workflow_stages.csv", "workflow_timeline.csv", "workflow.json"}
+EXPECTED_FILES = {
+    "summary.txt",
+    "gpu_bench.log",
+    "embed_sweep.csv",
+    "embed_summary.csv",
+    "workflow_stages.csv",
+    "workflow_timeline.csv",
+    "workflow.json",
+}
 DRY_RUN_IMAGES = 300  # benchmarks/gpu.sh, --size tiny
 DRY_RUN_SHARDS = 2
 RATE_COLUMNS = ["forward_ips", "pipeline_ips", "official_ips"]
@@ -45,9 +52,13 @@ def dry_run(tmp_path_factory) -> Path:
     """$OUT of one ``bash benchmarks/gpu.sh --device cpu`` (tiny sizes)."""
     out = tmp_path_factory.mktemp("gpu-out")
     work = tmp_path_factory.mktemp("gpu-work")
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--device", "cpu"],
-                          env=_script_env(OUT=str(out), GPU_BENCH_WORK=str(work)),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--device", "cpu"],
+        env=_script_env(OUT=str(out), GPU_BENCH_WORK=str(work)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = (out / "gpu_bench.log").read_text() if (out / "gpu_bench.log").is_file() else ""
     assert proc.returncode == 0, f"gpu.sh failed:\n{proc.stdout}\n{proc.stderr}\n{log[-4000:]}"
     return out
@@ -66,12 +77,15 @@ def test_embed_sweep_rates_and_deviation(dry_run):
     sweep = pd.read_csv(dry_run / "embed_sweep.csv")
     assert list(sweep.columns) == embed_bench.SWEEP_COLUMNS
     assert sorted(zip(sweep["arch"], sweep["precision"], sweep["batch_size"], strict=True)) == [
-        ("ir_demo", "fp32", 4), ("ir_demo", "fp32", 8)]
+        ("ir_demo", "fp32", 4),
+        ("ir_demo", "fp32", 8),
+    ]
     for col in RATE_COLUMNS:
         assert (np.isfinite(sweep[col]) & (sweep[col] > 0)).all(), col
     np.testing.assert_allclose(sweep["forward_ratio"], sweep["forward_ips"] / sweep["official_ips"])
-    np.testing.assert_allclose(sweep["pipeline_ratio"],
-                               sweep["pipeline_ips"] / sweep["official_ips"])
+    np.testing.assert_allclose(
+        sweep["pipeline_ratio"], sweep["pipeline_ips"] / sweep["official_ips"]
+    )
     dev = sweep["max_rel_norm_dev"]
     assert (np.isfinite(dev) & (dev >= 0) & (dev <= 1e-5)).all()
     assert (sweep["device"] == "cpu").all() and sweep["peak_gpu_mib"].isna().all()
@@ -97,8 +111,13 @@ def test_every_stage_is_timed(dry_run):
     """Each rule up to merge_samples has its jobs' times; embed images add up to N."""
     stages = pd.read_csv(dry_run / "workflow_stages.csv").set_index("rule")
     jobs = stages["jobs"].to_dict()
-    assert jobs == {"make_manifest": 1, "make_shards": 1, "score_brisque": DRY_RUN_SHARDS,
-                    "embed_shard": DRY_RUN_SHARDS, "merge_samples": 1}
+    assert jobs == {
+        "make_manifest": 1,
+        "make_shards": 1,
+        "score_brisque": DRY_RUN_SHARDS,
+        "embed_shard": DRY_RUN_SHARDS,
+        "merge_samples": 1,
+    }
     assert (stages["sum_s"] > 0).all() and (stages["max_s"] <= stages["sum_s"]).all()
     assert (stages["cpu_s"] >= 0).all()
     emb = stages.loc["embed_shard"]
@@ -140,13 +159,24 @@ def test_workflow_rows_reconcile_and_occupancy_adds_up(dry_run):
 def test_occupancy_by_hand():
     """Four samples 1 s apart, run of 4.5 s: embed holds [0, 2), BRISQUE alone [2, 3),
     nothing [3, 4.5); the BRISQUE job that overlaps embedding counts as active only."""
-    timeline = pd.DataFrame({
-        "t_s": [0.0, 1.0, 2.0, 3.0], "gpu_util_pct": [50.0, 70.0, 0.0, 0.0],
-        "gpu_mem_mib": [1.0] * 4, "embed_jobs": [1, 2, 0, 0], "brisque_jobs": [1, 0, 1, 0],
-        "other_jobs": [0, 0, 0, 0], "load1": [0.0] * 4})
+    timeline = pd.DataFrame(
+        {
+            "t_s": [0.0, 1.0, 2.0, 3.0],
+            "gpu_util_pct": [50.0, 70.0, 0.0, 0.0],
+            "gpu_mem_mib": [1.0] * 4,
+            "embed_jobs": [1, 2, 0, 0],
+            "brisque_jobs": [1, 0, 1, 0],
+            "other_jobs": [0, 0, 0, 0],
+            "load1": [0.0] * 4,
+        }
+    )
     occ = gpu_workflow.occupancy(timeline, 4.5).set_index("category")
-    assert occ["attributed_s"].to_dict() == {"embed": 2.0, "brisque": 1.0, "other": 0.0,
-                                             "snakemake_idle": 1.5}
+    assert occ["attributed_s"].to_dict() == {
+        "embed": 2.0,
+        "brisque": 1.0,
+        "other": 0.0,
+        "snakemake_idle": 1.5,
+    }
     assert occ.loc["brisque", "active_s"] == 2.0
     assert occ.loc["embed", "gpu_util_mean_pct"] == 60.0
     assert math.isnan(occ.loc["other", "gpu_util_mean_pct"])
@@ -158,7 +188,12 @@ def test_occupancy_by_hand():
 
 def test_bad_option_is_refused():
     """An unknown device is refused before anything runs, naming what is allowed."""
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--device", "tpu"],
-                          env=_script_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--device", "tpu"],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "--device 'tpu'; use cuda or cpu" in proc.stderr

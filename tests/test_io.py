@@ -10,7 +10,10 @@ def test_tables_round_trip_with_metadata(tmp_path):
     df = pd.DataFrame({"sample_id": [0, 1], "brisque": [1.5, float("nan")]})
     io.write_table(df, tmp_path / "t.parquet", params={"flavour": "live"})
     assert io.read_table(tmp_path / "t.parquet").equals(df)
-    assert io.read_metadata(tmp_path / "t.parquet") == {"featnorm_version": __version__, "flavour": "live"}
+    assert io.read_metadata(tmp_path / "t.parquet") == {
+        "featnorm_version": __version__,
+        "flavour": "live",
+    }
 
 
 def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):

@@ -122,12 +122,15 @@ def test_demo_arch_widths_and_output_layer():
     torch.testing.assert_close(torch.linalg.vector_norm(embedding, dim=1), torch.ones(3))
 
 
-@pytest.mark.parametrize(("family", "arch", "match"), [
-    ("adaface", "ir_51", r"adaface arch 'ir_51' is not known; use one of ir_101, ir_18"),
-    ("adaface", "iresnet50", r"is a magface arch: set family='magface'"),
-    ("magface", "ir_50", r"is a adaface arch: set family='adaface'"),
-    ("arcface", "ir_50", r"family 'arcface' is not known; use one of adaface, magface"),
-])
+@pytest.mark.parametrize(
+    ("family", "arch", "match"),
+    [
+        ("adaface", "ir_51", r"adaface arch 'ir_51' is not known; use one of ir_101, ir_18"),
+        ("adaface", "iresnet50", r"is a magface arch: set family='magface'"),
+        ("magface", "ir_50", r"is a adaface arch: set family='adaface'"),
+        ("arcface", "ir_50", r"family 'arcface' is not known; use one of adaface, magface"),
+    ],
+)
 def test_unknown_family_or_arch_names_the_allowed_values(family, arch, match):
     with pytest.raises(ValueError, match=match):
         models.build(family, arch)
@@ -251,10 +254,14 @@ def test_golden_parity_through_checkpoint_file_and_png_images(shared_reference, 
     golden = np.load(shared_reference / "adaface" / f"golden_{arch}.npz")
     entries = [(e["key"], tuple(e["shape"])) for e in manifest(shared_reference, arch)["entries"]]
     state = golden_state_dict(entries)  # keys keep the "model." prefix of a Lightning .ckpt
-    state.update({  # a head as a trained AdaFace file has it; the loader must ignore it
-        "head.kernel": torch.zeros(512, 10), "head.t": torch.zeros(1),
-        "head.batch_mean": torch.full((1,), 20.0), "head.batch_std": torch.full((1,), 100.0),
-    })
+    state.update(
+        {  # a head as a trained AdaFace file has it; the loader must ignore it
+            "head.kernel": torch.zeros(512, 10),
+            "head.t": torch.zeros(1),
+            "head.batch_mean": torch.full((1,), 20.0),
+            "head.batch_std": torch.full((1,), 100.0),
+        }
+    )
     checkpoint = tmp_path / f"{arch}.ckpt"
     torch.save({"epoch": 1, "global_step": 10, "state_dict": state}, checkpoint)
     model = models.load(checkpoint, "adaface", arch)

@@ -37,8 +37,9 @@ def test_triangle_numbering_at_casia_class_size():
 
 def test_genuine_pairs_are_all_within_identity_pairs_below_the_cap():
     a, b = pairs.genuine_pairs(LABELS, max_per_class=1000, seed=0)
-    expected = {(x, y) for x, y in itertools.combinations(range(len(LABELS)), 2)
-                if LABELS[x] == LABELS[y]}
+    expected = {
+        (x, y) for x, y in itertools.combinations(range(len(LABELS)), 2) if LABELS[x] == LABELS[y]
+    }
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == expected
     assert len(a) == len(expected)
 
@@ -64,8 +65,9 @@ def test_sampling_is_deterministic_and_depends_on_the_seed():
 def test_impostors_are_distinct_cross_identity_and_capped(asked: int):
     n = len(LABELS)
     existing = sum(1 for x, y in itertools.combinations(range(n), 2) if LABELS[x] != LABELS[y])
-    a, b = pairs.impostor_pairs(LABELS, (np.arange(n), None), n_pairs=asked,
-                                rng=np.random.default_rng(1))
+    a, b = pairs.impostor_pairs(
+        LABELS, (np.arange(n), None), n_pairs=asked, rng=np.random.default_rng(1)
+    )
     assert len(a) == min(asked, existing)
     assert (LABELS[a] != LABELS[b]).all() and (a < b).all()
     assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == len(a)
@@ -88,8 +90,9 @@ def test_impostor_draw_is_uniform_over_pairs():
 def test_split_strata_keep_pairs_inside_their_split():
     rng = np.random.default_rng(2)
     split = np.where(rng.uniform(size=len(LABELS)) < 0.3, "holdout", "train")
-    drawn = pairs.draw_pairs(LABELS, split=split, max_genuine_per_class=100,
-                             impostor_pairs_per_stratum=50, seed=0)
+    drawn = pairs.draw_pairs(
+        LABELS, split=split, max_genuine_per_class=100, impostor_pairs_per_stratum=50, seed=0
+    )
     assert set(drawn["split"]) <= {"holdout", "train", "mixed"}
     sa, sb = split[drawn["a"]], split[drawn["b"]]
     same = drawn["split"] != "mixed"
@@ -100,8 +103,9 @@ def test_split_strata_keep_pairs_inside_their_split():
     assert (LABELS[drawn["a"]][~gen] != LABELS[drawn["b"]][~gen]).all()
     # below the cap every within-identity pair appears exactly once, in its stratum
     key = set(zip(drawn.loc[gen, "a"], drawn.loc[gen, "b"], strict=True))
-    expected = {(x, y) for x, y in itertools.combinations(range(len(LABELS)), 2)
-                if LABELS[x] == LABELS[y]}
+    expected = {
+        (x, y) for x, y in itertools.combinations(range(len(LABELS)), 2) if LABELS[x] == LABELS[y]
+    }
     assert key == expected and gen.sum() == len(expected)
 
 
@@ -122,8 +126,9 @@ def test_pairs_table_uses_sample_ids_and_excludes_nothing_it_is_given():
     rng = np.random.default_rng(6)
     samples = pd.DataFrame({"sample_id": np.arange(len(LABELS)) * 10 + 3, "label": LABELS})
     emb = rng.normal(size=(len(LABELS), 8)).astype(np.float16)
-    table = pairs.pairs_table(samples, emb, max_genuine_per_class=10,
-                              impostor_pairs_per_stratum=20, seed=0)
+    table = pairs.pairs_table(
+        samples, emb, max_genuine_per_class=10, impostor_pairs_per_stratum=20, seed=0
+    )
     assert list(table.columns) == ["sample_id_a", "sample_id_b", "score", "genuine", "split"]
     assert (table["sample_id_a"] < table["sample_id_b"]).all()
     label = dict(zip(samples["sample_id"], samples["label"], strict=True))
@@ -152,35 +157,97 @@ def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
     emb = rng.normal(size=(20, 512))[label] + rng.normal(size=(n, 512)) * (2 - quality)[:, None]
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     status = np.where(np.arange(n) % 17 == 5, "brisque:too_small", "ok")
-    samples = pd.DataFrame({"sample_id": np.arange(n), "label": label, "status": status,
-                            "feature_norm": quality, "brisque": 40 - 20 * quality})
+    samples = pd.DataFrame(
+        {
+            "sample_id": np.arange(n),
+            "label": label,
+            "status": status,
+            "feature_norm": quality,
+            "brisque": 40 - 20 * quality,
+        }
+    )
     if with_split:
         samples["split"] = np.where(np.arange(n) % 6 < 2, "holdout", "train")
     io.write_table(samples, tmp_path / "samples.parquet")
     shards = []
     for k, idx in enumerate(np.array_split(np.arange(n), 2)):
-        part = pd.DataFrame({"sample_id": idx, "feature_norm": quality[idx].astype(np.float32),
-                             "status": "ok", "resized": False,
-                             "embedding": list(emb[idx].astype(np.float16))})
+        part = pd.DataFrame(
+            {
+                "sample_id": idx,
+                "feature_norm": quality[idx].astype(np.float32),
+                "status": "ok",
+                "resized": False,
+                "embedding": list(emb[idx].astype(np.float16)),
+            }
+        )
         path = tmp_path / f"shard-{k}.parquet"
-        schema = pa.schema([("sample_id", pa.int64()), ("feature_norm", pa.float32()),
-                            ("status", pa.string()), ("resized", pa.bool_()),
-                            ("embedding", pa.list_(pa.float16(), 512))])
+        schema = pa.schema(
+            [
+                ("sample_id", pa.int64()),
+                ("feature_norm", pa.float32()),
+                ("status", pa.string()),
+                ("resized", pa.bool_()),
+                ("embedding", pa.list_(pa.float16(), 512)),
+            ]
+        )
         io.write_table(part, path, schema=schema)
         shards.append(str(path))
     out = tmp_path / "pairs.parquet"
-    assert main(["pairs", "--samples", str(tmp_path / "samples.parquet"), "--embed", *shards,
-                 "--max-genuine-per-class", "8", "--impostor-pairs", "500", "--seed", "3",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "pairs",
+                "--samples",
+                str(tmp_path / "samples.parquet"),
+                "--embed",
+                *shards,
+                "--max-genuine-per-class",
+                "8",
+                "--impostor-pairs",
+                "500",
+                "--seed",
+                "3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = io.read_table(out)
     bad = set(samples.loc[samples["status"] != "ok", "sample_id"])
     assert not bad & (set(table["sample_id_a"]) | set(table["sample_id_b"]))
     assert io.read_metadata(out)["images_excluded"] == len(bad)
-    assert main(["edc", "--samples", str(tmp_path / "samples.parquet"), "--pairs", str(out),
-                 "--model", "m", "--policies", "--fmrs", "0.01", "--discard-limits", "0.2",
-                 "--discard-step", "0.01", "--replicates", "10", "--confidence", "0.9",
-                 "--seed", "0", "--output", str(tmp_path / "edc.csv"),
-                 "--curves", str(tmp_path / "edc_curve.csv")]) == 0
+    assert (
+        main(
+            [
+                "edc",
+                "--samples",
+                str(tmp_path / "samples.parquet"),
+                "--pairs",
+                str(out),
+                "--model",
+                "m",
+                "--policies",
+                "--fmrs",
+                "0.01",
+                "--discard-limits",
+                "0.2",
+                "--discard-step",
+                "0.01",
+                "--replicates",
+                "10",
+                "--confidence",
+                "0.9",
+                "--seed",
+                "0",
+                "--output",
+                str(tmp_path / "edc.csv"),
+                "--curves",
+                str(tmp_path / "edc_curve.csv"),
+            ]
+        )
+        == 0
+    )
     edc = pd.read_csv(tmp_path / "edc.csv")
     assert set(edc["split"]) == ({"all", "holdout", "train"} if with_split else {"all"})
     assert set(edc["quality"]) == {"feature_norm", "brisque", "ideal", "random"}

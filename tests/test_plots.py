@@ -18,19 +18,37 @@ def study():
     sizes = rng.integers(1, 30, size=30)
     labels = np.repeat(np.arange(30), sizes)
     n = len(labels)
-    manifest = pd.DataFrame({"sample_id": np.arange(n), "path": "x.png", "label": labels,
-                             "class_name": [f"c{label}" for label in labels],
-                             "true_quality": rng.uniform(size=n)})
-    brisque = pd.DataFrame({"sample_id": np.arange(n), "brisque": rng.normal(40, 8, n),
-                            "status": "ok"})
-    embed = pd.DataFrame({"sample_id": np.arange(n), "feature_norm": rng.normal(20, 1, n),
-                          "status": "ok"})
-    samples, _ = analysis.standardise(analysis.merge_samples(manifest, brisque, embed),
-                                      policies=POLICIES, min_class_size=2, ddof=1,
-                                      residual_degree=1)
-    corr = analysis.correlation_table(samples, model="m",
-                                      x_columns=analysis.norm_columns(POLICIES),
-                                      methods=["pearson"], replicates=50, confidence=0.95, seed=0)
+    manifest = pd.DataFrame(
+        {
+            "sample_id": np.arange(n),
+            "path": "x.png",
+            "label": labels,
+            "class_name": [f"c{label}" for label in labels],
+            "true_quality": rng.uniform(size=n),
+        }
+    )
+    brisque = pd.DataFrame(
+        {"sample_id": np.arange(n), "brisque": rng.normal(40, 8, n), "status": "ok"}
+    )
+    embed = pd.DataFrame(
+        {"sample_id": np.arange(n), "feature_norm": rng.normal(20, 1, n), "status": "ok"}
+    )
+    samples, _ = analysis.standardise(
+        analysis.merge_samples(manifest, brisque, embed),
+        policies=POLICIES,
+        min_class_size=2,
+        ddof=1,
+        residual_degree=1,
+    )
+    corr = analysis.correlation_table(
+        samples,
+        model="m",
+        x_columns=analysis.norm_columns(POLICIES),
+        methods=["pearson"],
+        replicates=50,
+        confidence=0.95,
+        seed=0,
+    )
     return samples, analysis.class_stats(samples), corr
 
 
@@ -56,8 +74,9 @@ def test_norm_vs_brisque_titles_carry_signed_r_and_sign_note(study):
     samples, _, corr = study
     cols = analysis.norm_columns(POLICIES)
     fig = plots.norm_vs_brisque(samples, corr, x_columns=cols, model="m")
-    r = corr[(corr["x"] == "feature_norm_z") & (corr["y"] == "brisque")
-             & (corr["method"] == "pearson")]["r"].iloc[0]
+    r = corr[
+        (corr["x"] == "feature_norm_z") & (corr["y"] == "brisque") & (corr["method"] == "pearson")
+    ]["r"].iloc[0]
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert any(f"r = {r:+.3f}" in t for t in titles)
     assert "agreement is r < 0" in fig._suptitle.get_text()
@@ -85,8 +104,9 @@ def test_sample_figures_have_a_panel_per_column(study, kind):
 
 def test_two_levels_draws_class_means_and_centred_images(study):
     samples, _, _ = study
-    dec = contrast_tables.decomposition_table(samples, model="m", x_columns=["feature_norm"],
-                                              replicates=50, confidence=0.95, seed=0)
+    dec = contrast_tables.decomposition_table(
+        samples, model="m", x_columns=["feature_norm"], replicates=50, confidence=0.95, seed=0
+    )
     fig = plots.two_levels(samples, dec, model="m")
     left, right = fig.axes[0], fig.axes[1]
     means = samples[samples["status"] == "ok"].groupby("label")[["brisque", "feature_norm"]].mean()
@@ -101,9 +121,16 @@ def test_two_levels_draws_class_means_and_centred_images(study):
 def test_by_class_size_has_one_point_per_band_and_column(study):
     samples, _, _ = study
     cols = analysis.norm_columns(POLICIES)
-    table = contrast_tables.by_class_size_table(samples, model="m", x_columns=cols,
-                                                methods=["pearson"], size_bins=[2, 4, 8, 16],
-                                                replicates=50, confidence=0.95, seed=0)
+    table = contrast_tables.by_class_size_table(
+        samples,
+        model="m",
+        x_columns=cols,
+        methods=["pearson"],
+        size_bins=[2, 4, 8, 16],
+        replicates=50,
+        confidence=0.95,
+        seed=0,
+    )
     fig = plots.by_class_size(table, model="m")
     ax = fig.axes[0]
     assert len(ax.get_legend().get_texts()) == len(cols)

@@ -24,27 +24,61 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("recordio")
-    table = demo.generate(demo.DemoParams(identities=10, min_images=2, max_images=8, seed=3),
-                          base / "folder")
+    table = demo.generate(
+        demo.DemoParams(identities=10, min_images=2, max_images=8, seed=3), base / "folder"
+    )
     manifest = base / "manifest.parquet"
     io.write_table(table.assign(sample_id=range(len(table))), manifest)
     checkpoint = base / "demo.ckpt"
-    assert featnorm_main(["train-demo", "--manifest", str(manifest), "--arch", "ir_demo",
-                          "--epochs", "1", "--batch-size", "8", "--lr", "0.05", "--seed", "0",
-                          "--threads", "1", "--precision", "fp32", "--output", str(checkpoint)]) == 0
+    assert (
+        featnorm_main(
+            [
+                "train-demo",
+                "--manifest",
+                str(manifest),
+                "--arch",
+                "ir_demo",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--lr",
+                "0.05",
+                "--seed",
+                "0",
+                "--threads",
+                "1",
+                "--precision",
+                "fp32",
+                "--output",
+                str(checkpoint),
+            ]
+        )
+        == 0
+    )
     # the same encoded bytes, in the manifest's (label, path) order, as train.rec + train.idx
     ordered = table.sort_values(["label", "path"])
-    write_recordio(base / "rec", ((int(label), Path(path).read_bytes())
-                                          for label, path in zip(ordered["label"], ordered["path"], strict=True)))
+    write_recordio(
+        base / "rec",
+        (
+            (int(label), Path(path).read_bytes())
+            for label, path in zip(ordered["label"], ordered["path"], strict=True)
+        ),
+    )
     runs = []
-    for name, dataset in (("folder_run", {"format": "imagefolder", "root": str(base / "folder")}),
-                          ("rec_run", {"format": "recordio", "root": str(base / "rec")})):
+    for name, dataset in (
+        ("folder_run", {"format": "imagefolder", "root": str(base / "folder")}),
+        ("rec_run", {"format": "recordio", "root": str(base / "rec")}),
+    ):
         workdir = base / name
         workdir.mkdir()
-        config = {"dataset": dataset, "shards": 2,
-                  "models": {"demo": {"arch": "ir_demo", "checkpoint": str(checkpoint)}},
-                  "embed": {"batch_size": 8, "workers": 0},
-                  "analysis": {"bootstrap_replicates": 200}}
+        config = {
+            "dataset": dataset,
+            "shards": 2,
+            "models": {"demo": {"arch": "ir_demo", "checkpoint": str(checkpoint)}},
+            "embed": {"batch_size": 8, "workers": 0},
+            "analysis": {"bootstrap_replicates": 200},
+        }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         run_snakemake(workdir, workdir / "config.yaml", "--cores", "2", "analysis_all")
         runs.append(workdir)
@@ -60,11 +94,14 @@ def test_recordio_manifest_matches_the_image_folder(two_runs):
 
 def test_recordio_gives_the_same_statistics_as_the_image_folder(two_runs):
     columns = ["sample_id", "label", "brisque", "feature_norm", "feature_norm_z"]
-    folder, rec = (io.read_table(run / "results" / "demo" / "samples.parquet")[columns]
-                   for run in two_runs)
+    folder, rec = (
+        io.read_table(run / "results" / "demo" / "samples.parquet")[columns] for run in two_runs
+    )
     pd.testing.assert_frame_equal(rec, folder)
-    folder_corr, rec_corr = (pd.read_csv(run / "results" / "demo" / "correlations.csv")
-                             for run in two_runs)
-    pd.testing.assert_frame_equal(rec_corr[["x", "y", "method", "n", "r"]],
-                                  folder_corr[["x", "y", "method", "n", "r"]])
+    folder_corr, rec_corr = (
+        pd.read_csv(run / "results" / "demo" / "correlations.csv") for run in two_runs
+    )
+    pd.testing.assert_frame_equal(
+        rec_corr[["x", "y", "method", "n", "r"]], folder_corr[["x", "y", "method", "n", "r"]]
+    )
     shutil.rmtree(two_runs[0].parent / "rec")  # ~1 MB; the tmp folder is reaped anyway

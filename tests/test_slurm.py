@@ -48,7 +48,7 @@ SLURM_COMMANDS = ("sinfo", "sbatch", "squeue", "scontrol")
 # a status command that never sees the jobs finish waits forever).
 LOCAL_RUN_TIMEOUT_S = 600
 SLURM_RUN_TIMEOUT_S = 900
-KILL_AFTER_S = 30          # after SIGINT (which makes Snakemake scancel its jobs), SIGKILL
+KILL_AFTER_S = 30  # after SIGINT (which makes Snakemake scancel its jobs), SIGKILL
 DRY_RUN_TIMEOUT_S = 180
 
 # Float columns may differ in the last bits between two runs only through summation order.
@@ -81,10 +81,16 @@ def _copy_repo(dest: Path) -> Path:
 
     Each run gets its own copy so results/ and .snakemake/ never touch the developer's tree.
     """
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = REPO_ROOT / rel
         if src.is_file():
@@ -105,11 +111,23 @@ def _snakemake(args: list[str], *, cwd: Path, timeout_s: int) -> subprocess.Comp
     """Run Snakemake under ``timeout`` (SIGINT, then SIGKILL): Snakemake ignores SIGTERM while
     it waits for cluster jobs, but cancels them on SIGINT."""
     command = [
-        "timeout", "-s", "INT", "-k", str(KILL_AFTER_S), str(timeout_s),
-        sys.executable, "-m", "snakemake", *args,
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        str(KILL_AFTER_S),
+        str(timeout_s),
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
     ]
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s + 2 * KILL_AFTER_S,
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 2 * KILL_AFTER_S,
     )
 
 
@@ -181,7 +199,10 @@ def _slurm_jobs_of(workdir: Path) -> pd.DataFrame:
     working directory is ``workdir``: columns job_id, state, comment."""
     listing = subprocess.run(
         ["squeue", "--states=all", "--noheader", "--format=%i|%T|%Z|%k"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     rows = [line.split("|", 3) for line in listing.splitlines() if line.strip()]
     jobs = pd.DataFrame(rows, columns=["job_id", "state", "workdir", "comment"])
@@ -233,14 +254,20 @@ def _assert_frames_equal(local: pd.DataFrame, slurm: pd.DataFrame, name: str) ->
         a, b = local[column], slurm[column]
         if pd.api.types.is_float_dtype(a) and pd.api.types.is_float_dtype(b):
             np.testing.assert_allclose(
-                a.to_numpy(), b.to_numpy(), rtol=FLOAT_RTOL, atol=FLOAT_ATOL, equal_nan=True,
+                a.to_numpy(),
+                b.to_numpy(),
+                rtol=FLOAT_RTOL,
+                atol=FLOAT_ATOL,
+                equal_nan=True,
                 err_msg=f"{name}: column {column!r} differs",
             )
         elif a.dtype == object and len(a) and isinstance(a.iloc[0], (list, np.ndarray)):
             np.testing.assert_allclose(
                 np.stack(a.to_numpy()).astype(np.float64),
                 np.stack(b.to_numpy()).astype(np.float64),
-                rtol=FLOAT_RTOL, atol=FLOAT_ATOL, equal_nan=True,
+                rtol=FLOAT_RTOL,
+                atol=FLOAT_ATOL,
+                equal_nan=True,
                 err_msg=f"{name}: column {column!r} differs",
             )
         else:
@@ -272,7 +299,9 @@ def test_profiles_name_only_existing_rules(profile):
     sources = "".join(path.read_text() for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk"))
     rules = set(re.findall(r"^rule (\w+):", sources, re.M))
     config = _profile(profile)
-    named = {rule for key in ("set-resources", "set-threads", "groups") for rule in config.get(key, {})}
+    named = {
+        rule for key in ("set-resources", "set-threads", "groups") for rule in config.get(key, {})
+    }
     assert named <= rules, f"{profile} names unknown rules {sorted(named - rules)}"
 
 
@@ -286,7 +315,9 @@ def test_dry_run_requests_gpu_for_embed_only_without_cpu_overlay(tmp_path):
     assert gpu_profile.get("embed_shard"), "no embed_shard job in the dry run"
     assert all(re.search(r"\bgpu=1\b", line) for line in gpu_profile["embed_shard"])
     assert all("cpus_per_gpu=4" in line for line in gpu_profile["embed_shard"])
-    others = [line for rule, lines in gpu_profile.items() if rule != "embed_shard" for line in lines]
+    others = [
+        line for rule, lines in gpu_profile.items() if rule != "embed_shard" for line in lines
+    ]
     assert others and not any(re.search(r"\bgpu=", line) for line in others)
 
     cpu_profile = _dry_run_resources(workdir, [MAIN_PROFILE, CPU_OVERLAY])
@@ -313,16 +344,23 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
 
     local = _snakemake(
         ["--cores", "2", "--configfile", str(local_config), "--nocolor", *_local_thread_args()],
-        cwd=local_dir, timeout_s=LOCAL_RUN_TIMEOUT_S,
+        cwd=local_dir,
+        timeout_s=LOCAL_RUN_TIMEOUT_S,
     )
     _check_ran(local, "local snakemake run")
 
     slurm = _snakemake(
         [
-            "--profile", str(MAIN_PROFILE), "--profile", str(TEST_OVERLAY),
-            "--configfile", str(slurm_config), "--nocolor",
+            "--profile",
+            str(MAIN_PROFILE),
+            "--profile",
+            str(TEST_OVERLAY),
+            "--configfile",
+            str(slurm_config),
+            "--nocolor",
         ],
-        cwd=slurm_dir, timeout_s=SLURM_RUN_TIMEOUT_S,
+        cwd=slurm_dir,
+        timeout_s=SLURM_RUN_TIMEOUT_S,
     )
     _check_ran(slurm, "snakemake --executor slurm run")
 
@@ -337,7 +375,9 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
     )
     assert (jobs["state"] == "COMPLETED").all(), jobs.to_dict("records")
     missing = {r for r in RULES_THROUGH_SLURM if not any(r in c for c in jobs["comment"])}
-    assert not missing, f"rules never submitted to SLURM: {sorted(missing)}; jobs: {jobs.to_dict('records')}"
+    assert not missing, (
+        f"rules never submitted to SLURM: {sorted(missing)}; jobs: {jobs.to_dict('records')}"
+    )
 
     # the profile's groups: all analysis and figure jobs in one SLURM job, and BRISQUE shards
     # packed group-components at a time

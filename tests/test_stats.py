@@ -22,8 +22,10 @@ def _grouped(rng, *, n_classes, rho_between, rho_within, var_between=1.0, var_wi
     return xy[:, 0], xy[:, 1], codes, true_r
 
 
-@pytest.mark.parametrize("method,ref", [("pearson", sps.pearsonr), ("spearman", sps.spearmanr),
-                                        ("kendall", sps.kendalltau)])
+@pytest.mark.parametrize(
+    "method,ref",
+    [("pearson", sps.pearsonr), ("spearman", sps.spearmanr), ("kendall", sps.kendalltau)],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_point_estimate_matches_scipy_on_iid_data(method, ref, dtype):
     rng = np.random.default_rng(0)
@@ -163,12 +165,14 @@ def _limma_by_hand(s2, d):
     """Smyth (2004) §6.2 written out independently: moments of log s2, trigamma inverted by
     root finding (scipy.optimize.brentq), not featnorm's Newton iteration."""
     from scipy import optimize, special
+
     e = np.log(s2) - special.digamma(d / 2) + np.log(d / 2)
     excess = np.sum((e - e.mean()) ** 2) / (len(e) - 1) - np.mean(special.polygamma(1, d / 2))
     if excess <= 0:
         return np.exp(e.mean()), np.inf
-    half_d0 = optimize.brentq(lambda t: special.polygamma(1, t) - excess, 1e-10, 1e10,
-                              xtol=1e-14, rtol=1e-14)
+    half_d0 = optimize.brentq(
+        lambda t: special.polygamma(1, t) - excess, 1e-10, 1e10, xtol=1e-14, rtol=1e-14
+    )
     d0 = 2 * half_d0
     return np.exp(e.mean() + special.digamma(d0 / 2) - np.log(d0 / 2)), d0
 
@@ -329,8 +333,7 @@ def _expanded(values, codes, counts):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("method,ref", [("spearman", sps.spearmanr),
-                                        ("kendall", sps.kendalltau)])
+@pytest.mark.parametrize("method,ref", [("spearman", sps.spearmanr), ("kendall", sps.kendalltau)])
 def test_rank_replicates_match_exact_recomputation(method, ref, ties):
     """The Spearman/Kendall replicate approximations against exact coefficients recomputed on
     the same resampled rows (duplicated classes included): RMS < 0.005 (measured 0.0015-0.0018
@@ -394,7 +397,9 @@ def test_paired_difference_equals_a_plain_loop_bootstrap_on_the_same_draws():
     assert res.n == keep.sum() and res.n_classes == len(np.unique(ck))
     loop = _plain_cluster_bootstrap(
         lambda idx: np.corrcoef(xk[idx], yk[idx])[0, 1] - np.corrcoef(rk[idx], yk[idx])[0, 1],
-        ck, draws)
+        ck,
+        draws,
+    )
     lo, hi = np.quantile(loop, [0.025, 0.975])
     assert res.ci_low == pytest.approx(lo, abs=1e-9) and res.ci_high == pytest.approx(hi, abs=1e-9)
     crossings = min(np.sum(loop <= 0), np.sum(loop >= 0))
@@ -413,7 +418,9 @@ def test_paired_difference_interval_agrees_with_a_separately_seeded_plain_bootst
     draws = np.random.default_rng(44).integers(0, g, size=(2000, g))
     loop = _plain_cluster_bootstrap(
         lambda idx: np.corrcoef(xk[idx], yk[idx])[0, 1] - np.corrcoef(rk[idx], yk[idx])[0, 1],
-        ck, draws)
+        ck,
+        draws,
+    )
     lo, hi = np.quantile(loop, [0.025, 0.975])
     assert abs(res.ci_low - lo) < 0.02 and abs(res.ci_high - hi) < 0.02
 
@@ -429,8 +436,9 @@ def test_within_between_by_direct_numpy_on_a_hand_made_frame():
     my = np.array([y[codes == g].mean() for g in range(4)])
     xc, yc = x - mx[codes], y - my[codes]
     assert res.r_total == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
-    assert res.r_within == pytest.approx(np.sum(xc * yc) / np.sqrt(np.sum(xc**2) * np.sum(yc**2)),
-                                         abs=1e-12)
+    assert res.r_within == pytest.approx(
+        np.sum(xc * yc) / np.sqrt(np.sum(xc**2) * np.sum(yc**2)), abs=1e-12
+    )
     assert res.r_between == pytest.approx(np.corrcoef(mx, my)[0, 1], abs=1e-12)
     n = np.bincount(codes)
     share_x = np.sum(n * (mx - x.mean()) ** 2) / np.sum((x - x.mean()) ** 2)
@@ -457,16 +465,19 @@ def test_within_between_replicates_equal_a_plain_loop_on_the_same_draws():
         xs, ys, ms = np.concatenate(xs), np.concatenate(ys), np.array(ms)
         within.append(np.sum(xs * ys) / np.sqrt(np.sum(xs**2) * np.sum(ys**2)))
         between.append(np.corrcoef(ms[:, 0], ms[:, 1])[0, 1])
-    for reps, lo, hi in ((within, res.r_within_ci_low, res.r_within_ci_high),
-                         (between, res.r_between_ci_low, res.r_between_ci_high)):
+    for reps, lo, hi in (
+        (within, res.r_within_ci_low, res.r_within_ci_high),
+        (between, res.r_between_ci_low, res.r_between_ci_high),
+    ):
         q = np.quantile(reps, [0.025, 0.975])
         assert lo == pytest.approx(q[0], abs=1e-9) and hi == pytest.approx(q[1], abs=1e-9)
 
 
 def test_within_between_of_a_z_score_has_no_between_part():
     x, _, y, codes = _study(47)
-    w = stats.cluster_bootstrap_weights(int(codes.max()) + 1, replicates=50,
-                                        rng=np.random.default_rng(0))
+    w = stats.cluster_bootstrap_weights(
+        int(codes.max()) + 1, replicates=50, rng=np.random.default_rng(0)
+    )
     res = contrasts.within_between(x, y, codes, weights=w)
     assert res.between_share_x == pytest.approx(0, abs=1e-12)
     assert np.isnan(res.r_between) and "r_between undefined" in res.flag

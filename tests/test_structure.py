@@ -20,7 +20,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MAX_LINES = 600
 
 
-
 def _module_name(path: Path) -> str:
     parts = path.relative_to(SRC).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -43,8 +42,9 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from featnorm import images` imports the module featnorm.images
-            targets = [f"{base}.{alias.name}" for alias in node.names
-                       if f"{base}.{alias.name}" in known] or [base]
+            targets = [
+                f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known
+            ] or [base]
         else:
             continue
         found.update(t for t in targets if t in known and t != name)
@@ -67,7 +67,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = 2
@@ -119,9 +119,13 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
         and ast.get_docstring(node, clean=False) is not None
     }
-    return [(node.lineno, node.value) for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and id(node) not in docstrings]
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
 
 
 def test_each_status_name_is_spelled_in_featnorm_status_only():
@@ -140,7 +144,7 @@ def _readme_section(title: str) -> str:
     text = README.read_text(encoding="utf-8")
     start = text.index(f"## {title}")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 def test_readme_status_table_equals_the_status_module():

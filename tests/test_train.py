@@ -14,7 +14,9 @@ from featnorm.train import AdaFaceHead, _lr_at, resolve_precision, train_demo_mo
 
 
 def _head(classes=3, **kwargs):
-    return AdaFaceHead(classes, embedding_dim=4, generator=torch.Generator().manual_seed(0), **kwargs)
+    return AdaFaceHead(
+        classes, embedding_dim=4, generator=torch.Generator().manual_seed(0), **kwargs
+    )
 
 
 def test_without_margin_the_logits_are_scaled_cosines():
@@ -55,15 +57,20 @@ def test_high_norm_samples_get_a_larger_angular_margin():
     cos = (embedding[0] @ F.normalize(head.kernel, dim=0)[:, 0]).clamp(-1 + 1e-3, 1 - 1e-3)
     theta = math.acos(float(cos.detach()))
     for row, z in ((0, -1.0), (1, 1.0)):
-        expected = 64 * (math.cos(min(max(theta - 0.4 * z, 1e-3), math.pi - 1e-3)) - (0.4 + 0.4 * z))
+        expected = 64 * (
+            math.cos(min(max(theta - 0.4 * z, 1e-3), math.pi - 1e-3)) - (0.4 + 0.4 * z)
+        )
         assert float(logits[row, 0]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_demo_checkpoint_has_the_official_layout_and_loads(tmp_path):
-    table = demo.generate(demo.DemoParams(identities=3, min_images=2, max_images=4), tmp_path / "img")
+    table = demo.generate(
+        demo.DemoParams(identities=3, min_images=2, max_images=4), tmp_path / "img"
+    )
     ckpt = tmp_path / "model.ckpt"
-    summary = train_demo_model(table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4,
-                               lr=0.05, seed=0, threads=1)
+    summary = train_demo_model(
+        table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05, seed=0, threads=1
+    )
     assert math.isfinite(summary["loss"])
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     keys = saved["state_dict"].keys()
@@ -86,13 +93,28 @@ def test_training_skips_unusable_images_and_counts_them(tmp_path, caplog):
     table = _small_demo(tmp_path)
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
-    bad = pd.DataFrame({"path": [str(tmp_path / "empty.jpg"), str(tmp_path / "corrupt.jpg")],
-                        "label": [0, 1], "class_name": ["id00000", "id00001"], "split": "train"})
+    bad = pd.DataFrame(
+        {
+            "path": [str(tmp_path / "empty.jpg"), str(tmp_path / "corrupt.jpg")],
+            "label": [0, 1],
+            "class_name": ["id00000", "id00001"],
+            "split": "train",
+        }
+    )
     table = pd.concat([table, bad], ignore_index=True)
     ckpt = tmp_path / "model.ckpt"
     with caplog.at_level(logging.INFO, logger="featnorm.train"):
-        train_demo_model(table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05,
-                         seed=0, threads=1, precision="fp32")
+        train_demo_model(
+            table,
+            str(ckpt),
+            arch="ir_demo",
+            epochs=1,
+            batch_size=4,
+            lr=0.05,
+            seed=0,
+            threads=1,
+            precision="fp32",
+        )
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 1 and "skipped 2 unusable training images" in skipped[0]
     assert "empty_file" in skipped[0]
@@ -104,8 +126,17 @@ def test_training_with_no_usable_image_says_so(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     table = pd.DataFrame({"path": [str(tmp_path / "empty.jpg")], "label": [0], "class_name": ["a"]})
     with pytest.raises(ValueError, match="none of the 1 training images"):
-        train_demo_model(table, str(tmp_path / "m.ckpt"), arch="ir_demo", epochs=1, batch_size=2,
-                         lr=0.05, seed=0, threads=1, precision="fp32")
+        train_demo_model(
+            table,
+            str(tmp_path / "m.ckpt"),
+            arch="ir_demo",
+            epochs=1,
+            batch_size=2,
+            lr=0.05,
+            seed=0,
+            threads=1,
+            precision="fp32",
+        )
 
 
 def test_training_uses_the_train_split_only_and_writes_its_curve(tmp_path):
@@ -114,8 +145,18 @@ def test_training_uses_the_train_split_only_and_writes_its_curve(tmp_path):
     n_train = int((table["split"] == "train").sum())
     assert n_train < len(table)
     ckpt, curve_file = tmp_path / "model.ckpt", tmp_path / "curve.csv"
-    last = train_demo_model(table, str(ckpt), arch="ir_demo", epochs=3, batch_size=4, lr=0.05,
-                            seed=0, threads=1, precision="fp32", curve_output=str(curve_file))
+    last = train_demo_model(
+        table,
+        str(ckpt),
+        arch="ir_demo",
+        epochs=3,
+        batch_size=4,
+        lr=0.05,
+        seed=0,
+        threads=1,
+        precision="fp32",
+        curve_output=str(curve_file),
+    )
     hyper = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     assert hyper["train_images"] == n_train and hyper["classes"] == 3
     curve = pd.read_csv(curve_file)
@@ -129,8 +170,17 @@ def test_bf16_training_writes_float32_weights(tmp_path):
     """bf16 autocast changes the arithmetic, not the checkpoint: weights stay float32."""
     table = _small_demo(tmp_path)
     ckpt = tmp_path / "model.ckpt"
-    train_demo_model(table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05, seed=0,
-                     threads=1, precision="bf16")
+    train_demo_model(
+        table,
+        str(ckpt),
+        arch="ir_demo",
+        epochs=1,
+        batch_size=4,
+        lr=0.05,
+        seed=0,
+        threads=1,
+        precision="bf16",
+    )
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
 
@@ -155,13 +205,25 @@ def test_a_models_train_block_overrides_the_global_train_keys():
     """config_checks.train_settings: per-model keys win, the rest come from `train:`."""
     from featnorm import config_checks
 
-    config = {"train": {"epochs": 8, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "auto"},
-              "models": {"short": {"arch": "ir_demo", "checkpoint": "train"},
-                         "long": {"arch": "ir_demo", "checkpoint": "train",
-                                  "train": {"epochs": 20, "precision": "fp32"}}}}
+    config = {
+        "train": {"epochs": 8, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "auto"},
+        "models": {
+            "short": {"arch": "ir_demo", "checkpoint": "train"},
+            "long": {
+                "arch": "ir_demo",
+                "checkpoint": "train",
+                "train": {"epochs": 20, "precision": "fp32"},
+            },
+        },
+    }
     assert config_checks.train_settings(config, "short") == config["train"]
     assert config_checks.train_settings(config, "long") == {
-        "epochs": 20, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "fp32"}
+        "epochs": 20,
+        "batch_size": 64,
+        "lr": 0.2,
+        "seed": 0,
+        "precision": "fp32",
+    }
     assert config["train"]["epochs"] == 8  # the global block is not modified
 
 
@@ -170,6 +232,8 @@ def test_a_train_block_on_a_checkpoint_file_is_refused(tmp_path):
 
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"")
-    config = {"models": {"mine": {"arch": "ir_50", "checkpoint": str(ckpt), "train": {"epochs": 3}}}}
+    config = {
+        "models": {"mine": {"arch": "ir_50", "checkpoint": str(ckpt), "train": {"epochs": 3}}}
+    }
     with pytest.raises(config_checks.ConfigError, match="models.mine.train is set but"):
         config_checks._check_models(config)

@@ -27,8 +27,13 @@ def _correlations(model: str, effect: float) -> pd.DataFrame:
 
 
 def _curve(epochs: int, accuracy: float) -> pd.DataFrame:
-    return pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [9.0] * (epochs - 1) + [1.5],
-                         "train_accuracy": [0.1] * (epochs - 1) + [accuracy]})
+    return pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "loss": [9.0] * (epochs - 1) + [1.5],
+            "train_accuracy": [0.1] * (epochs - 1) + [accuracy],
+        }
+    )
 
 
 def test_collect_keeps_the_effect_and_the_method_rows_ordered_by_epochs():
@@ -53,8 +58,13 @@ def test_collect_keeps_the_effect_and_the_method_rows_ordered_by_epochs():
 
 def test_collect_refuses_a_model_without_its_curve_or_method():
     with pytest.raises(ValueError, match=r"\['b'\] lack"):
-        training_length.collect({"a": _correlations("a", 0), "b": _correlations("b", 0)},
-                                {"a": _curve(2, 0.5)}, {"a": 2, "b": 3}, method="spearman")
+        training_length.collect(
+            {"a": _correlations("a", 0), "b": _correlations("b", 0)},
+            {"a": _curve(2, 0.5)},
+            {"a": 2, "b": 3},
+            method="spearman",
+        )
     with pytest.raises(ValueError, match="no kendall rows"):
-        training_length.collect({"a": _correlations("a", 0)}, {"a": _curve(2, 0.5)}, {"a": 2},
-                                method="kendall")
+        training_length.collect(
+            {"a": _correlations("a", 0)}, {"a": _curve(2, 0.5)}, {"a": 2}, method="kendall"
+        )

@@ -47,7 +47,8 @@ def assert_only_the_user_model(result) -> None:
     assert jobs["embed_shard"] == USER_SHARDS, jobs
     assert not re.search(r"\bdemo\b", text.replace("dataset.demo", "")), "a demo job is planned"
     assert re.findall(r"wildcards: model=(\S+)", text) and {
-        m.rstrip(",") for m in re.findall(r"model=(\S+)", text)} == {USER_MODEL}
+        m.rstrip(",") for m in re.findall(r"model=(\S+)", text)
+    } == {USER_MODEL}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,8 +91,9 @@ def test_no_models_on_a_user_dataset_is_refused_unless_asked(tmp_path: Path, use
     assert "train.allow_non_demo_dataset: true" in text and "Your own data and models" in text
     assert not (workdir / "results").exists()
 
-    config = user_config(tmp_path / "my.yaml", user_data, with_model=False,
-                         train={"allow_non_demo_dataset": True})
+    config = user_config(
+        tmp_path / "my.yaml", user_data, with_model=False, train={"allow_non_demo_dataset": True}
+    )
     jobs, _ = planned(run_snakemake(workdir, config, "--dry-run"))
     assert jobs["train_demo_model"] == 1
 
@@ -100,8 +102,9 @@ def test_slurm_profile_plans_the_user_model_without_a_cluster(tmp_path: Path, us
     """`--profile profiles/slurm -n` needs no SLURM: it plans the user's model with its GPU."""
     workdir = checkout_like(tmp_path / "checkout")
     config = user_config(tmp_path / "my.yaml", user_data)
-    result = run_snakemake(workdir, config, "--profile", str(REPO / "profiles" / "slurm"),
-                           "--dry-run")
+    result = run_snakemake(
+        workdir, config, "--profile", str(REPO / "profiles" / "slurm"), "--dry-run"
+    )
     assert_only_the_user_model(result)
     embed_jobs = re.findall(r"rule embed_shard:.*?resources: ([^\n]*)", result.stdout, re.DOTALL)
     assert len(embed_jobs) == USER_SHARDS and all("gpu=1" in r for r in embed_jobs), embed_jobs
@@ -121,26 +124,52 @@ def without_torch_and_cv2(tmp_path_factory) -> dict[str, str]:
     blocker = tmp_path_factory.mktemp("blocked_modules")
     for name in BLOCKED:
         (blocker / f"{name}.py").write_text(
-            f'raise ImportError("{name} is blocked: planning must not import it")\n')
+            f'raise ImportError("{name} is blocked: planning must not import it")\n'
+        )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(blocker), str(REPO / "src")])
     for name in BLOCKED:  # the blocker works: otherwise the test below could not fail
-        probe = subprocess.run([sys.executable, "-c", f"import {name}"], env=env,
-                               capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import {name}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert probe.returncode != 0 and "is blocked" in probe.stderr, name
     return env
 
 
 @pytest.mark.parametrize("scenario", ["demo", "user"])
-def test_dry_run_needs_neither_torch_nor_cv2(tmp_path: Path, user_data, without_torch_and_cv2,
-                                             scenario: str):
+def test_dry_run_needs_neither_torch_nor_cv2(
+    tmp_path: Path, user_data, without_torch_and_cv2, scenario: str
+):
     workdir = checkout_like(tmp_path / "checkout")
-    config = (workdir / "config.yaml" if scenario == "demo"
-              else user_config(tmp_path / "my.yaml", user_data))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(config), "--dry-run"]
-    result = subprocess.run(command, env=without_torch_and_cv2, capture_output=True, text=True,
-                            timeout=SNAKEMAKE_TIMEOUT_S, check=False)
+    config = (
+        workdir / "config.yaml"
+        if scenario == "demo"
+        else user_config(tmp_path / "my.yaml", user_data)
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--dry-run",
+    ]
+    result = subprocess.run(
+        command,
+        env=without_torch_and_cv2,
+        capture_output=True,
+        text=True,
+        timeout=SNAKEMAKE_TIMEOUT_S,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     jobs, _ = planned(result)
     assert jobs["embed_shard"] > 0 and ("train_demo_model" in jobs) == (scenario == "demo")

@@ -65,37 +65,77 @@ def test_outputs_follow_the_contracts(finished_run: Path):
     assert manifest["sample_id"].tolist() == list(range(len(manifest)))
 
     shards = [io.read_table(p) for p in sorted((results / "shards").glob("shard-*.parquet"))]
-    brisque = pd.concat([io.read_table(p) for p in sorted((results / "brisque").glob("shard-*.parquet"))])
-    embed = pd.concat([io.read_table(p) for p in sorted((results / "embed" / "demo").glob("shard-*.parquet"))])
+    brisque = pd.concat(
+        [io.read_table(p) for p in sorted((results / "brisque").glob("shard-*.parquet"))]
+    )
+    embed = pd.concat(
+        [io.read_table(p) for p in sorted((results / "embed" / "demo").glob("shard-*.parquet"))]
+    )
     assert len(shards) == 2
     for table in (pd.concat(shards), brisque, embed):
         assert sorted(table["sample_id"]) == manifest["sample_id"].tolist()
     assert {"brisque", "status"} <= set(brisque.columns) and brisque["brisque"].dtype == "float64"
-    assert {"feature_norm", "status"} <= set(embed.columns) and embed["feature_norm"].dtype == "float32"
+    assert {"feature_norm", "status"} <= set(embed.columns) and embed[
+        "feature_norm"
+    ].dtype == "float32"
     assert (embed["status"] == "ok").all() and (embed["feature_norm"] > 0).all()
 
     samples = io.read_table(results / "demo" / "samples.parquet")
     assert len(samples) == len(manifest)
     assert {"brisque", "feature_norm", "feature_norm_z"} <= set(samples.columns)
     stats = io.read_table(results / "demo" / "class_stats.parquet")
-    assert {"label", "n", "norm_mean", "norm_std", "brisque_mean", "brisque_std"} <= set(stats.columns)
+    assert {"label", "n", "norm_mean", "norm_std", "brisque_mean", "brisque_std"} <= set(
+        stats.columns
+    )
     # class sizes count training images; the held-out images (split holdout) are the rest
     assert stats["n"].sum() == (manifest["split"] == "train").sum() < len(manifest)
     corr = pd.read_csv(results / "demo" / "correlations.csv")
-    assert {"model", "x", "y", "method", "n", "r", "ci_low", "ci_high", "p_value"} <= set(corr.columns)
+    assert {"model", "x", "y", "method", "n", "r", "ci_low", "ci_high", "p_value"} <= set(
+        corr.columns
+    )
     assert {"p_value_iid", "p_value_wald", "p_holm"} <= set(corr.columns)
     diff = pd.read_csv(results / "demo" / "differences.csv")
-    assert {"model", "x", "reference", "y", "method", "n", "n_classes", "delta", "ci_low",
-            "ci_high", "p_value", "replicates", "quality_aligned_delta"} <= set(diff.columns)
+    assert {
+        "model",
+        "x",
+        "reference",
+        "y",
+        "method",
+        "n",
+        "n_classes",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "replicates",
+        "quality_aligned_delta",
+    } <= set(diff.columns)
     assert (diff["reference"] == "feature_norm").all() and "feature_norm_z" in set(diff["x"])
     dec = pd.read_csv(results / "demo" / "decomposition.csv")
-    assert {"r_total", "r_within", "r_between", "between_share_x", "between_share_y",
-            "r_within_ci_low", "r_between_ci_high"} <= set(dec.columns)
+    assert {
+        "r_total",
+        "r_within",
+        "r_between",
+        "between_share_x",
+        "between_share_y",
+        "r_within_ci_low",
+        "r_between_ci_high",
+    } <= set(dec.columns)
     bands = pd.read_csv(results / "demo" / "by_class_size.csv")
-    assert {"model", "x", "y", "method", "size_low", "size_high", "n", "n_classes", "r",
-            "ci_low", "ci_high"} <= set(bands.columns)
-    for figure in ("class_sizes.png", "class_norm_mean.png", "two_levels.png",
-                   "by_class_size.png"):
+    assert {
+        "model",
+        "x",
+        "y",
+        "method",
+        "size_low",
+        "size_high",
+        "n",
+        "n_classes",
+        "r",
+        "ci_low",
+        "ci_high",
+    } <= set(bands.columns)
+    for figure in ("class_sizes.png", "class_norm_mean.png", "two_levels.png", "by_class_size.png"):
         assert (results / "demo" / "figures" / figure).stat().st_size > 0
     assert "feature norm" in (results / "summary.md").read_text().lower()
 
@@ -126,8 +166,10 @@ def test_brisque_change_reruns_no_embedding(finished_run: Path, tmp_path: Path):
 
 
 def test_second_model_reruns_no_brisque(finished_run: Path, tmp_path: Path):
-    models = {"demo": {"arch": "ir_demo", "checkpoint": "train"},
-              "demo_b": {"arch": "ir_demo", "checkpoint": "train"}}
+    models = {
+        "demo": {"arch": "ir_demo", "checkpoint": "train"},
+        "demo_b": {"arch": "ir_demo", "checkpoint": "train"},
+    }
     config = write_config(tmp_path / "config.yaml", models=models)
     jobs = planned_jobs(finished_run, config)
     assert jobs.get("embed_shard") == 2 and jobs.get("train_demo_model") == 1
@@ -147,7 +189,10 @@ def test_lint_reports_nothing(tmp_path: Path):
         ({"dataset.colour": "red"}, r"colour"),
         ({"shards": "four"}, r"shards|four"),
         ({"dataset.format": "imagefolder", "dataset.root": "/no/such/folder"}, r"dataset\.root"),
-        ({"models": {"demo": {"arch": "ir_51", "checkpoint": "train"}}}, r"models\.demo\.arch.*ir_51"),
+        (
+            {"models": {"demo": {"arch": "ir_51", "checkpoint": "train"}}},
+            r"models\.demo\.arch.*ir_51",
+        ),
         ({"shards": 5000}, r"shards = 5000"),
     ],
 )
@@ -166,25 +211,48 @@ def test_html_report_contains_every_figure_and_table(finished_run: Path):
     html = report.read_text(errors="replace")
     results = finished_run / "results"
     figures = sorted(p.name for p in results.rglob("*.png"))
-    assert {"class_sizes.png", "class_norm_mean.png", "norm_vs_brisque.png", "two_levels.png",
-            "by_class_size.png"} <= set(figures)
-    for name in [*figures, "correlations.csv", "table1.md", "summary.md", "differences.csv",
-                 "decomposition.csv", "by_class_size.csv"]:
+    assert {
+        "class_sizes.png",
+        "class_norm_mean.png",
+        "norm_vs_brisque.png",
+        "two_levels.png",
+        "by_class_size.png",
+    } <= set(figures)
+    for name in [
+        *figures,
+        "correlations.csv",
+        "table1.md",
+        "summary.md",
+        "differences.csv",
+        "decomposition.csv",
+        "by_class_size.csv",
+    ]:
         assert name in html, f"{name} is missing from the report"
 
 
-@pytest.mark.parametrize(("key", "value", "pairs_rerun"), [
-    ("evaluation.impostor_pairs", 300, True),
-    ("evaluation.fmrs", [0.05], False),
-    ("evaluation.bootstrap_replicates", 20, False),
-])
-def test_evaluation_change_reruns_no_brisque_or_embedding(finished_run: Path, tmp_path: Path,
-                                                          key: str, value, pairs_rerun: bool):
+@pytest.mark.parametrize(
+    ("key", "value", "pairs_rerun"),
+    [
+        ("evaluation.impostor_pairs", 300, True),
+        ("evaluation.fmrs", [0.05], False),
+        ("evaluation.bootstrap_replicates", 20, False),
+    ],
+)
+def test_evaluation_change_reruns_no_brisque_or_embedding(
+    finished_run: Path, tmp_path: Path, key: str, value, pairs_rerun: bool
+):
     config = write_config(tmp_path / "config.yaml", **{key: value})
     jobs = planned_jobs(finished_run, config)
     assert jobs.get("compute_edc") == 1 and ("draw_pairs" in jobs) == pairs_rerun, jobs
-    upstream = {"make_manifest", "make_shards", "score_brisque", "train_demo_model",
-                "embed_shard", "merge_samples", "correlate"}
+    upstream = {
+        "make_manifest",
+        "make_shards",
+        "score_brisque",
+        "train_demo_model",
+        "embed_shard",
+        "merge_samples",
+        "correlate",
+    }
     assert not upstream & set(jobs), jobs
 
 
@@ -204,8 +272,16 @@ def test_edc_outputs_follow_the_contract(finished_run: Path):
     expected = {"feature_norm", "feature_norm_z", "brisque", "true_quality", "random", "ideal"}
     assert expected <= set(edc["quality"])
     assert len(edc) == edc.groupby(["split", "quality", "fmr", "discard_limit"]).ngroups
-    assert {"model", "threshold", "pauc", "ci_low", "ci_high", "n_genuine", "n_impostor",
-            "fnmr_at_0"} <= set(edc.columns)
+    assert {
+        "model",
+        "threshold",
+        "pauc",
+        "ci_low",
+        "ci_high",
+        "n_genuine",
+        "n_impostor",
+        "fnmr_at_0",
+    } <= set(edc.columns)
     assert (results / "demo" / "figures" / "edc.png").stat().st_size > 0
     comparison = pd.read_csv(results / "comparison.csv")
     assert (comparison["y"] == "FNMR pAUC").any()

@@ -35,8 +35,9 @@ def test_two_training_lengths_share_brisque_and_are_compared(tmp_path: Path):
     manifest = io.read_table(results / "manifest.parquet")
     assert set(manifest["split"]) == {"train", "holdout"}
     for model, epochs, precision in (("short", 1, None), ("long", 2, "fp32")):
-        hyper = torch.load(results / "models" / model / "checkpoint.ckpt", map_location="cpu",
-                           weights_only=True)["hyper_parameters"]
+        hyper = torch.load(
+            results / "models" / model / "checkpoint.ckpt", map_location="cpu", weights_only=True
+        )["hyper_parameters"]
         assert hyper["epochs"] == epochs and hyper["batch_size"] == 8
         assert hyper["train_images"] == int((manifest["split"] == "train").sum())
         if precision:
@@ -44,7 +45,9 @@ def test_two_training_lengths_share_brisque_and_are_compared(tmp_path: Path):
         curve = pd.read_csv(results / "models" / model / "training_curve.csv")
         assert curve["epoch"].tolist() == list(range(1, epochs + 1))
     assert sorted(p.name for p in (results / "brisque").glob("shard-*.parquet")) == [
-        "shard-0.parquet", "shard-1.parquet"]
+        "shard-0.parquet",
+        "shard-1.parquet",
+    ]
     short = io.read_table(results / "short" / "samples.parquet")
     long = io.read_table(results / "long" / "samples.parquet")
     pd.testing.assert_series_equal(short["brisque"], long["brisque"])
@@ -54,7 +57,9 @@ def test_two_training_lengths_share_brisque_and_are_compared(tmp_path: Path):
     assert set(comparison["model"]) == {"short", "long"}
     lengths = pd.read_csv(results / "training_length.csv")
     assert lengths.drop_duplicates("model")[["model", "epochs"]].values.tolist() == [
-        ["short", 1], ["long", 2]]
+        ["short", 1],
+        ["long", 2],
+    ]
     effect = lengths[lengths["x"] == "class_size"].set_index("model")
     for model in ("short", "long"):
         corr = pd.read_csv(results / model / "correlations.csv")

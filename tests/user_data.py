@@ -42,14 +42,15 @@ def checkout_like(workdir: Path) -> Path:
     return workdir
 
 
-def user_config(path: Path, user_data: tuple[Path, Path], *, with_model: bool = True,
-                **extra) -> Path:
+def user_config(
+    path: Path, user_data: tuple[Path, Path], *, with_model: bool = True, **extra
+) -> Path:
     """my.yaml: the image folder, USER_SHARDS shards and (``with_model``) one model, USER_MODEL."""
     root, checkpoint = user_data
-    config: dict = {"dataset": {"format": "imagefolder", "root": str(root)},
-                    "shards": USER_SHARDS}
+    config: dict = {"dataset": {"format": "imagefolder", "root": str(root)}, "shards": USER_SHARDS}
     if with_model:
-        config["models"] = {USER_MODEL: {"family": "adaface", "arch": "ir_demo",
-                                         "checkpoint": str(checkpoint)}}
+        config["models"] = {
+            USER_MODEL: {"family": "adaface", "arch": "ir_demo", "checkpoint": str(checkpoint)}
+        }
     path.write_text(yaml.safe_dump({**config, **extra}))
     return path

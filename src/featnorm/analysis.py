@@ -77,9 +77,7 @@ def _check_columns(df: pd.DataFrame, required: tuple[str, ...], name: str) -> No
         raise ValueError(f"{name} repeats sample_id values, e.g. {dup}; each image needs one row")
 
 
-def _join_part(
-    manifest_ids: pd.Series, part: pd.DataFrame, value: str, name: str
-) -> pd.DataFrame:
+def _join_part(manifest_ids: pd.Series, part: pd.DataFrame, value: str, name: str) -> pd.DataFrame:
     extra = ~part["sample_id"].isin(manifest_ids)
     if extra.any():
         raise ValueError(
@@ -136,9 +134,11 @@ def merge_samples(
     _check_columns(embed, ("sample_id", NORM_COLUMN, "status"), "embedding table")
     ids = manifest["sample_id"]
     b = _join_part(ids, brisque, BRISQUE_COLUMN, "BRISQUE table").rename(
-        columns={"status": "brisque_status"})
+        columns={"status": "brisque_status"}
+    )
     e = _join_part(ids, embed, NORM_COLUMN, "embedding table").rename(
-        columns={"status": "embed_status"})
+        columns={"status": "embed_status"}
+    )
     out = manifest.merge(b, on="sample_id", how="left", validate="one_to_one")
     out = out.merge(e, on="sample_id", how="left", validate="one_to_one")
     out[NORM_COLUMN] = out[NORM_COLUMN].astype(np.float64)
@@ -156,8 +156,11 @@ def merge_samples(
     out.loc[~e_ok, NORM_COLUMN] = np.nan
     reasons = np.where(b_ok, "", "brisque:" + out["brisque_status"].astype(str))
     reasons2 = np.where(e_ok, "", "embed:" + out["embed_status"].astype(str))
-    joined = pd.Series(reasons, index=out.index).str.cat(pd.Series(reasons2, index=out.index),
-                                                         sep="; ").str.strip("; ")
+    joined = (
+        pd.Series(reasons, index=out.index)
+        .str.cat(pd.Series(reasons2, index=out.index), sep="; ")
+        .str.strip("; ")
+    )
     out["status"] = joined.where(joined != "", OK)
     out["class_size"] = training_images(out).groupby(out["label"]).transform("sum").astype(np.int64)
     counts = out["status"].value_counts()
@@ -220,26 +223,38 @@ def standardise(
     if "z" in policies:
         out[f"{NORM_COLUMN}_z"] = z
     if "shrinkage_z" in policies:
-        out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = standardisation.shrinkage_z(x, codes)
+        out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = standardisation.shrinkage_z(
+            x, codes
+        )
     if "rank" in policies:
         out[f"{NORM_COLUMN}_rank"], _ = standardisation.within_class_rank(
-            x, codes, min_class_size=min_class_size)
+            x, codes, min_class_size=min_class_size
+        )
     if "residual" in policies:
         resid, coef = standardisation.class_size_residual(
-            x, out["class_size"].to_numpy(), degree=residual_degree)
+            x, out["class_size"].to_numpy(), degree=residual_degree
+        )
         out[f"{NORM_COLUMN}_residual"] = resid
         info["residual_coefficients"] = [float(c) for c in coef]
-    logger.info("standardised %d images with %s; z excludes %d classes (%d images)",
-                len(out), policies, info["z_excluded_classes"], info["z_excluded_images"])
+    logger.info(
+        "standardised %d images with %s; z excludes %d classes (%d images)",
+        len(out),
+        policies,
+        info["z_excluded_classes"],
+        info["z_excluded_images"],
+    )
     return out, info
 
 
 def _ground_truth_columns(samples: pd.DataFrame) -> list[str]:
     known = set(_ID_COLUMNS) | {BRISQUE_COLUMN, NORM_COLUMN, "class_size", "z_excluded"}
     return [
-        c for c in samples.columns
-        if c not in known and not c.startswith(f"{NORM_COLUMN}_")
-        and pd.api.types.is_numeric_dtype(samples[c]) and not pd.api.types.is_bool_dtype(samples[c])
+        c
+        for c in samples.columns
+        if c not in known
+        and not c.startswith(f"{NORM_COLUMN}_")
+        and pd.api.types.is_numeric_dtype(samples[c])
+        and not pd.api.types.is_bool_dtype(samples[c])
     ]
 
 
@@ -259,18 +274,22 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     """
     samples = samples[training_images(samples).to_numpy()]
     g = samples.groupby("label", sort=True)
-    out = pd.DataFrame({
-        "class_name": g["class_name"].first(),
-        "n": g.size().astype(np.int64),
-        "n_ok": (samples["status"] == OK).groupby(samples["label"], sort=True).sum()
-        .astype(np.int64),
-        "norm_mean": g[NORM_COLUMN].mean(),
-        "norm_std": g[NORM_COLUMN].std(ddof=1),
-        "norm_median": g[NORM_COLUMN].median(),
-        "brisque_mean": g[BRISQUE_COLUMN].mean(),
-        "brisque_std": g[BRISQUE_COLUMN].std(ddof=1),
-        "brisque_median": g[BRISQUE_COLUMN].median(),
-    })
+    out = pd.DataFrame(
+        {
+            "class_name": g["class_name"].first(),
+            "n": g.size().astype(np.int64),
+            "n_ok": (samples["status"] == OK)
+            .groupby(samples["label"], sort=True)
+            .sum()
+            .astype(np.int64),
+            "norm_mean": g[NORM_COLUMN].mean(),
+            "norm_std": g[NORM_COLUMN].std(ddof=1),
+            "norm_median": g[NORM_COLUMN].median(),
+            "brisque_mean": g[BRISQUE_COLUMN].mean(),
+            "brisque_std": g[BRISQUE_COLUMN].std(ddof=1),
+            "brisque_median": g[BRISQUE_COLUMN].median(),
+        }
+    )
     for c in _ground_truth_columns(samples):
         out[f"{c}_mean"] = g[c].mean()
     if "z_excluded" in samples.columns:
@@ -284,8 +303,14 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def _row(model: str, x: str, y: str, method: str, res: stats.CorrelationResult,
-         lower_is_better: bool | None) -> dict:
+def _row(
+    model: str,
+    x: str,
+    y: str,
+    method: str,
+    res: stats.CorrelationResult,
+    lower_is_better: bool | None,
+) -> dict:
     d = {"model": model, "x": x, "y": y, "method": method, **res.as_dict()}
     if lower_is_better is None:
         d["quality_aligned_r"] = np.nan
@@ -310,8 +335,11 @@ def _bootstrap_setup(samples: pd.DataFrame, *, replicates: int, seed: int):
     codes_all = _codes(samples["label"])
     n_classes = int(codes_all.max()) + 1 if len(codes_all) else 0
     rng = np.random.default_rng(seed)
-    weights = (stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
-               if n_classes >= 1 else None)
+    weights = (
+        stats.cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
+        if n_classes >= 1
+        else None
+    )
     refs = {y: lib for y, lib in QUALITY_REFERENCES.items() if y in samples.columns}
     return ok, codes_all, weights, refs
 
@@ -362,33 +390,49 @@ def correlation_table(
         for x in x_columns:
             xv = samples[x].to_numpy(np.float64)[ok]
             for m in methods:
-                res = stats.correlate(xv, yv, codes, method=m, weights=weights,
-                                      confidence=confidence)
+                res = stats.correlate(
+                    xv, yv, codes, method=m, weights=weights, confidence=confidence
+                )
                 rows.append(_row(model, x, y, m, res, lower))
     logn = np.log(samples["class_size"].to_numpy(np.float64))[ok]
     yv = samples[BRISQUE_COLUMN].to_numpy(np.float64)[ok]
     for x in x_columns:
         xv = samples[x].to_numpy(np.float64)[ok]
-        res = stats.partial_correlation(xv, yv, logn, codes, weights=weights,
-                                        confidence=confidence)
-        rows.append(_row(model, x, f"{BRISQUE_COLUMN} | log class_size", "partial_pearson",
-                         res, True))
+        res = stats.partial_correlation(xv, yv, logn, codes, weights=weights, confidence=confidence)
+        rows.append(
+            _row(model, x, f"{BRISQUE_COLUMN} | log class_size", "partial_pearson", res, True)
+        )
     # class-size effect: classes are the units (each class weighs once); class size and class
     # mean norm over the training images (held-out images would lower the mean of small classes)
-    has_norm = np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
-    per = samples[has_norm].groupby("label").agg(
-        size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
+    has_norm = (
+        np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
+    )
+    per = (
+        samples[has_norm]
+        .groupby("label")
+        .agg(size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
+    )
     per_codes = pd.Index(np.sort(samples["label"].unique())).get_indexer(per.index)
-    res = stats.correlate(per["size"].to_numpy(np.float64), per["mean"].to_numpy(np.float64),
-                          per_codes, method="spearman", weights=weights, confidence=confidence)
+    res = stats.correlate(
+        per["size"].to_numpy(np.float64),
+        per["mean"].to_numpy(np.float64),
+        per_codes,
+        method="spearman",
+        weights=weights,
+        confidence=confidence,
+    )
     rows.append(_row(model, "class_size", "class_norm_mean", "spearman", res, None))
     table = pd.DataFrame(rows)
-    table["lower_is_better"] = table["y"].map(
-        lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
+    table["lower_is_better"] = table["y"].map(lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
     # family: every row of this model's table that has a bootstrap p
     table["p_holm"] = stats.holm(table["p_value"].to_numpy(np.float64))
-    logger.info("%d correlations for model %s (%d replicates) in %.1f s",
-                len(table), model, replicates, time.perf_counter() - started)
+    logger.info(
+        "%d correlations for model %s (%d replicates) in %.1f s",
+        len(table),
+        model,
+        replicates,
+        time.perf_counter() - started,
+    )
     return table
 
 
@@ -415,15 +459,23 @@ def table1(correlations: pd.DataFrame) -> pd.DataFrame:
         ``<model>_quality_aligned_r`` (and its ``_ci_low``/``_ci_high``). Signed r: agreement
         with BRISQUE is negative; quality-aligned r: agreement is positive.
     """
-    sel = correlations[(correlations["y"] == BRISQUE_COLUMN)
-                       & (correlations["method"] == "pearson")]
+    sel = correlations[
+        (correlations["y"] == BRISQUE_COLUMN) & (correlations["method"] == "pearson")
+    ]
     out = pd.DataFrame({"norm": pd.unique(sel["x"])})
     out["seed_r"] = out["norm"].map(SEED_TABLE1)
     out["seed_sign"] = np.where(out["seed_r"].notna(), "ambiguous", "")
     for model, part in sel.groupby("model", sort=False):
         p = part.set_index("x")
-        for col in ("r", "ci_low", "ci_high", "n", "quality_aligned_r", "quality_aligned_ci_low",
-                    "quality_aligned_ci_high"):
+        for col in (
+            "r",
+            "ci_low",
+            "ci_high",
+            "n",
+            "quality_aligned_r",
+            "quality_aligned_ci_low",
+            "quality_aligned_ci_high",
+        ):
             out[f"{model}_{col}"] = out["norm"].map(p[col])
     return out
 
@@ -442,8 +494,11 @@ DEMO_NOTE = (
 
 def _table1_models(table: pd.DataFrame) -> list[str]:
     """Model names of a ``table1`` frame, in column order."""
-    return [c[: -len("_ci_low")] for c in table.columns
-            if c.endswith("_ci_low") and not c.endswith("quality_aligned_ci_low")]
+    return [
+        c[: -len("_ci_low")]
+        for c in table.columns
+        if c.endswith("_ci_low") and not c.endswith("quality_aligned_ci_low")
+    ]
 
 
 def table1_markdown(table: pd.DataFrame, *, confidence: float, demo: bool = False) -> str:
@@ -454,9 +509,11 @@ def table1_markdown(table: pd.DataFrame, *, confidence: float, demo: bool = Fals
     """
     models = _table1_models(table)
     pct = f"{confidence * 100:g} %"
-    head = ("| norm | Kim & Sohn (as printed) | "
-            + " | ".join(f"{m}: r [{pct} CI] (n) | {m}: quality-aligned r" for m in models)
-            + " |")
+    head = (
+        "| norm | Kim & Sohn (as printed) | "
+        + " | ".join(f"{m}: r [{pct} CI] (n) | {m}: quality-aligned r" for m in models)
+        + " |"
+    )
     lines = [
         "# Table 1: Pearson correlation of the feature norm with BRISQUE",
         "",

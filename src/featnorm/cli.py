@@ -21,6 +21,7 @@ from featnorm.steps import STEPS, save_figure, step
 
 logger = logging.getLogger("featnorm")
 
+
 def _json_arg(text: str):
     return json.loads(text)
 
@@ -57,12 +58,19 @@ def run_manifest(args: argparse.Namespace) -> None:
     from featnorm import datasets, io
 
     manifest, params = datasets.build_manifest(
-        args.format, root=args.root, list_file=args.list_file, demo=args.demo,
+        args.format,
+        root=args.root,
+        list_file=args.list_file,
+        demo=args.demo,
         demo_dir=args.demo_dir,
     )
     io.write_table(manifest, args.output, params=params)
-    logger.info("manifest: %d images in %d classes -> %s",
-                len(manifest), manifest["label"].nunique(), args.output)
+    logger.info(
+        "manifest: %d images in %d classes -> %s",
+        len(manifest),
+        manifest["label"].nunique(),
+        args.output,
+    )
 
 
 def _shard_args(p: argparse.ArgumentParser) -> None:
@@ -93,8 +101,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--precision", required=True, choices=["auto", "fp32", "bf16"],
-                   help="auto = bf16 autocast where the CPU has native bf16, else fp32")
+    p.add_argument(
+        "--precision",
+        required=True,
+        choices=["auto", "fp32", "bf16"],
+        help="auto = bf16 autocast where the CPU has native bf16, else fp32",
+    )
     p.add_argument("--output", required=True)
     p.add_argument("--curve", help="CSV of the per-epoch training curve (loss, accuracy)")
 
@@ -105,9 +117,16 @@ def run_train_demo(args: argparse.Namespace) -> None:
 
     manifest = io.read_table(args.manifest)
     train.train_demo_model(
-        manifest, args.output, arch=args.arch, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
-        precision=args.precision, curve_output=args.curve,
+        manifest,
+        args.output,
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        precision=args.precision,
+        curve_output=args.curve,
     )
 
 
@@ -118,12 +137,23 @@ def run_train_demo(args: argparse.Namespace) -> None:
 
 def _brisque_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", required=True, help="shard table (sample_id, path, ...)")
-    p.add_argument("--threads", type=int, required=True,
-                   help="OpenCV/OpenBLAS threads (1 per job is fastest; run jobs in parallel)")
-    p.add_argument("--save-features", action="store_true",
-                   help="also store the 36 BRISQUE features (brisque_s1_mscn_shape, ...)")
-    p.add_argument("--precision", required=True, choices=["float32", "float64"],
-                   help="float32 (fast, within 0.3 of float64 on 95 %% of images) or float64")
+    p.add_argument(
+        "--threads",
+        type=int,
+        required=True,
+        help="OpenCV/OpenBLAS threads (1 per job is fastest; run jobs in parallel)",
+    )
+    p.add_argument(
+        "--save-features",
+        action="store_true",
+        help="also store the 36 BRISQUE features (brisque_s1_mscn_shape, ...)",
+    )
+    p.add_argument(
+        "--precision",
+        required=True,
+        choices=["float32", "float64"],
+        help="float32 (fast, within 0.3 of float64 on 95 %% of images) or float64",
+    )
     p.add_argument("--output", required=True)
 
 
@@ -133,8 +163,9 @@ def run_brisque(args: argparse.Namespace) -> None:
     from featnorm import brisque, io
 
     shard = io.read_table(args.shard)
-    table = brisque.score_table(shard, threads=args.threads, save_features=args.save_features,
-                                precision=args.precision)
+    table = brisque.score_table(
+        shard, threads=args.threads, save_features=args.save_features, precision=args.precision
+    )
     params = brisque.output_params(save_features=args.save_features, precision=args.precision)
     params["shard"] = io.read_metadata(args.shard).get("shard")
     params["rows"] = len(table)
@@ -156,16 +187,29 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--workers", type=int, required=True, help="decoding worker processes")
-    p.add_argument("--min-side", type=int, required=True,
-                   help="px; images with a shorter side get status too_small")
-    p.add_argument("--flip-fusion", required=True,
-                   choices=["none", "pre_norm_vector_add", "norm_weighted_avg"])
-    p.add_argument("--precision", required=True, choices=["fp32", "bf16", "fp16"],
-                   help="bf16/fp16: CUDA autocast")
-    p.add_argument("--save-embeddings", action="store_true",
-                   help="also store the 512-d embedding (float16)")
-    p.add_argument("--trust-legacy-checkpoint", action="store_true",
-                   help="allow a full unpickle of a trusted checkpoint that pickles custom classes")
+    p.add_argument(
+        "--min-side",
+        type=int,
+        required=True,
+        help="px; images with a shorter side get status too_small",
+    )
+    p.add_argument(
+        "--flip-fusion", required=True, choices=["none", "pre_norm_vector_add", "norm_weighted_avg"]
+    )
+    p.add_argument(
+        "--precision",
+        required=True,
+        choices=["fp32", "bf16", "fp16"],
+        help="bf16/fp16: CUDA autocast",
+    )
+    p.add_argument(
+        "--save-embeddings", action="store_true", help="also store the 512-d embedding (float16)"
+    )
+    p.add_argument(
+        "--trust-legacy-checkpoint",
+        action="store_true",
+        help="allow a full unpickle of a trusted checkpoint that pickles custom classes",
+    )
     p.add_argument("--threads", type=int, required=True, help="torch CPU threads of this job")
     p.add_argument("--output", required=True)
 
@@ -178,27 +222,47 @@ def run_embed(args: argparse.Namespace) -> None:
 
     threads.set_torch_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
     device = embed.resolve_device(args.device, env=os.environ)  # a GPU job must get its GPU
-    logger.info("embed.device %s -> %s (%s); GPU given to this job: %s", args.device, device,
-                embed.device_name(device), embed.gpu_assignment(os.environ) or "none")
+    logger.info(
+        "embed.device %s -> %s (%s); GPU given to this job: %s",
+        args.device,
+        device,
+        embed.device_name(device),
+        embed.gpu_assignment(os.environ) or "none",
+    )
     shard = io.read_table(args.shard)
-    model = models.load(args.checkpoint, args.family, args.arch,
-                        trust_legacy_pickle=args.trust_legacy_checkpoint)
+    model = models.load(
+        args.checkpoint, args.family, args.arch, trust_legacy_pickle=args.trust_legacy_checkpoint
+    )
     table = embed.embed_table(
-        shard, model, family=args.family, device=str(device), batch_size=args.batch_size,
-        workers=args.workers, min_side=args.min_side, flip_fusion=args.flip_fusion,
-        precision=args.precision, save_embeddings=args.save_embeddings,
+        shard,
+        model,
+        family=args.family,
+        device=str(device),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        min_side=args.min_side,
+        flip_fusion=args.flip_fusion,
+        precision=args.precision,
+        save_embeddings=args.save_embeddings,
     )
     params = embed.embedding_params(
-        family=args.family, arch=args.arch, checkpoint=args.checkpoint, device=device,
-        batch_size=args.batch_size, flip_fusion=args.flip_fusion, precision=args.precision,
-        save_embeddings=args.save_embeddings, min_side=args.min_side,
+        family=args.family,
+        arch=args.arch,
+        checkpoint=args.checkpoint,
+        device=device,
+        batch_size=args.batch_size,
+        flip_fusion=args.flip_fusion,
+        precision=args.precision,
+        save_embeddings=args.save_embeddings,
+        min_side=args.min_side,
     )
     params["shard"] = io.read_metadata(args.shard).get("shard")
     params["rows"] = len(table)
     params["status_counts"] = table["status"].value_counts().to_dict()
     params["resized"] = int(table["resized"].sum())
-    io.write_table(table, args.output, params=params,
-                   schema=embed.output_schema(args.save_embeddings))
+    io.write_table(
+        table, args.output, params=params, schema=embed.output_schema(args.save_embeddings)
+    )
     logger.info("embed: %d rows -> %s", len(table), args.output)
 
 
@@ -235,14 +299,24 @@ def run_merge(args: argparse.Namespace) -> None:
 
     manifest = io.read_table(args.manifest)
     merged = analysis.merge_samples(
-        manifest, _read_concat(args.brisque),
-        _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]))
+        manifest,
+        _read_concat(args.brisque),
+        _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]),
+    )
     samples, info = analysis.standardise(
-        merged, policies=args.policies, min_class_size=args.min_class_size, ddof=args.ddof,
-        residual_degree=args.residual_degree)
-    params = {"model": args.model, "policies": args.policies, "standardise": info,
-              "brisque_meta": io.read_metadata(args.brisque[0]),
-              "embed_meta": io.read_metadata(args.embed[0])}
+        merged,
+        policies=args.policies,
+        min_class_size=args.min_class_size,
+        ddof=args.ddof,
+        residual_degree=args.residual_degree,
+    )
+    params = {
+        "model": args.model,
+        "policies": args.policies,
+        "standardise": info,
+        "brisque_meta": io.read_metadata(args.brisque[0]),
+        "embed_meta": io.read_metadata(args.embed[0]),
+    }
     io.write_table(samples, args.samples, params=params)
     io.write_table(analysis.class_stats(samples), args.class_stats, params=params)
     logger.info("samples: %d rows -> %s", len(samples), args.samples)
@@ -266,22 +340,33 @@ def run_correlate(args: argparse.Namespace) -> None:
 
     samples = io.read_table(args.samples)
     table = analysis.correlation_table(
-        samples, model=args.model, x_columns=analysis.norm_columns(args.policies),
-        methods=args.methods, replicates=args.replicates, confidence=args.confidence,
-        seed=args.seed)
+        samples,
+        model=args.model,
+        x_columns=analysis.norm_columns(args.policies),
+        methods=args.methods,
+        replicates=args.replicates,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
     io.write_text(table.to_csv(index=False), args.output)
 
 
-def _contrast_args(p: argparse.ArgumentParser, *, methods: bool = True,
-                   size_bins: bool = False) -> None:
+def _contrast_args(
+    p: argparse.ArgumentParser, *, methods: bool = True, size_bins: bool = False
+) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--policies", nargs="*", required=True)
     if methods:
         p.add_argument("--methods", nargs="+", required=True)
     if size_bins:
-        p.add_argument("--size-bins", nargs="+", type=int, required=True,
-                       help="lower edges of the class-size bands, ascending")
+        p.add_argument(
+            "--size-bins",
+            nargs="+",
+            type=int,
+            required=True,
+            help="lower edges of the class-size bands, ascending",
+        )
     p.add_argument("--replicates", type=int, required=True)
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -293,9 +378,15 @@ def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
     from featnorm import analysis, io
 
     samples = io.read_table(args.samples)
-    table = build(samples, model=args.model, x_columns=analysis.norm_columns(args.policies),
-                  replicates=args.replicates, confidence=args.confidence, seed=args.seed,
-                  **extra)
+    table = build(
+        samples,
+        model=args.model,
+        x_columns=analysis.norm_columns(args.policies),
+        replicates=args.replicates,
+        confidence=args.confidence,
+        seed=args.seed,
+        **extra,
+    )
     io.write_text(table.to_csv(index=False), args.output)
 
 
@@ -320,8 +411,9 @@ def run_by_class_size(args: argparse.Namespace) -> None:
     """Correlations within class-size bands (by_class_size.csv)."""
     from featnorm import contrast_tables
 
-    _write_contrast(args, contrast_tables.by_class_size_table, methods=args.methods,
-                    size_bins=args.size_bins)
+    _write_contrast(
+        args, contrast_tables.by_class_size_table, methods=args.methods, size_bins=args.size_bins
+    )
 
 
 def _table1_args(p: argparse.ArgumentParser) -> None:
@@ -342,8 +434,9 @@ def run_table1(args: argparse.Namespace) -> None:
     table = analysis.table1(corr)
     demo = bool((corr["y"] == analysis.GROUND_TRUTH_QUALITY).any())  # only the demo has it
     io.write_text(table.to_csv(index=False), args.csv)
-    io.write_text(analysis.table1_markdown(table, confidence=args.confidence, demo=demo),
-                  args.markdown)
+    io.write_text(
+        analysis.table1_markdown(table, confidence=args.confidence, demo=demo), args.markdown
+    )
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
@@ -351,8 +444,9 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="comparison.csv")
     p.add_argument("--png", required=True, help="forest plot of all models")
     p.add_argument("--svg", required=True)
-    p.add_argument("--edc", nargs="*", default=[],
-                   help="every model's edc.csv (adds the pAUC rows and panel)")
+    p.add_argument(
+        "--edc", nargs="*", default=[], help="every model's edc.csv (adds the pAUC rows and panel)"
+    )
 
 
 @step("compare", _compare_args)
@@ -362,8 +456,10 @@ def run_compare(args: argparse.Namespace) -> None:
 
     from featnorm import analysis, io, plots
 
-    corr = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""])
-                      for p in args.correlations], ignore_index=True)
+    corr = pd.concat(
+        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in args.correlations],
+        ignore_index=True,
+    )
     table = analysis.compare_models(corr)
     edc_table = _read_edc(args.edc)
     io.write_text(_with_pauc(table, edc_table).to_csv(index=False), args.output)
@@ -399,8 +495,9 @@ def _check_one_per_model(step_name: str, models: list[str], **lists: list) -> No
     if any(len(v) != len(models) for v in lists.values()):
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in lists)
         got = ", ".join(str(len(v)) for v in lists.values())
-        raise ValueError(f"{step_name} needs one {flags} per --models entry; got {got} "
-                         f"for {len(models)} models")
+        raise ValueError(
+            f"{step_name} needs one {flags} per --models entry; got {got} for {len(models)} models"
+        )
 
 
 def _training_length_args(p: argparse.ArgumentParser) -> None:
@@ -422,8 +519,13 @@ def run_training_length(args: argparse.Namespace) -> None:
 
     from featnorm import io, training_length
 
-    _check_one_per_model("training-length", args.models, epochs=args.epochs,
-                         correlations=args.correlations, curves=args.curves)
+    _check_one_per_model(
+        "training-length",
+        args.models,
+        epochs=args.epochs,
+        correlations=args.correlations,
+        curves=args.curves,
+    )
     table = training_length.collect(
         {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
         {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
@@ -436,8 +538,16 @@ def run_training_length(args: argparse.Namespace) -> None:
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
     # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
-    kinds = ["by_class_size", "class_norm_mean", "class_sizes", "forest", "ground_truth",
-             "norm_vs_brisque", "trends", "two_levels"]
+    kinds = [
+        "by_class_size",
+        "class_norm_mean",
+        "class_sizes",
+        "forest",
+        "ground_truth",
+        "norm_vs_brisque",
+        "trends",
+        "two_levels",
+    ]
     p.add_argument("--kind", required=True, choices=kinds)
     p.add_argument("--model", required=True)
     p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
@@ -464,15 +574,19 @@ def run_plot(args: argparse.Namespace) -> None:
 
     kind = args.kind
     if kind in ("class_sizes", "class_norm_mean"):
-        fig = plots.FIGURES[kind](io.read_table(need("class-stats", args.class_stats)),
-                                  model=args.model)
+        fig = plots.FIGURES[kind](
+            io.read_table(need("class-stats", args.class_stats)), model=args.model
+        )
     elif kind == "by_class_size":
-        fig = plots.by_class_size(pd.read_csv(need("by-class-size", args.by_class_size)),
-                                  model=args.model)
+        fig = plots.by_class_size(
+            pd.read_csv(need("by-class-size", args.by_class_size)), model=args.model
+        )
     elif kind == "two_levels":
-        fig = plots.two_levels(io.read_table(need("samples", args.samples)),
-                               pd.read_csv(need("decomposition", args.decomposition)),
-                               model=args.model)
+        fig = plots.two_levels(
+            io.read_table(need("samples", args.samples)),
+            pd.read_csv(need("decomposition", args.decomposition)),
+            model=args.model,
+        )
     elif kind == "forest":
         corr = pd.read_csv(need("correlations", args.correlations))
         fig = plots.forest(corr, title=f"All correlations of model {args.model}")
@@ -493,10 +607,8 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", nargs="+", required=True, help="one samples.parquet per model")
     p.add_argument("--class-stats", nargs="+", required=True, help="one per model")
     p.add_argument("--differences", nargs="+", required=True, help="differences.csv per model")
-    p.add_argument("--decomposition", nargs="+", required=True,
-                   help="decomposition.csv per model")
-    p.add_argument("--by-class-size", nargs="+", required=True,
-                   help="by_class_size.csv per model")
+    p.add_argument("--decomposition", nargs="+", required=True, help="decomposition.csv per model")
+    p.add_argument("--by-class-size", nargs="+", required=True, help="by_class_size.csv per model")
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--output", required=True, help="summary.md")
     p.add_argument("--edc", nargs="*", default=[], help="one edc.csv per model (EDC section)")
@@ -509,10 +621,16 @@ def run_summary(args: argparse.Namespace) -> None:
 
     from featnorm import io, summary
 
-    _check_one_per_model("summary", args.models, correlations=args.correlations,
-                         samples=args.samples, class_stats=args.class_stats,
-                         differences=args.differences, decomposition=args.decomposition,
-                         by_class_size=args.by_class_size)
+    _check_one_per_model(
+        "summary",
+        args.models,
+        correlations=args.correlations,
+        samples=args.samples,
+        class_stats=args.class_stats,
+        differences=args.differences,
+        decomposition=args.decomposition,
+        by_class_size=args.by_class_size,
+    )
     per_model = {
         m: summary.ModelResults(
             correlations=pd.read_csv(c),
@@ -523,9 +641,16 @@ def run_summary(args: argparse.Namespace) -> None:
             decomposition=pd.read_csv(dec),
             by_class_size=pd.read_csv(b),
         )
-        for m, c, s, cs, d, dec, b in zip(args.models, args.correlations, args.samples,
-                                          args.class_stats, args.differences,
-                                          args.decomposition, args.by_class_size, strict=True)
+        for m, c, s, cs, d, dec, b in zip(
+            args.models,
+            args.correlations,
+            args.samples,
+            args.class_stats,
+            args.differences,
+            args.decomposition,
+            args.by_class_size,
+            strict=True,
+        )
     }
     text = summary.render(per_model, confidence=args.confidence)
     edc_table = _read_edc(args.edc)
@@ -546,7 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"featnorm {__version__}")
     sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
     for name, (add_arguments, run) in STEPS.items():
-        p = sub.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None)
+        p = sub.add_parser(
+            name, help=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None
+        )
         add_arguments(p)
         p.add_argument("--log", help="also write the log to this file")
         p.set_defaults(run=run)

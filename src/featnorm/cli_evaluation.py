@@ -16,8 +16,12 @@ logger = logging.getLogger("featnorm")
 
 def _pairs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True, help="samples.parquet of the model")
-    p.add_argument("--embed", nargs="+", required=True,
-                   help="the model's embedding shards (with the embedding column)")
+    p.add_argument(
+        "--embed",
+        nargs="+",
+        required=True,
+        help="the model's embedding shards (with the embedding column)",
+    )
     p.add_argument("--max-genuine-per-class", type=int, required=True)
     p.add_argument("--impostor-pairs", type=int, required=True, help="per stratum")
     p.add_argument("--seed", type=int, required=True)
@@ -34,23 +38,40 @@ def run_pairs(args: argparse.Namespace) -> None:
 
     columns = ["sample_id", "label", "status"]
     schema = pq.read_schema(args.samples)
-    samples = io.read_table(args.samples, columns=columns + (
-        ["split"] if "split" in schema.names else []))
+    samples = io.read_table(
+        args.samples, columns=columns + (["split"] if "split" in schema.names else [])
+    )
     ok = samples["status"] == OK
-    logger.info("pairs: %d of %d images have status ok; %d excluded: %s", int(ok.sum()),
-                len(samples), int((~ok).sum()),
-                samples.loc[~ok, "status"].value_counts().to_dict())
+    logger.info(
+        "pairs: %d of %d images have status ok; %d excluded: %s",
+        int(ok.sum()),
+        len(samples),
+        int((~ok).sum()),
+        samples.loc[~ok, "status"].value_counts().to_dict(),
+    )
     eligible = samples[ok].reset_index(drop=True)
     emb = pairs.read_embeddings(args.embed, eligible["sample_id"].to_numpy())
     logger.info("embeddings: %d x %d float16 (%.0f MB)", *emb.shape, emb.nbytes / 2**20)
-    table = pairs.pairs_table(eligible, emb, max_genuine_per_class=args.max_genuine_per_class,
-                              impostor_pairs_per_stratum=args.impostor_pairs, seed=args.seed)
-    params = {"step": "pairs", "max_genuine_per_class": args.max_genuine_per_class,
-              "impostor_pairs_per_stratum": args.impostor_pairs, "seed": args.seed,
-              "images_ok": int(ok.sum()), "images_excluded": int((~ok).sum()),
-              "score": "cosine similarity of the stored float16 embeddings, in float32",
-              "counts": {f"{split}:{'genuine' if gen else 'impostor'}": int(n)
-                         for (split, gen), n in table.groupby(["split", "genuine"]).size().items()}}
+    table = pairs.pairs_table(
+        eligible,
+        emb,
+        max_genuine_per_class=args.max_genuine_per_class,
+        impostor_pairs_per_stratum=args.impostor_pairs,
+        seed=args.seed,
+    )
+    params = {
+        "step": "pairs",
+        "max_genuine_per_class": args.max_genuine_per_class,
+        "impostor_pairs_per_stratum": args.impostor_pairs,
+        "seed": args.seed,
+        "images_ok": int(ok.sum()),
+        "images_excluded": int((~ok).sum()),
+        "score": "cosine similarity of the stored float16 embeddings, in float32",
+        "counts": {
+            f"{split}:{'genuine' if gen else 'impostor'}": int(n)
+            for (split, gen), n in table.groupby(["split", "genuine"]).size().items()
+        },
+    }
     io.write_table(table, args.output, params=params, schema=pairs.output_schema())
     logger.info("pairs: %s -> %s", params["counts"], args.output)
 
@@ -78,11 +99,17 @@ def run_edc(args: argparse.Namespace) -> None:
     samples = io.read_table(args.samples)
     proxies = edc.proxy_columns(samples, analysis.norm_columns(args.policies))
     logger.info("EDC proxies: %s", proxies)
-    settings = edc.EdcSettings(fmrs=args.fmrs, limits=args.discard_limits,
-                               step=args.discard_step, replicates=args.replicates,
-                               confidence=args.confidence, seed=args.seed)
-    result = edc.evaluate(samples, io.read_table(args.pairs), model=args.model,
-                          proxies=proxies, settings=settings)
+    settings = edc.EdcSettings(
+        fmrs=args.fmrs,
+        limits=args.discard_limits,
+        step=args.discard_step,
+        replicates=args.replicates,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
+    result = edc.evaluate(
+        samples, io.read_table(args.pairs), model=args.model, proxies=proxies, settings=settings
+    )
     io.write_text(result.table.to_csv(index=False), args.output)
     io.write_text(result.curves.to_csv(index=False), args.curves)
 
@@ -102,6 +129,5 @@ def run_plot_edc(args: argparse.Namespace) -> None:
 
     from featnorm import edc_plots
 
-    fig = edc_plots.edc_curves(pd.read_csv(args.edc), pd.read_csv(args.curves),
-                               model=args.model)
+    fig = edc_plots.edc_curves(pd.read_csv(args.edc), pd.read_csv(args.curves), model=args.model)
     save_figure(fig, args.png, args.svg)

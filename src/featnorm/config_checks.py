@@ -48,7 +48,9 @@ def _check_dataset(dataset: dict[str, Any]) -> None:
         if fmt == "recordio":
             for name in ("train.rec", "train.idx"):
                 if not (Path(root) / name).is_file():
-                    raise ConfigError(f"dataset.root = {root!r} has no {name}; recordio needs train.rec and train.idx")
+                    raise ConfigError(
+                        f"dataset.root = {root!r} has no {name}; recordio needs train.rec and train.idx"
+                    )
     elif fmt == "list":
         list_file = dataset.get("list")
         if not list_file:
@@ -100,8 +102,8 @@ def _check_training_dataset(config: dict[str, Any], name: str) -> None:
     raise ConfigError(
         f"models.{name}.checkpoint = train would train the small demo model on your dataset "
         f"(dataset.format = {fmt}). Name your own models under `models:` with their checkpoint "
-        "files (an entry there replaces the default demo model; see the README, \"Your own data "
-        f"and models\"), or set train.{ALLOW_USER_DATASET}: true to train the demo model on it "
+        'files (an entry there replaces the default demo model; see the README, "Your own data '
+        f'and models"), or set train.{ALLOW_USER_DATASET}: true to train the demo model on it '
         "on purpose"
     )
 
@@ -116,7 +118,9 @@ def _check_shards(config: dict[str, Any]) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if config["shards"] > images:
-        raise ConfigError(f"shards = {config['shards']} exceeds the demo's {images} images; lower it")
+        raise ConfigError(
+            f"shards = {config['shards']} exceeds the demo's {images} images; lower it"
+        )
 
 
 def _check_results(results: str) -> None:
@@ -148,6 +152,8 @@ def check_size_bins(edges: list[int]) -> list[int]:
     integers >= 1."""
     edges = [int(e) for e in edges]
     if not edges or any(b <= a for a, b in zip(edges, edges[1:], strict=False)) or edges[0] < 1:
-        raise ValueError(f"analysis.size_bins = {edges} must be strictly ascending integers "
-                         ">= 1, e.g. [2, 4, 8, 16]")
+        raise ValueError(
+            f"analysis.size_bins = {edges} must be strictly ascending integers "
+            ">= 1, e.g. [2, 4, 8, 16]"
+        )
     return edges

@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["by_class_size_table", "decomposition_table", "differences_table"]
 
 
-def _aligned(d: dict, lower_is_better: bool, value: str, low: str, high: str,
-             prefix: str = "quality_aligned_") -> None:
+def _aligned(
+    d: dict,
+    lower_is_better: bool,
+    value: str,
+    low: str,
+    high: str,
+    prefix: str = "quality_aligned_",
+) -> None:
     """Add ``quality_aligned_<value>`` and its interval to row ``d`` (sign flipped for BRISQUE)."""
     sign = -1.0 if lower_is_better else 1.0
     lo, hi = sign * d[low], sign * d[high]
@@ -40,12 +46,14 @@ def _aligned(d: dict, lower_is_better: bool, value: str, low: str, high: str,
     d[f"{prefix}ci_high"] = max(lo, hi)
 
 
-def _finish(rows: list[dict], what: str, model: str, started: float,
-            columns: list[str] | None = None) -> pd.DataFrame:
+def _finish(
+    rows: list[dict], what: str, model: str, started: float, columns: list[str] | None = None
+) -> pd.DataFrame:
     """The rows as a table, with one log line of how many and how long."""
     table = pd.DataFrame(rows, columns=columns)
-    logger.info("%d %s for model %s in %.1f s", len(table), what, model,
-                time.perf_counter() - started)
+    logger.info(
+        "%d %s for model %s in %.1f s", len(table), what, model, time.perf_counter() - started
+    )
     return table
 
 
@@ -87,17 +95,48 @@ def differences_table(
                 continue
             xv = samples[x].to_numpy(np.float64)[ok]
             for m in methods:
-                res = contrasts.paired_difference(xv, reference, yv, codes, method=m,
-                                                  weights=weights, confidence=confidence,
-                                                  reference_cache=cache)
-                d = {"model": model, "x": x, "reference": NORM_COLUMN, "y": y, "method": m,
-                     **res.as_dict()}
+                res = contrasts.paired_difference(
+                    xv,
+                    reference,
+                    yv,
+                    codes,
+                    method=m,
+                    weights=weights,
+                    confidence=confidence,
+                    reference_cache=cache,
+                )
+                d = {
+                    "model": model,
+                    "x": x,
+                    "reference": NORM_COLUMN,
+                    "y": y,
+                    "method": m,
+                    **res.as_dict(),
+                }
                 _aligned(d, lower, "delta", "ci_low", "ci_high")
                 d["lower_is_better"] = lower
                 rows.append(d)
-    columns = ["model", "x", "reference", "y", "method", "n", "n_classes", "delta", "ci_low",
-               "ci_high", "p_value", "replicates", "r_x", "r_reference", "quality_aligned_delta",
-               "quality_aligned_ci_low", "quality_aligned_ci_high", "lower_is_better", "flag"]
+    columns = [
+        "model",
+        "x",
+        "reference",
+        "y",
+        "method",
+        "n",
+        "n_classes",
+        "delta",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "replicates",
+        "r_x",
+        "r_reference",
+        "quality_aligned_delta",
+        "quality_aligned_ci_low",
+        "quality_aligned_ci_high",
+        "lower_is_better",
+        "flag",
+    ]
     return _finish(rows, "paired differences", model, started, columns)
 
 
@@ -130,10 +169,14 @@ def decomposition_table(
     for y, lower in refs.items():
         yv = samples[y].to_numpy(np.float64)[ok]
         for x in x_columns:
-            res = contrasts.within_between(samples[x].to_numpy(np.float64)[ok], yv, codes,
-                                           weights=weights, confidence=confidence)
-            rows.append({"model": model, "x": x, "y": y, **res.as_dict(),
-                         "lower_is_better": lower})
+            res = contrasts.within_between(
+                samples[x].to_numpy(np.float64)[ok],
+                yv,
+                codes,
+                weights=weights,
+                confidence=confidence,
+            )
+            rows.append({"model": model, "x": x, "y": y, **res.as_dict(), "lower_is_better": lower})
     return _finish(rows, "within/between splits", model, started)
 
 
@@ -170,33 +213,69 @@ def by_class_size_table(
     bands = contrasts.size_bands(size_bins, int(size.max()) if len(size) else 0)
     below = samples.loc[size < size_bins[0], "label"].nunique()
     if below:
-        logger.info("%d classes smaller than %d images are in no class-size band",
-                    below, size_bins[0])
+        logger.info(
+            "%d classes smaller than %d images are in no class-size band", below, size_bins[0]
+        )
     rows = []
     for index, (low, high) in enumerate(bands):
         band = ok & (size >= low) & (size <= high)
         codes = pd.factorize(codes_all[band], sort=True)[0]
         # resample the band's own classes (stratified), so every replicate holds as many
         # classes of the band as the data do; one generator per band, seeded by (seed, band)
-        weights = (stats.cluster_bootstrap_weights(
-            int(codes.max()) + 1, replicates=replicates,
-            rng=np.random.default_rng([seed, index])) if len(codes) else None)
+        weights = (
+            stats.cluster_bootstrap_weights(
+                int(codes.max()) + 1,
+                replicates=replicates,
+                rng=np.random.default_rng([seed, index]),
+            )
+            if len(codes)
+            else None
+        )
         for y, lower in refs.items():
             yv = samples[y].to_numpy(np.float64)[band]
             for x in x_columns:
                 xv = samples[x].to_numpy(np.float64)[band]
                 for m in methods:
-                    res = stats.correlate(xv, yv, codes, method=m, weights=weights,
-                                          confidence=confidence)
-                    d = {"model": model, "x": x, "y": y, "method": m, "size_low": low,
-                         "size_high": high, "n": res.n, "n_classes": res.n_classes, "r": res.r,
-                         "ci_low": res.ci_low, "ci_high": res.ci_high, "p_value": res.p_value}
+                    res = stats.correlate(
+                        xv, yv, codes, method=m, weights=weights, confidence=confidence
+                    )
+                    d = {
+                        "model": model,
+                        "x": x,
+                        "y": y,
+                        "method": m,
+                        "size_low": low,
+                        "size_high": high,
+                        "n": res.n,
+                        "n_classes": res.n_classes,
+                        "r": res.r,
+                        "ci_low": res.ci_low,
+                        "ci_high": res.ci_high,
+                        "p_value": res.p_value,
+                    }
                     _aligned(d, lower, "r", "ci_low", "ci_high")
                     d["lower_is_better"] = lower
                     d["flag"] = res.flag
                     rows.append(d)
-    columns = ["model", "x", "y", "method", "size_low", "size_high", "n", "n_classes", "r",
-               "ci_low", "ci_high", "p_value", "quality_aligned_r", "quality_aligned_ci_low",
-               "quality_aligned_ci_high", "lower_is_better", "flag"]
-    return _finish(rows, f"class-size-band correlations ({len(bands)} bands)", model, started,
-                   columns)
+    columns = [
+        "model",
+        "x",
+        "y",
+        "method",
+        "size_low",
+        "size_high",
+        "n",
+        "n_classes",
+        "r",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "quality_aligned_r",
+        "quality_aligned_ci_low",
+        "quality_aligned_ci_high",
+        "lower_is_better",
+        "flag",
+    ]
+    return _finish(
+        rows, f"class-size-band correlations ({len(bands)} bands)", model, started, columns
+    )

@@ -96,15 +96,23 @@ class DecompositionResult:
         return asdict(self)
 
 
-def _interval(reps: np.ndarray, estimate: float, weights: np.ndarray, confidence: float,
-              flags: list[str], name: str) -> tuple[float, float, int]:
+def _interval(
+    reps: np.ndarray,
+    estimate: float,
+    weights: np.ndarray,
+    confidence: float,
+    flags: list[str],
+    name: str,
+) -> tuple[float, float, int]:
     """Percentile interval of defined replicates; NaN and a flag when too few are defined."""
     if not np.isfinite(estimate) or len(reps) == 0:
         return (np.nan, np.nan, 0)
     good = reps[np.isfinite(reps)]
     if len(good) < stats._MIN_VALID_REPLICATES * len(weights):
-        flags.append(f"{name}: only {len(good)} of {len(weights)} bootstrap replicates defined; "
-                     "interval not reported")
+        flags.append(
+            f"{name}: only {len(good)} of {len(weights)} bootstrap replicates defined; "
+            "interval not reported"
+        )
         return (np.nan, np.nan, len(good))
     lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return (float(lo), float(hi), len(good))
@@ -153,14 +161,16 @@ def paired_difference(
     flags: list[str] = []
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
-        return DifferenceResult(np.nan, np.nan, np.nan, n, n_classes, np.nan, np.nan, np.nan, 0,
-                                "; ".join(flags))
+        return DifferenceResult(
+            np.nan, np.nan, np.nan, n, n_classes, np.nan, np.nan, np.nan, 0, "; ".join(flags)
+        )
     r_x, reps_x = stats.correlation_replicates(x, y, codes, method=method, weights=weights)
     key = (method, keep.tobytes())  # the rows used, exactly
     cache = {} if reference_cache is None else reference_cache
     if key not in cache:
-        cache[key] = stats.correlation_replicates(reference, y, codes, method=method,
-                                                  weights=weights)
+        cache[key] = stats.correlation_replicates(
+            reference, y, codes, method=method, weights=weights
+        )
     r_ref, reps_ref = cache[key]
     delta = r_x - r_ref
     if not np.isfinite(delta):
@@ -173,12 +183,23 @@ def paired_difference(
         reps = reps_x - reps_ref
         ci = _interval(reps, delta, weights, confidence, flags, "delta")
         p = stats.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan
-    return DifferenceResult(float(r_x), float(r_ref), float(delta), n, n_classes, ci[0], ci[1],
-                            p, ci[2], "; ".join(flags))
+    return DifferenceResult(
+        float(r_x),
+        float(r_ref),
+        float(delta),
+        n,
+        n_classes,
+        ci[0],
+        ci[1],
+        p,
+        ci[2],
+        "; ".join(flags),
+    )
 
 
-def _pearson(sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray,
-             scale: tuple[float, float]) -> np.ndarray:
+def _pearson(
+    sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray, scale: tuple[float, float]
+) -> np.ndarray:
     """sxy / sqrt(sxx syy), NaN where sxx or syy is not above ``_REL_EPS`` times its scale."""
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (sxx > _REL_EPS * scale[0]) & (syy > _REL_EPS * scale[1])
@@ -228,8 +249,23 @@ def within_between(
     nan3 = (np.nan, np.nan, 0)
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
-        return DecompositionResult(n, n_classes, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan,
-                                   np.nan, np.nan, np.nan, np.nan, np.nan, 0, "; ".join(flags))
+        return DecompositionResult(
+            n,
+            n_classes,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+            0,
+            "; ".join(flags),
+        )
     g = weights.shape[1]
     xc, yc = x - x.mean(), y - y.mean()
     # per class: size, sums and sums of products of the centred values
@@ -263,8 +299,9 @@ def within_between(
             tyy = tt[..., 4] - tt[..., 2] ** 2 / m
             txy = tt[..., 5] - tt[..., 1] * tt[..., 2] / m
         # class means count as constant when their spread is negligible next to the data's
-        ok_b = (bxx > _REL_EPS * np.maximum(txx / np.maximum(m, 1), 0)) \
-            & (byy > _REL_EPS * np.maximum(tyy / np.maximum(m, 1), 0))
+        ok_b = (bxx > _REL_EPS * np.maximum(txx / np.maximum(m, 1), 0)) & (
+            byy > _REL_EPS * np.maximum(tyy / np.maximum(m, 1), 0)
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             r_b = np.where(ok_b, np.clip(bxy / np.sqrt(bxx * byy), -1, 1), np.nan)
         r_t = _pearson(txy, txx, tyy, scale)
@@ -285,13 +322,30 @@ def within_between(
         flags.append("single class: the cluster bootstrap is undefined")
     else:
         reps = split(weights @ table_w, weights @ table_b, weights @ table_t)
-        ci_t, ci_w, ci_b = (_interval(rep, est, weights, confidence, flags, name)
-                            for rep, est, name in zip(reps, (r_t, r_w, r_b),
-                                                      ("r_total", "r_within", "r_between"),
-                                                      strict=True))
+        ci_t, ci_w, ci_b = (
+            _interval(rep, est, weights, confidence, flags, name)
+            for rep, est, name in zip(
+                reps, (r_t, r_w, r_b), ("r_total", "r_within", "r_between"), strict=True
+            )
+        )
     replicates = max(ci_t[2], ci_w[2], ci_b[2])
-    return DecompositionResult(n, n_classes, r_t, ci_t[0], ci_t[1], r_w, ci_w[0], ci_w[1], r_b,
-                               ci_b[0], ci_b[1], share_x, share_y, replicates, "; ".join(flags))
+    return DecompositionResult(
+        n,
+        n_classes,
+        r_t,
+        ci_t[0],
+        ci_t[1],
+        r_w,
+        ci_w[0],
+        ci_w[1],
+        r_b,
+        ci_b[0],
+        ci_b[1],
+        share_x,
+        share_y,
+        replicates,
+        "; ".join(flags),
+    )
 
 
 def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:

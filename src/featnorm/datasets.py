@@ -63,12 +63,18 @@ def from_imagefolder(root: str | os.PathLike) -> pd.DataFrame:
     rows, empty = [], []
     for label, class_dir in enumerate(class_dirs):
         files = sorted(
-            f.name for f in class_dir.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            f.name
+            for f in class_dir.iterdir()
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not files:
             empty.append(class_dir.name)
         rows += [
-            {"path": os.path.join(str(root), class_dir.name, name), "label": label, "class_name": class_dir.name}
+            {
+                "path": os.path.join(str(root), class_dir.name, name),
+                "label": label,
+                "class_name": class_dir.name,
+            }
             for name in files
         ]
     if empty:
@@ -138,11 +144,17 @@ def build_manifest(
         params["root"] = root
         order = ("label", "record_index")
     else:
-        raise ValueError(f"dataset.format = {fmt!r} is not known; use demo, imagefolder, list or recordio")
+        raise ValueError(
+            f"dataset.format = {fmt!r} is not known; use demo, imagefolder, list or recordio"
+        )
     manifest = finalise(table, order=order)
     sizes = manifest.groupby("label").size()
     logger.info(
         "%d images, %d classes, class size min %d / median %d / max %d",
-        len(manifest), len(sizes), sizes.min(), int(sizes.median()), sizes.max(),
+        len(manifest),
+        len(sizes),
+        sizes.min(),
+        int(sizes.median()),
+        sizes.max(),
     )
     return manifest, params

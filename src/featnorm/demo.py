@@ -132,39 +132,142 @@ def _draw_face(canvas: np.ndarray, t: dict, yaw: float) -> None:
     fx = cx + yaw * 0.6  # inner features shift with yaw; the outline moves less
     # hair behind the head
     if t["hair_style"] == 2:
-        cv2.ellipse(canvas, _pt(cx, cy - 4), (_len(t["face_w"] + 8), _len(t["face_h"] + 8)), 0, 0, 360, col(t["hair"]), -1, aa, sh)
+        cv2.ellipse(
+            canvas,
+            _pt(cx, cy - 4),
+            (_len(t["face_w"] + 8), _len(t["face_h"] + 8)),
+            0,
+            0,
+            360,
+            col(t["hair"]),
+            -1,
+            aa,
+            sh,
+        )
     # neck and head
-    cv2.rectangle(canvas, _pt(cx - 12, cy + 30), _pt(cx + 12, 112), col(t["skin"], 0.85), -1, aa, sh)
-    cv2.ellipse(canvas, _pt(cx + yaw * 0.2, cy), (_len(t["face_w"]), _len(t["face_h"])), 0, 0, 360, col(t["skin"]), -1, aa, sh)
+    cv2.rectangle(
+        canvas, _pt(cx - 12, cy + 30), _pt(cx + 12, 112), col(t["skin"], 0.85), -1, aa, sh
+    )
+    cv2.ellipse(
+        canvas,
+        _pt(cx + yaw * 0.2, cy),
+        (_len(t["face_w"]), _len(t["face_h"])),
+        0,
+        0,
+        360,
+        col(t["skin"]),
+        -1,
+        aa,
+        sh,
+    )
     jaw_w = t["face_w"] * t["jaw"]
-    cv2.ellipse(canvas, _pt(cx + yaw * 0.2, cy + 10), (_len(jaw_w), _len(t["face_h"] * 0.85)), 0, 0, 180, col(t["skin"]), -1, aa, sh)
+    cv2.ellipse(
+        canvas,
+        _pt(cx + yaw * 0.2, cy + 10),
+        (_len(jaw_w), _len(t["face_h"] * 0.85)),
+        0,
+        0,
+        180,
+        col(t["skin"]),
+        -1,
+        aa,
+        sh,
+    )
     if t["beard"]:
-        cv2.ellipse(canvas, _pt(fx, cy + 26), (_len(jaw_w * 0.8), _len(14)), 0, 0, 180, col(t["hair"]), -1, aa, sh)
+        cv2.ellipse(
+            canvas,
+            _pt(fx, cy + 26),
+            (_len(jaw_w * 0.8), _len(14)),
+            0,
+            0,
+            180,
+            col(t["hair"]),
+            -1,
+            aa,
+            sh,
+        )
     # hair on top
     if t["hair_style"] != 3:
         top = cy - t["face_h"] + 4
-        cv2.ellipse(canvas, _pt(cx + yaw * 0.2, top + 8), (_len(t["face_w"] + 2), _len(10 + t["hair_volume"])), 0, 180, 360, col(t["hair"]), -1, aa, sh)
+        cv2.ellipse(
+            canvas,
+            _pt(cx + yaw * 0.2, top + 8),
+            (_len(t["face_w"] + 2), _len(10 + t["hair_volume"])),
+            0,
+            180,
+            360,
+            col(t["hair"]),
+            -1,
+            aa,
+            sh,
+        )
         if t["hair_style"] == 1:
-            cv2.ellipse(canvas, _pt(fx - 8, top + 12), (_len(18), _len(8)), -15, 0, 180, col(t["hair"]), -1, aa, sh)
+            cv2.ellipse(
+                canvas,
+                _pt(fx - 8, top + 12),
+                (_len(18), _len(8)),
+                -15,
+                0,
+                180,
+                col(t["hair"]),
+                -1,
+                aa,
+                sh,
+            )
     # eyes, irises, brows
     eye_y = 52.0 + t["eye_y"]
     for side in (-1, 1):
         ex = fx + side * t["eye_dx"]
-        cv2.ellipse(canvas, _pt(ex, eye_y), (_len(t["eye_w"]), _len(t["eye_h"])), 0, 0, 360, (245, 245, 245), -1, aa, sh)
-        cv2.circle(canvas, _pt(ex + yaw * 0.1, eye_y), _len(t["eye_h"] * 0.9), col(t["iris"]), -1, aa, sh)
-        cv2.circle(canvas, _pt(ex + yaw * 0.1, eye_y), _len(t["eye_h"] * 0.4), (15, 15, 15), -1, aa, sh)
+        cv2.ellipse(
+            canvas,
+            _pt(ex, eye_y),
+            (_len(t["eye_w"]), _len(t["eye_h"])),
+            0,
+            0,
+            360,
+            (245, 245, 245),
+            -1,
+            aa,
+            sh,
+        )
+        cv2.circle(
+            canvas, _pt(ex + yaw * 0.1, eye_y), _len(t["eye_h"] * 0.9), col(t["iris"]), -1, aa, sh
+        )
+        cv2.circle(
+            canvas, _pt(ex + yaw * 0.1, eye_y), _len(t["eye_h"] * 0.4), (15, 15, 15), -1, aa, sh
+        )
         by = eye_y - t["brow_dy"]
         p0 = _pt(ex - t["eye_w"] - 1, by + side * t["brow_tilt"] * 0.5)
         p1 = _pt(ex + t["eye_w"] + 1, by - side * t["brow_tilt"] * 0.5)
         cv2.line(canvas, p0, p1, col(t["hair"], 0.8), _len(t["brow_thick"]) // 16, aa, sh)
         if t["glasses"]:
-            cv2.ellipse(canvas, _pt(ex, eye_y), (_len(t["eye_w"] + 3.5), _len(t["eye_h"] + 3.5)), 0, 0, 360, (30, 30, 30), _SUPERSAMPLE, aa, sh)
+            cv2.ellipse(
+                canvas,
+                _pt(ex, eye_y),
+                (_len(t["eye_w"] + 3.5), _len(t["eye_h"] + 3.5)),
+                0,
+                0,
+                360,
+                (30, 30, 30),
+                _SUPERSAMPLE,
+                aa,
+                sh,
+            )
     # nose and mouth
     nose_top, nose_bot = eye_y + 4, eye_y + t["nose_len"]
-    pts = np.array([_pt(fx, nose_top), _pt(fx - t["nose_w"], nose_bot), _pt(fx + t["nose_w"], nose_bot)], np.int32)
+    pts = np.array(
+        [_pt(fx, nose_top), _pt(fx - t["nose_w"], nose_bot), _pt(fx + t["nose_w"], nose_bot)],
+        np.int32,
+    )
     cv2.fillConvexPoly(canvas, pts, col(t["skin"], 0.78), aa, sh)
     my = eye_y + t["mouth_y"]
-    mouth = np.array([_pt(fx + x, my + t["mouth_curve"] * (1 - (x / t["mouth_w"]) ** 2)) for x in np.linspace(-t["mouth_w"], t["mouth_w"], 9)], np.int32)
+    mouth = np.array(
+        [
+            _pt(fx + x, my + t["mouth_curve"] * (1 - (x / t["mouth_w"]) ** 2))
+            for x in np.linspace(-t["mouth_w"], t["mouth_w"], 9)
+        ],
+        np.int32,
+    )
     cv2.polylines(canvas, [mouth], False, col(t["lip"]), 3 * _SUPERSAMPLE, aa, sh)
 
 
@@ -176,14 +279,27 @@ def render_identity_image(traits: dict, rng: np.random.Generator) -> np.ndarray:
     # a soft background texture: a few random blobs
     for _ in range(3):
         c = tuple(float(v) for v in np.clip(bg + rng.normal(0, 25, 3), 0, 255))
-        cv2.circle(canvas, tuple(int(v) for v in rng.integers(0, _CANVAS_PX, 2)), int(rng.integers(20, 70)), c, -1, cv2.LINE_AA)
+        cv2.circle(
+            canvas,
+            tuple(int(v) for v in rng.integers(0, _CANVAS_PX, 2)),
+            int(rng.integers(20, 70)),
+            c,
+            -1,
+            cv2.LINE_AA,
+        )
     _draw_face(canvas, traits, yaw=rng.uniform(-4, 4))
     image = cv2.resize(canvas, (IMAGE_SIZE_PX, IMAGE_SIZE_PX), interpolation=cv2.INTER_AREA)
     # pose and scale: similarity warp about the template centre
     angle, scale = rng.uniform(-8, 8), rng.uniform(0.92, 1.08)
     m = cv2.getRotationMatrix2D((56.0, 60.0), angle, scale)
     m[:, 2] += rng.uniform(-3, 3, 2)
-    image = cv2.warpAffine(image, m, (IMAGE_SIZE_PX, IMAGE_SIZE_PX), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    image = cv2.warpAffine(
+        image,
+        m,
+        (IMAGE_SIZE_PX, IMAGE_SIZE_PX),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT101,
+    )
     # illumination: global gain and a linear gradient across the face
     gain = rng.uniform(0.7, 1.25)
     direction = rng.uniform(0, 2 * math.pi)
@@ -213,7 +329,9 @@ def degrade(image: np.ndarray, rng: np.random.Generator, d: dict) -> np.ndarray:
         out = cv2.resize(out, (small, small), interpolation=cv2.INTER_AREA)
         out = cv2.resize(out, (IMAGE_SIZE_PX, IMAGE_SIZE_PX), interpolation=cv2.INTER_LINEAR)
     if d["noise_sigma"] > 0:
-        noisy = out.astype(np.float32) + rng.normal(0.0, d["noise_sigma"], out.shape).astype(np.float32)
+        noisy = out.astype(np.float32) + rng.normal(0.0, d["noise_sigma"], out.shape).astype(
+            np.float32
+        )
         out = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     return out
 
@@ -257,8 +375,15 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
             path = image_dir / class_name / f"{i:04d}.{ext}"
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
-            rows.append({"path": str(path), "label": label, "class_name": class_name, **d,
-                         "split": SPLITS[0] if i < n_images else SPLITS[1]})
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": label,
+                    "class_name": class_name,
+                    **d,
+                    "split": SPLITS[0] if i < n_images else SPLITS[1],
+                }
+            )
         if label % 50 == 0:
             logger.info("demo: identity %d/%d (%d images so far)", label, len(sizes), len(rows))
     table = pd.DataFrame(rows)

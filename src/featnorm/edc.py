@@ -71,10 +71,25 @@ logger = logging.getLogger(__name__)
 IDEAL = "ideal"
 RANDOM = "random"
 RAW_NORM = "feature_norm"
-TABLE_COLUMNS = ["quality", "fmr", "threshold", "fmr_observed", "discard_limit", "pauc",
-                 "ci_low", "ci_high", "n_genuine", "n_impostor", "n_identities", "fnmr_at_0",
-                 "n_no_quality", "delta_vs_feature_norm", "delta_ci_low", "delta_ci_high",
-                 "replicates"]
+TABLE_COLUMNS = [
+    "quality",
+    "fmr",
+    "threshold",
+    "fmr_observed",
+    "discard_limit",
+    "pauc",
+    "ci_low",
+    "ci_high",
+    "n_genuine",
+    "n_impostor",
+    "n_identities",
+    "fnmr_at_0",
+    "n_no_quality",
+    "delta_vs_feature_norm",
+    "delta_ci_low",
+    "delta_ci_high",
+    "replicates",
+]
 CURVE_COLUMNS = ["quality", "fmr", "discard_fraction", "fnmr"]
 # Weighted prefix sums of at most this many float64 values at a time (64 MB).
 _CHUNK_VALUES = 8_000_000
@@ -171,8 +186,13 @@ def _interp_rows(cw: np.ndarray, ce: np.ndarray, target: np.ndarray) -> np.ndarr
     return out
 
 
-def _curves(order: _Order, errors: list[np.ndarray], id_weights: np.ndarray,
-            codes: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def _curves(
+    order: _Order,
+    errors: list[np.ndarray],
+    id_weights: np.ndarray,
+    codes: np.ndarray,
+    grid: np.ndarray,
+) -> np.ndarray:
     """FNMR on ``grid`` per bootstrap row and error vector.
 
     id_weights : (B, G) weight of each identity; codes : (n,) identity of each pair (original
@@ -205,7 +225,7 @@ def _curves(order: _Order, errors: list[np.ndarray], id_weights: np.ndarray,
         chunk = max(1, _CHUNK_VALUES // max(length, 1))
         short = []
         for s in range(0, len(rows), chunk):
-            r = rows[s:s + chunk]
+            r = rows[s : s + chunk]
             w = id_weights[r].astype(dtype)[:, codes_sorted[:length]]
             cw = np.cumsum(w, axis=1)[:, ends]
             target = grid[None, :] * total_w[r, None]
@@ -221,15 +241,17 @@ def _curves(order: _Order, errors: list[np.ndarray], id_weights: np.ndarray,
                 ce = np.cumsum(np.where(err[None, :length], w, 0), axis=1)[:, ends]
                 removed = _interp_rows(cw.astype(np.float64), ce.astype(np.float64), target)
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    out[e_i, r] = np.where(left > 0, (total_e[e_i][r, None] - removed) / left,
-                                           np.nan)
+                    out[e_i, r] = np.where(
+                        left > 0, (total_e[e_i][r, None] - removed) / left, np.nan
+                    )
             short.extend(r[~ok].tolist())
         rows = np.asarray(short, dtype=np.int64)
     return out
 
 
-def fnmr_curve(pair_q: np.ndarray, errors: np.ndarray, grid: np.ndarray,
-               weights: np.ndarray | None = None) -> np.ndarray:
+def fnmr_curve(
+    pair_q: np.ndarray, errors: np.ndarray, grid: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """FNMR(f) on ``grid`` for one quality and one error vector (unit weights by default).
 
     pair_q : (n,) pair quality, higher = better, NaN lowest; errors : (n,) bool, genuine score
@@ -238,8 +260,7 @@ def fnmr_curve(pair_q: np.ndarray, errors: np.ndarray, grid: np.ndarray,
     n = len(pair_q)
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, float))
     # every pair its own "identity", so the weights are per pair
-    return _curves(_discard_order(pair_q), [np.asarray(errors, bool)], w, np.arange(n),
-                   grid)[0, 0]
+    return _curves(_discard_order(pair_q), [np.asarray(errors, bool)], w, np.arange(n), grid)[0, 0]
 
 
 def _trapezoid(curves: np.ndarray, grid: np.ndarray, limit: float) -> np.ndarray:
@@ -326,8 +347,9 @@ def edc(
     # fnmr_at_0 per replicate and fmr: weighted share of errors, from per-identity counts
     pairs_per_id = np.bincount(codes, minlength=n_ids).astype(np.float64)
     total_w = weights @ pairs_per_id
-    fnmr0 = np.stack([weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w
-                      for e in errors])  # (F, 1+B)
+    fnmr0 = np.stack(
+        [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
+    )  # (F, 1+B)
 
     proxies = dict(qualities)
     proxies[IDEAL] = scores.astype(np.float64)  # lowest score first = error order
@@ -340,13 +362,23 @@ def edc(
         curves = _curves(_discard_order(q), errors, weights, codes, grid)  # (F, 1+B, G)
         paucs[name] = np.stack([_trapezoid(curves, grid, lim) for lim in limits], axis=1)
         for f_i, fmr in enumerate(fmrs):
-            curve_rows.append(pd.DataFrame({"quality": name, "fmr": fmr,
-                                            "discard_fraction": grid,
-                                            "fnmr": curves[f_i, 0]}))
+            curve_rows.append(
+                pd.DataFrame(
+                    {"quality": name, "fmr": fmr, "discard_fraction": grid, "fnmr": curves[f_i, 0]}
+                )
+            )
     paucs[RANDOM] = np.stack([fnmr0 * lim for lim in limits], axis=1)
     for f_i, fmr in enumerate(fmrs):
-        curve_rows.append(pd.DataFrame({"quality": RANDOM, "fmr": fmr, "discard_fraction": grid,
-                                        "fnmr": np.full(len(grid), fnmr0[f_i, 0])}))
+        curve_rows.append(
+            pd.DataFrame(
+                {
+                    "quality": RANDOM,
+                    "fmr": fmr,
+                    "discard_fraction": grid,
+                    "fnmr": np.full(len(grid), fnmr0[f_i, 0]),
+                }
+            )
+        )
     rows = []
     raw = paucs.get(RAW_NORM)
     for name, p in paucs.items():
@@ -355,12 +387,21 @@ def edc(
             for l_i, lim in enumerate(limits):
                 reps = p[f_i, l_i, 1:]
                 lo, hi = _percentile(reps, confidence)
-                row = {"quality": name, "fmr": fmr, "threshold": thresholds[f_i][0],
-                       "fmr_observed": thresholds[f_i][1], "discard_limit": lim,
-                       "pauc": p[f_i, l_i, 0], "ci_low": lo, "ci_high": hi,
-                       "n_genuine": n, "n_impostor": len(impostor_scores),
-                       "n_identities": n_ids, "fnmr_at_0": fnmr0[f_i, 0],
-                       "n_no_quality": n_missing}
+                row = {
+                    "quality": name,
+                    "fmr": fmr,
+                    "threshold": thresholds[f_i][0],
+                    "fmr_observed": thresholds[f_i][1],
+                    "discard_limit": lim,
+                    "pauc": p[f_i, l_i, 0],
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_genuine": n,
+                    "n_impostor": len(impostor_scores),
+                    "n_identities": n_ids,
+                    "fnmr_at_0": fnmr0[f_i, 0],
+                    "n_no_quality": n_missing,
+                }
                 if raw is not None:
                     d = p[f_i, l_i] - raw[f_i, l_i]
                     row["delta_vs_feature_norm"] = d[0]
@@ -370,11 +411,18 @@ def edc(
                     row["delta_ci_high"] = np.nan
                 row["replicates"] = replicates
                 rows.append(row)
-    logger.info("EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
-                len(proxies) + 1, n, len(impostor_scores), replicates,
-                time.perf_counter() - started)
-    return EdcResult(pd.DataFrame(rows, columns=TABLE_COLUMNS),
-                     pd.concat(curve_rows, ignore_index=True)[CURVE_COLUMNS])
+    logger.info(
+        "EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
+        len(proxies) + 1,
+        n,
+        len(impostor_scores),
+        replicates,
+        time.perf_counter() - started,
+    )
+    return EdcResult(
+        pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        pd.concat(curve_rows, ignore_index=True)[CURVE_COLUMNS],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,8 +441,11 @@ def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
 
 def scopes(pairs: pd.DataFrame) -> list[str]:
     """``all``, then every split stratum of ``pairs`` other than ``all`` and ``mixed``."""
-    names = [] if "split" not in pairs.columns else sorted(
-        s for s in pd.unique(pairs["split"]) if s not in (ALL_SCOPE, "mixed"))
+    names = (
+        []
+        if "split" not in pairs.columns
+        else sorted(s for s in pd.unique(pairs["split"]) if s not in (ALL_SCOPE, "mixed"))
+    )
     return [ALL_SCOPE, *names]
 
 
@@ -411,7 +462,11 @@ class EdcSettings:
 
 
 def evaluate(
-    samples: pd.DataFrame, pairs: pd.DataFrame, *, model: str, proxies: list[str],
+    samples: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    model: str,
+    proxies: list[str],
     settings: EdcSettings,
 ) -> EdcResult:
     """``edc.csv`` and ``edc_curve.csv`` of one model, on all pairs and per split stratum.
@@ -434,37 +489,57 @@ def evaluate(
     a = index.get_indexer(pairs["sample_id_a"].to_numpy())
     b = index.get_indexer(pairs["sample_id_b"].to_numpy())
     if (a < 0).any() or (b < 0).any():
-        raise ValueError(f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
-                         "samples.parquet; the pairs come from other samples: re-run draw_pairs")
+        raise ValueError(
+            f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
+            "samples.parquet; the pairs come from other samples: re-run draw_pairs"
+        )
     labels = samples["label"].to_numpy()
     genuine = pairs["genuine"].to_numpy(bool)
     if (labels[a][genuine] != labels[b][genuine]).any():
-        raise ValueError("a genuine pair joins two identities: pairs.parquet does not match "
-                         "samples.parquet; re-run draw_pairs")
+        raise ValueError(
+            "a genuine pair joins two identities: pairs.parquet does not match "
+            "samples.parquet; re-run draw_pairs"
+        )
     image_q = {}
     for name in proxies:
         q = samples[name].to_numpy(np.float64)
         image_q[name] = -q if name in LOWER_IS_BETTER else q
     tables, curves = [], []
     for scope in scopes(pairs):
-        sel = np.ones(len(pairs), bool) if scope == ALL_SCOPE else \
-            (pairs["split"] == scope).to_numpy()
+        sel = (
+            np.ones(len(pairs), bool)
+            if scope == ALL_SCOPE
+            else (pairs["split"] == scope).to_numpy()
+        )
         g = sel & genuine
         imp = sel & ~genuine
         if not g.any() or not imp.any():
-            logger.warning("scope %s: %d genuine, %d impostor pairs; no EDC", scope,
-                           int(g.sum()), int(imp.sum()))
+            logger.warning(
+                "scope %s: %d genuine, %d impostor pairs; no EDC",
+                scope,
+                int(g.sum()),
+                int(imp.sum()),
+            )
             continue
         qualities = {name: pair_quality(q, a[g], b[g]) for name, q in image_q.items()}
-        res = edc(pairs["score"].to_numpy()[g], labels[a[g]], pairs["score"].to_numpy()[imp],
-                  qualities, **asdict(settings))
+        res = edc(
+            pairs["score"].to_numpy()[g],
+            labels[a[g]],
+            pairs["score"].to_numpy()[imp],
+            qualities,
+            **asdict(settings),
+        )
         for frame, out in ((res.table, tables), (res.curves, curves)):
             frame.insert(0, "split", scope)
             frame.insert(0, "model", model)
             out.append(frame)
     if not tables:  # an empty result, not a failed workflow: the summary says why
-        logger.warning("no scope has both genuine and impostor pairs (they need identities with "
-                       "two ok images, and two identities): edc.csv has no rows")
-        return EdcResult(pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
-                         pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]))
+        logger.warning(
+            "no scope has both genuine and impostor pairs (they need identities with "
+            "two ok images, and two identities): edc.csv has no rows"
+        )
+        return EdcResult(
+            pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
+            pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
+        )
     return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))

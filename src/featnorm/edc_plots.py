@@ -19,8 +19,10 @@ from featnorm.edc import IDEAL, RANDOM
 
 __all__ = ["add_pauc_panel", "edc_curves", "pauc_comparison"]
 
-_REFERENCE_STYLE = {RANDOM: dict(color="grey", ls="--", lw=1.2),
-                    IDEAL: dict(color="black", ls=":", lw=1.2)}
+_REFERENCE_STYLE = {
+    RANDOM: dict(color="grey", ls="--", lw=1.2),
+    IDEAL: dict(color="black", ls=":", lw=1.2),
+}
 _PANEL_SIZE = (4.6, 3.6)
 
 
@@ -35,23 +37,30 @@ def edc_curves(table: pd.DataFrame, curves: pd.DataFrame, *, model: str) -> plt.
     panels = list(panels)
     if not panels:
         fig, ax = plt.subplots(figsize=_PANEL_SIZE)
-        ax.text(0.5, 0.5, "no EDC: no split has both genuine and impostor pairs",
-                ha="center", va="center", fontsize=8)
+        ax.text(
+            0.5,
+            0.5,
+            "no EDC: no split has both genuine and impostor pairs",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
         ax.set_axis_off()
         ax.set_title(f"Error-versus-discard characteristic ({model})", fontsize=9)
         return fig
     limit = float(table["discard_limit"].min())
-    fig, axes = plt.subplots(1, len(panels), figsize=(_PANEL_SIZE[0] * len(panels),
-                                                       _PANEL_SIZE[1]), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(_PANEL_SIZE[0] * len(panels), _PANEL_SIZE[1]), squeeze=False
+    )
     for ax, (split, fmr) in zip(axes[0], panels, strict=True):
-        rows = table[(table["split"] == split) & (table["fmr"] == fmr)
-                     & (table["discard_limit"] == limit)].set_index("quality")
+        rows = table[
+            (table["split"] == split) & (table["fmr"] == fmr) & (table["discard_limit"] == limit)
+        ].set_index("quality")
         part = curves[(curves["split"] == split) & (curves["fmr"] == fmr)]
         for i, (quality, c) in enumerate(part.groupby("quality", sort=False)):
             style = _REFERENCE_STYLE.get(quality, dict(color=f"C{i % 10}", lw=1.2))
             pauc = rows.loc[quality, "pauc"] if quality in rows.index else np.nan
-            ax.plot(c["discard_fraction"], c["fnmr"], label=f"{quality} (pAUC {pauc:.4f})",
-                    **style)
+            ax.plot(c["discard_fraction"], c["fnmr"], label=f"{quality} (pAUC {pauc:.4f})", **style)
         ax.axvline(limit, color="grey", lw=0.6)
         n_gen = int(rows["n_genuine"].iloc[0]) if len(rows) else 0
         thr = rows["threshold"].iloc[0] if len(rows) else np.nan
@@ -59,8 +68,10 @@ def edc_curves(table: pd.DataFrame, curves: pd.DataFrame, *, model: str) -> plt.
         ax.set_xlabel("fraction of genuine pairs discarded (lowest quality first)")
         ax.set_ylabel("FNMR of the remaining pairs")
         ax.legend(fontsize=5.5, title=f"pAUC over [0, {limit:g}]", title_fontsize=6)
-    fig.suptitle(f"Error-versus-discard characteristic ({model}); lower is better, "
-                 "BRISQUE negated", fontsize=9)
+    fig.suptitle(
+        f"Error-versus-discard characteristic ({model}); lower is better, BRISQUE negated",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -69,8 +80,9 @@ def _pauc_rows(edc_table: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, split, quality, fmr, limit), references last within each block."""
     c = edc_table.copy()
     c["is_reference"] = c["quality"].isin([RANDOM, IDEAL])
-    return c.sort_values(["model", "split", "fmr", "discard_limit", "is_reference"],
-                         kind="stable").reset_index(drop=True)
+    return c.sort_values(
+        ["model", "split", "fmr", "discard_limit", "is_reference"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
@@ -82,15 +94,25 @@ def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
     (lower = better quality utility), plus the paired difference to the raw norm.
     """
     c = _pauc_rows(edc_table)
-    return pd.DataFrame({
-        "model": c["model"], "x": c["quality"], "y": "FNMR pAUC",
-        "method": [f"edc fmr={f:g} limit={lim:g} split={s}" for f, lim, s in
-                   zip(c["fmr"], c["discard_limit"], c["split"], strict=True)],
-        "n": c["n_genuine"], "n_classes": c["n_identities"],
-        "pauc": c["pauc"], "pauc_ci_low": c["ci_low"], "pauc_ci_high": c["ci_high"],
-        "pauc_delta_vs_feature_norm": c["delta_vs_feature_norm"],
-        "pauc_delta_ci_low": c["delta_ci_low"], "pauc_delta_ci_high": c["delta_ci_high"],
-    })
+    return pd.DataFrame(
+        {
+            "model": c["model"],
+            "x": c["quality"],
+            "y": "FNMR pAUC",
+            "method": [
+                f"edc fmr={f:g} limit={lim:g} split={s}"
+                for f, lim, s in zip(c["fmr"], c["discard_limit"], c["split"], strict=True)
+            ],
+            "n": c["n_genuine"],
+            "n_classes": c["n_identities"],
+            "pauc": c["pauc"],
+            "pauc_ci_low": c["ci_low"],
+            "pauc_ci_high": c["ci_high"],
+            "pauc_delta_vs_feature_norm": c["delta_vs_feature_norm"],
+            "pauc_delta_ci_low": c["delta_ci_low"],
+            "pauc_delta_ci_high": c["delta_ci_high"],
+        }
+    )
 
 
 def add_pauc_panel(fig: plt.Figure, edc_table: pd.DataFrame) -> plt.Figure:
@@ -108,17 +130,32 @@ def add_pauc_panel(fig: plt.Figure, edc_table: pd.DataFrame) -> plt.Figure:
     ax = fig.add_subplot(grid[1])
     y = np.arange(len(rows))[::-1]
     reference = rows["quality"].isin([RANDOM, IDEAL]).to_numpy()
-    for mask, colour, label in ((~reference, "C1", "quality proxy"),
-                                (reference, "grey", "random / ideal")):
+    for mask, colour, label in (
+        (~reference, "C1", "quality proxy"),
+        (reference, "grey", "random / ideal"),
+    ):
         part = rows[mask]
-        ax.errorbar(part["pauc"], y[mask], xerr=[part["pauc"] - part["ci_low"],
-                                                 part["ci_high"] - part["pauc"]],
-                    fmt="o", ms=3, color=colour, capsize=2, label=label)
+        ax.errorbar(
+            part["pauc"],
+            y[mask],
+            xerr=[part["pauc"] - part["ci_low"], part["ci_high"] - part["pauc"]],
+            fmt="o",
+            ms=3,
+            color=colour,
+            capsize=2,
+            label=label,
+        )
     ax.legend(fontsize="x-small", loc="lower right")
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{m} | {q} (FMR {f:g}, f<={lim:g})" for m, q, f, lim in
-                        zip(rows["model"], rows["quality"], rows["fmr"], rows["discard_limit"],
-                            strict=True)], fontsize=6)
+    ax.set_yticklabels(
+        [
+            f"{m} | {q} (FMR {f:g}, f<={lim:g})"
+            for m, q, f, lim in zip(
+                rows["model"], rows["quality"], rows["fmr"], rows["discard_limit"], strict=True
+            )
+        ],
+        fontsize=6,
+    )
     ax.set_xlabel("EDC pAUC, all pairs (lower = better quality utility)", fontsize=8)
     ax.set_title("Quality utility: pAUC with cluster-bootstrap CI", fontsize=9)
     fig.tight_layout()

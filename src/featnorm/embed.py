@@ -115,8 +115,9 @@ def gpu_assignment(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def choose_device(device: str, env: Mapping[str, str], *, cuda_available: bool,
-                  cuda_build: str | None) -> str:
+def choose_device(
+    device: str, env: Mapping[str, str], *, cuda_available: bool, cuda_build: str | None
+) -> str:
     """The device to embed on, ``"cuda"`` or ``"cpu"``; a pure function of its arguments.
 
     Parameters
@@ -146,27 +147,41 @@ def choose_device(device: str, env: Mapping[str, str], *, cuda_available: bool,
     if device == "auto" and given is None:
         return "cpu"
     if cuda_build is None:
-        cause = ("this torch is a CPU-only build (torch.version.cuda is None): install the CUDA "
-                 "build of torch in the job's environment (envs/featnorm-gpu.yaml, or the PyPI "
-                 "wheel on Linux)")
+        cause = (
+            "this torch is a CPU-only build (torch.version.cuda is None): install the CUDA "
+            "build of torch in the job's environment (envs/featnorm-gpu.yaml, or the PyPI "
+            "wheel on Linux)"
+        )
     else:
-        cause = (f"torch is built for CUDA {cuda_build} but finds no device: the NVIDIA driver "
-                 "is missing or too old for it, or the device is not visible to this process "
-                 "(check nvidia-smi inside the job)")
-    way_out = ("to embed on the CPU on purpose, set embed.device: cpu (on SLURM, also drop the "
-               "GPU request: --profile profiles/slurm --profile profiles/slurm/cpu)")
+        cause = (
+            f"torch is built for CUDA {cuda_build} but finds no device: the NVIDIA driver "
+            "is missing or too old for it, or the device is not visible to this process "
+            "(check nvidia-smi inside the job)"
+        )
+    way_out = (
+        "to embed on the CPU on purpose, set embed.device: cpu (on SLURM, also drop the "
+        "GPU request: --profile profiles/slurm --profile profiles/slurm/cpu)"
+    )
     if device == "cuda":
         raise ValueError(
-            f"device 'cuda' was asked for but no CUDA GPU is visible; use auto or cpu. {cause}")
-    raise ValueError(f"the job was given a GPU ({given}) but torch sees no CUDA GPU; {cause}; "
-                     f"{way_out}")
+            f"device 'cuda' was asked for but no CUDA GPU is visible; use auto or cpu. {cause}"
+        )
+    raise ValueError(
+        f"the job was given a GPU ({given}) but torch sees no CUDA GPU; {cause}; {way_out}"
+    )
 
 
 def resolve_device(device: str, env: Mapping[str, str] | None = None) -> torch.device:
     """:func:`choose_device` with what this torch reports; ``env`` None skips the check of a
     GPU given to the job (pass ``os.environ`` where the job starts)."""
-    return torch.device(choose_device(device, env or {}, cuda_available=torch.cuda.is_available(),
-                                      cuda_build=torch.version.cuda))
+    return torch.device(
+        choose_device(
+            device,
+            env or {},
+            cuda_available=torch.cuda.is_available(),
+            cuda_build=torch.version.cuda,
+        )
+    )
 
 
 def device_name(device: torch.device) -> str:
@@ -215,8 +230,13 @@ def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool
     return prepared.eval()
 
 
-def _fuse(emb: torch.Tensor, norm: torch.Tensor, flip_emb: torch.Tensor, flip_norm: torch.Tensor,
-          rule: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _fuse(
+    emb: torch.Tensor,
+    norm: torch.Tensor,
+    flip_emb: torch.Tensor,
+    flip_norm: torch.Tensor,
+    rule: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     if rule == "pre_norm_vector_add":
         fused = emb * norm + flip_emb * flip_norm
         fused_norm = torch.linalg.vector_norm(fused, ord=2, dim=1, keepdim=True)
@@ -228,8 +248,9 @@ def _fuse(emb: torch.Tensor, norm: torch.Tensor, flip_emb: torch.Tensor, flip_no
     return fused, (norm + flip_norm) / 2
 
 
-def embed_batch(model: nn.Module, x: torch.Tensor, options: EmbedOptions
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_batch(
+    model: nn.Module, x: torch.Tensor, options: EmbedOptions
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one preprocessed batch; returns float32 CPU tensors (embedding (N, 512), norm (N,)).
 
     ``x`` is (N, 3, 112, 112) float32 from :func:`featnorm.models.preprocess`. Call inside
@@ -352,12 +373,23 @@ def embed_table(
     every = progress_every or max(1, math.ceil(n_batches / _PROGRESS_LINES))
     logger.info(
         "embedding %d images on %s (%s): family=%s batch_size=%d workers=%d min_side=%d "
-        "flip_fusion=%s precision=%s channels_last=%s", n, torch_device, device_name(torch_device),
-        family, batch_size, workers, min_side, flip_fusion, precision, channels_last,
+        "flip_fusion=%s precision=%s channels_last=%s",
+        n,
+        torch_device,
+        device_name(torch_device),
+        family,
+        batch_size,
+        workers,
+        min_side,
+        flip_fusion,
+        precision,
+        channels_last,
     )
     loader = DataLoader(
         ImageFiles(shard["path"].astype(str).tolist(), family, min_side),
-        batch_size=batch_size, shuffle=False, num_workers=workers,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=decoding_worker_init if workers > 0 else None,
     )
@@ -380,18 +412,26 @@ def embed_table(
             if b % every == 0 or b == n_batches:
                 elapsed = time.perf_counter() - started
                 logger.info("embedded %d/%d images, %.1f img/s", stop, n, stop / max(elapsed, 1e-9))
-    out = pd.DataFrame({
-        "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),
-        "feature_norm": norms,
-        "status": statuses.astype(str) if n else np.array([], dtype=str),
-        "resized": resized,
-    })
+    out = pd.DataFrame(
+        {
+            "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),
+            "feature_norm": norms,
+            "status": statuses.astype(str) if n else np.array([], dtype=str),
+            "resized": resized,
+        }
+    )
     if embeddings is not None:
         out["embedding"] = pd.Series(embeddings, dtype=object)
     counts = out["status"].value_counts().to_dict()
-    logger.info("embedded %d images in %.1f s; statuses %s; %d resized to %dx%d",
-                n, time.perf_counter() - started, counts, int(resized.sum()),
-                INPUT_SIZE_PX, INPUT_SIZE_PX)
+    logger.info(
+        "embedded %d images in %.1f s; statuses %s; %d resized to %dx%d",
+        n,
+        time.perf_counter() - started,
+        counts,
+        int(resized.sum()),
+        INPUT_SIZE_PX,
+        INPUT_SIZE_PX,
+    )
     return out
 
 
@@ -409,8 +449,16 @@ def output_schema(save_embeddings: bool) -> pa.Schema:
 
 
 def embedding_params(
-    *, family: str, arch: str, checkpoint: str, device: torch.device | str, batch_size: int,
-    flip_fusion: str, precision: str, save_embeddings: bool, min_side: int = MIN_SIDE_PX,
+    *,
+    family: str,
+    arch: str,
+    checkpoint: str,
+    device: torch.device | str,
+    batch_size: int,
+    flip_fusion: str,
+    precision: str,
+    save_embeddings: bool,
+    min_side: int = MIN_SIDE_PX,
 ) -> dict[str, object]:
     """The parameters that describe an embedding table (for its Parquet metadata)."""
     return {

@@ -48,7 +48,9 @@ _PNG_CHUNK_OVERHEAD = 12  # 4-byte length, 4-byte type, 4-byte CRC around each c
 MAX_DECODE_PIXELS = 2**27  # ~134 MP: at most ~400 MB decoded (BGR uint8) per image
 _JPEG_SOI = b"\xff\xd8"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 _JPEG_NO_LENGTH = frozenset({0x01, *range(0xD0, 0xDA)})  # markers without a length field
 
 

@@ -43,9 +43,11 @@ def _count_smaller_before(v: np.ndarray) -> np.ndarray:
         # first index of each block and of each run of equal keys (a run never crosses blocks)
         block_sorted = key_sorted // span
         block_first = np.maximum.accumulate(
-            np.where(np.r_[True, block_sorted[1:] != block_sorted[:-1]], idx, 0))
+            np.where(np.r_[True, block_sorted[1:] != block_sorted[:-1]], idx, 0)
+        )
         run_first = np.maximum.accumulate(
-            np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], idx, 0))
+            np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], idx, 0)
+        )
         # left elements of the same block with a strictly smaller value
         strict = left_before[run_first] - left_before[block_first]
         right = from_left == 0

@@ -112,7 +112,7 @@ def genuine_pairs(
             rng = np.random.default_rng([seed, stratum, int(g) & 0xFFFFFFFF])
             linear = np.sort(rng.choice(total, size=max_per_class, replace=False))
         i, j = _triangle_pairs(int(n), linear)
-        members = order[start:start + n]
+        members = order[start : start + n]
         pa_, pb_ = members[i], members[j]
         out_a.append(np.minimum(pa_, pb_))
         out_b.append(np.maximum(pa_, pb_))
@@ -134,7 +134,10 @@ def _existing_impostors(labels_a: np.ndarray, labels_b: np.ndarray | None) -> in
 
 
 def impostor_pairs(
-    labels: np.ndarray, groups: tuple[np.ndarray, np.ndarray | None], *, n_pairs: int,
+    labels: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray | None],
+    *,
+    n_pairs: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct cross-identity pairs drawn uniformly, capped by what exists.
@@ -192,7 +195,8 @@ def impostor_pairs(
         else:  # pragma: no cover - needs an adversarial label layout
             raise RuntimeError(
                 f"drew only {len(keys)} of {want} impostor pairs in {_MAX_ROUNDS} rounds (almost "
-                "all image pairs share an identity); lower evaluation.impostor_pairs")
+                "all image pairs share an identity); lower evaluation.impostor_pairs"
+            )
         keys = np.sort(keys)
     n_total = len(labels)
     return keys // n_total, keys % n_total
@@ -213,17 +217,27 @@ def _strata(split: np.ndarray | None) -> list[tuple[str, np.ndarray, np.ndarray 
         return [(ALL_STRATUM, np.arange(0), None)]
     names = sorted(pd.unique(split).tolist())
     out: list[tuple[str, np.ndarray, np.ndarray | None]] = [
-        (str(s), np.flatnonzero(split == s), None) for s in names]
+        (str(s), np.flatnonzero(split == s), None) for s in names
+    ]
     for x in range(len(names)):
         for y in range(x + 1, len(names)):
-            out.append((MIXED_STRATUM, np.flatnonzero(split == names[x]),
-                        np.flatnonzero(split == names[y])))
+            out.append(
+                (
+                    MIXED_STRATUM,
+                    np.flatnonzero(split == names[x]),
+                    np.flatnonzero(split == names[y]),
+                )
+            )
     return out
 
 
 def draw_pairs(
-    labels: np.ndarray, *, split: np.ndarray | None = None, max_genuine_per_class: int,
-    impostor_pairs_per_stratum: int, seed: int,
+    labels: np.ndarray,
+    *,
+    split: np.ndarray | None = None,
+    max_genuine_per_class: int,
+    impostor_pairs_per_stratum: int,
+    seed: int,
 ) -> pd.DataFrame:
     """Genuine and impostor pairs of image positions, per stratum (see the module docstring).
 
@@ -247,21 +261,32 @@ def draw_pairs(
         if split is None:
             pos_a = np.arange(n)
         if pos_b is None:
-            ga, gb = genuine_pairs(labels[pos_a], max_per_class=max_genuine_per_class, seed=seed,
-                                   stratum=s_index)
+            ga, gb = genuine_pairs(
+                labels[pos_a], max_per_class=max_genuine_per_class, seed=seed, stratum=s_index
+            )
             ga, gb = pos_a[ga], pos_a[gb]
         else:
-            ga, gb = _cross_genuine(labels, pos_a, pos_b, max_per_class=max_genuine_per_class,
-                                    seed=seed, stratum=s_index)
+            ga, gb = _cross_genuine(
+                labels,
+                pos_a,
+                pos_b,
+                max_per_class=max_genuine_per_class,
+                seed=seed,
+                stratum=s_index,
+            )
         rng = np.random.default_rng([seed, s_index, IMPOSTOR_STREAM])
-        ia, ib = impostor_pairs(labels, (pos_a, pos_b), n_pairs=impostor_pairs_per_stratum,
-                                rng=rng)
+        ia, ib = impostor_pairs(labels, (pos_a, pos_b), n_pairs=impostor_pairs_per_stratum, rng=rng)
         logger.info("stratum %s: %d genuine, %d impostor pairs", name, len(ga), len(ia))
-        parts.append(pd.DataFrame({
-            "a": np.concatenate([ga, ia]), "b": np.concatenate([gb, ib]),
-            "genuine": np.concatenate([np.ones(len(ga), bool), np.zeros(len(ia), bool)]),
-            "split": name,
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "a": np.concatenate([ga, ia]),
+                    "b": np.concatenate([gb, ib]),
+                    "genuine": np.concatenate([np.ones(len(ga), bool), np.zeros(len(ia), bool)]),
+                    "split": name,
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -310,8 +335,10 @@ def read_embeddings(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
     filled = np.zeros(len(index), bool)
     for path in paths:
         if "embedding" not in pq.read_schema(path).names:
-            raise ValueError(f"{path} has no embedding column; evaluation.edc stores it (it "
-                             "implies embed.save_embeddings): re-run the embed step")
+            raise ValueError(
+                f"{path} has no embedding column; evaluation.edc stores it (it "
+                "implies embed.save_embeddings): re-run the embed step"
+            )
         table = pq.read_table(path, columns=["sample_id", "embedding"])
         row = index.get_indexer(table.column("sample_id").to_numpy())
         keep = np.flatnonzero(row >= 0)
@@ -327,8 +354,9 @@ def read_embeddings(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
         return np.zeros((0, dim), np.float16)
     if emb is None or not filled.all():
         missing = len(index) if emb is None else int((~filled).sum())
-        raise ValueError(f"{missing} of {len(index)} ok image(s) have no embedding in the "
-                         "shards given")
+        raise ValueError(
+            f"{missing} of {len(index)} ok image(s) have no embedding in the shards given"
+        )
     return emb
 
 
@@ -344,32 +372,39 @@ def cosine_scores(
     out = np.empty(len(a), dtype=np.float32)
     inv = np.empty(len(embeddings), dtype=np.float32)
     for s in range(0, len(embeddings), block):
-        rows = embeddings[s:s + block].astype(np.float32)
+        rows = embeddings[s : s + block].astype(np.float32)
         with np.errstate(divide="ignore"):
-            inv[s:s + block] = 1.0 / np.sqrt(np.einsum("ij,ij->i", rows, rows))
+            inv[s : s + block] = 1.0 / np.sqrt(np.einsum("ij,ij->i", rows, rows))
     inv[~np.isfinite(inv)] = np.nan
     for s in range(0, len(a), block):
-        xa = embeddings[a[s:s + block]].astype(np.float32)
-        xb = embeddings[b[s:s + block]].astype(np.float32)
-        out[s:s + block] = (np.einsum("ij,ij->i", xa, xb) * inv[a[s:s + block]]
-                            * inv[b[s:s + block]])
+        xa = embeddings[a[s : s + block]].astype(np.float32)
+        xb = embeddings[b[s : s + block]].astype(np.float32)
+        out[s : s + block] = (
+            np.einsum("ij,ij->i", xa, xb) * inv[a[s : s + block]] * inv[b[s : s + block]]
+        )
     return out
 
 
 def output_schema() -> pa.Schema:
     """Parquet schema of ``pairs.parquet``."""
-    return pa.schema([
-        pa.field("sample_id_a", pa.int64()),
-        pa.field("sample_id_b", pa.int64()),
-        pa.field("score", pa.float32()),
-        pa.field("genuine", pa.bool_()),
-        pa.field("split", pa.string()),
-    ])
+    return pa.schema(
+        [
+            pa.field("sample_id_a", pa.int64()),
+            pa.field("sample_id_b", pa.int64()),
+            pa.field("score", pa.float32()),
+            pa.field("genuine", pa.bool_()),
+            pa.field("split", pa.string()),
+        ]
+    )
 
 
 def pairs_table(
-    samples: pd.DataFrame, embeddings: np.ndarray, *, max_genuine_per_class: int,
-    impostor_pairs_per_stratum: int, seed: int,
+    samples: pd.DataFrame,
+    embeddings: np.ndarray,
+    *,
+    max_genuine_per_class: int,
+    impostor_pairs_per_stratum: int,
+    seed: int,
 ) -> pd.DataFrame:
     """``pairs.parquet`` from the eligible samples and their embeddings.
 
@@ -392,15 +427,24 @@ def pairs_table(
         raise ValueError(f"{len(samples)} samples but {len(embeddings)} embeddings")
     started = time.perf_counter()
     split = samples["split"].astype(str).to_numpy() if "split" in samples.columns else None
-    drawn = draw_pairs(samples["label"].to_numpy(np.int64), split=split,
-                       max_genuine_per_class=max_genuine_per_class,
-                       impostor_pairs_per_stratum=impostor_pairs_per_stratum, seed=seed)
+    drawn = draw_pairs(
+        samples["label"].to_numpy(np.int64),
+        split=split,
+        max_genuine_per_class=max_genuine_per_class,
+        impostor_pairs_per_stratum=impostor_pairs_per_stratum,
+        seed=seed,
+    )
     a, b = drawn["a"].to_numpy(), drawn["b"].to_numpy()
     ids = samples["sample_id"].to_numpy(np.int64)
     score = cosine_scores(embeddings, a, b)
     logger.info("scored %d pairs in %.1f s", len(a), time.perf_counter() - started)
     sid_a, sid_b = ids[a], ids[b]
-    return pd.DataFrame({
-        "sample_id_a": np.minimum(sid_a, sid_b), "sample_id_b": np.maximum(sid_a, sid_b),
-        "score": score, "genuine": drawn["genuine"].to_numpy(), "split": drawn["split"].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "sample_id_a": np.minimum(sid_a, sid_b),
+            "sample_id_b": np.maximum(sid_a, sid_b),
+            "score": score,
+            "genuine": drawn["genuine"].to_numpy(),
+            "split": drawn["split"].to_numpy(),
+        }
+    )

@@ -88,8 +88,9 @@ def class_norm_mean(class_stats: pd.DataFrame, *, model: str) -> plt.Figure:
 
 
 def _r_of(correlations: pd.DataFrame, x: str, y: str) -> str:
-    sel = correlations[(correlations["x"] == x) & (correlations["y"] == y)
-                       & (correlations["method"] == "pearson")]
+    sel = correlations[
+        (correlations["x"] == x) & (correlations["y"] == y) & (correlations["method"] == "pearson")
+    ]
     if sel.empty or not np.isfinite(sel["r"].iloc[0]):
         return "r = n/a"
     row = sel.iloc[0]
@@ -102,13 +103,18 @@ def norm_vs_brisque(
     """Hexbin of each norm column (raw and standardised) against BRISQUE, Pearson r in titles."""
     _style()
     ok = samples["status"] == OK
-    fig, axes = plt.subplots(1, len(x_columns), figsize=(3.6 * len(x_columns), 3.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(x_columns), figsize=(3.6 * len(x_columns), 3.6), squeeze=False)
     for ax, x in zip(axes[0], x_columns, strict=True):
         part = samples.loc[ok, [x, "brisque"]].dropna()
         if len(part):
-            hb = ax.hexbin(part["brisque"], part[x], gridsize=_HEXBIN_GRID, bins="log",
-                           cmap="viridis", mincnt=1)
+            hb = ax.hexbin(
+                part["brisque"],
+                part[x],
+                gridsize=_HEXBIN_GRID,
+                bins="log",
+                cmap="viridis",
+                mincnt=1,
+            )
             fig.colorbar(hb, ax=ax, label="images (log)")
         ax.set_xlabel("BRISQUE (lower = better)")
         ax.set_ylabel(x)
@@ -136,8 +142,15 @@ def trends(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> plt.Fi
             v = (v - v.mean()) / v.std() if v.std() > 0 else v * np.nan
             g = v.groupby(bins, observed=True)
             se = g.std() / np.sqrt(g.count())
-            ax.errorbar(centre.to_numpy(), g.mean().to_numpy(), yerr=_Z_NORMAL * se.to_numpy(),
-                        marker="o", ms=3, capsize=2, label=x)
+            ax.errorbar(
+                centre.to_numpy(),
+                g.mean().to_numpy(),
+                yerr=_Z_NORMAL * se.to_numpy(),
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=x,
+            )
     ax.set_xlabel(f"BRISQUE (median of {_TREND_BINS} quantile bins; lower = better)")
     ax.set_ylabel("mean of the norm column (std units)")
     ax.set_title(f"Binned trends vs BRISQUE ({model})", fontsize=9)
@@ -157,18 +170,30 @@ def forest(correlations: pd.DataFrame, *, title: str) -> plt.Figure:
     aligned = c["quality_aligned_r"].where(c["quality_aligned_r"].notna(), c["r"])
     lo = c["quality_aligned_ci_low"].where(c["quality_aligned_r"].notna(), c["ci_low"])
     hi = c["quality_aligned_ci_high"].where(c["quality_aligned_r"].notna(), c["ci_high"])
-    labels = [f"{m} | {x} ~ {y} ({meth})" for m, x, y, meth in
-              zip(c["model"], c["x"], c["y"], c["method"], strict=True)]
+    labels = [
+        f"{m} | {x} ~ {y} ({meth})"
+        for m, x, y, meth in zip(c["model"], c["x"], c["y"], c["method"], strict=True)
+    ]
     height = max(3.0, 0.22 * len(c) + 1.2)
     fig, ax = plt.subplots(figsize=(8.5, height))
     ypos = np.arange(len(c))[::-1]
-    ax.errorbar(aligned, ypos, xerr=[aligned - lo, hi - aligned], fmt="o", ms=3, capsize=2,
-                color="C0", label="cluster bootstrap CI")
+    ax.errorbar(
+        aligned,
+        ypos,
+        xerr=[aligned - lo, hi - aligned],
+        fmt="o",
+        ms=3,
+        capsize=2,
+        color="C0",
+        label="cluster bootstrap CI",
+    )
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(ypos)
     ax.set_yticklabels(labels, fontsize=6)
-    ax.set_xlabel("quality-aligned r (positive = agrees with the quality reference; "
-                  "class-size row signed)", fontsize=8)
+    ax.set_xlabel(
+        "quality-aligned r (positive = agrees with the quality reference; class-size row signed)",
+        fontsize=8,
+    )
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize="x-small", loc="lower right")
     fig.tight_layout()
@@ -189,22 +214,36 @@ def ground_truth(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> 
             ax.set_title(f"{p}: no ground truth in this dataset", fontsize=8)
             continue
         part = samples.loc[ok, [p, GROUND_TRUTH_QUALITY]].dropna()
-        rho = part[p].corr(part[GROUND_TRUTH_QUALITY], method="spearman") if len(part) > 2 \
-            else np.nan
+        rho = (
+            part[p].corr(part[GROUND_TRUTH_QUALITY], method="spearman") if len(part) > 2 else np.nan
+        )
         if len(part):
-            ax.hexbin(part[GROUND_TRUTH_QUALITY], part[p], gridsize=_HEXBIN_GRID // 2,
-                      bins="log", cmap="magma", mincnt=1)
+            ax.hexbin(
+                part[GROUND_TRUTH_QUALITY],
+                part[p],
+                gridsize=_HEXBIN_GRID // 2,
+                bins="log",
+                cmap="magma",
+                mincnt=1,
+            )
         ax.set_xlabel("true quality (higher = better)")
         ax.set_ylabel(p)
         ax.set_title(f"{p}: Spearman rho = {rho:+.3f} (n={len(part)})", fontsize=8)
-    fig.suptitle(f"Quality proxies vs ground truth ({model}); BRISQUE should fall, the norm "
-                 "rise", fontsize=9)
+    fig.suptitle(
+        f"Quality proxies vs ground truth ({model}); BRISQUE should fall, the norm rise", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
 
-def two_levels(samples: pd.DataFrame, decomposition: pd.DataFrame, *, model: str,
-               x: str = "feature_norm", y: str = "brisque") -> plt.Figure:
+def two_levels(
+    samples: pd.DataFrame,
+    decomposition: pd.DataFrame,
+    *,
+    model: str,
+    x: str = "feature_norm",
+    y: str = "brisque",
+) -> plt.Figure:
     """The two levels of r(x, y): class means (left) beside the class-centred images (right).
 
     Left: one point per class (mean of x against mean of y; marker area grows with class
@@ -223,32 +262,46 @@ def two_levels(samples: pd.DataFrame, decomposition: pd.DataFrame, *, model: str
         if row.empty or not np.isfinite(row[f"r_{level}"].iloc[0]):
             return f"r_{level} = n/a"
         r = row.iloc[0]
-        return (f"r_{level} = {r[f'r_{level}']:+.3f} "
-                f"[{r[f'r_{level}_ci_low']:+.3f}, {r[f'r_{level}_ci_high']:+.3f}]")
+        return (
+            f"r_{level} = {r[f'r_{level}']:+.3f} "
+            f"[{r[f'r_{level}_ci_low']:+.3f}, {r[f'r_{level}_ci_high']:+.3f}]"
+        )
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.8))
-    left.scatter(means[y], means[x], s=4 + 40 * sizes / max(sizes.max(), 1), alpha=0.5,
-                 color="C0", edgecolor="none")
+    left.scatter(
+        means[y],
+        means[x],
+        s=4 + 40 * sizes / max(sizes.max(), 1),
+        alpha=0.5,
+        color="C0",
+        edgecolor="none",
+    )
     left.set_xlabel(f"class mean {y}" + (" (lower = better)" if y == "brisque" else ""))
     left.set_ylabel(f"class mean {x}")
-    left.set_title(f"between classes: {text('between')}\n{len(means)} classes (area ~ size)",
-                   fontsize=8)
+    left.set_title(
+        f"between classes: {text('between')}\n{len(means)} classes (area ~ size)", fontsize=8
+    )
     if len(centred):
-        hb = right.hexbin(centred[y], centred[x], gridsize=_HEXBIN_GRID, bins="log",
-                          cmap="viridis", mincnt=1)
+        hb = right.hexbin(
+            centred[y], centred[x], gridsize=_HEXBIN_GRID, bins="log", cmap="viridis", mincnt=1
+        )
         fig.colorbar(hb, ax=right, label="images (log)")
     right.set_xlabel(f"{y} minus its class mean")
     right.set_ylabel(f"{x} minus its class mean")
     right.set_title(f"within classes: {text('within')}\n{len(centred)} images", fontsize=8)
-    share = "" if row.empty else f"; {row['between_share_x'].iloc[0]:.0%} of {x}'s variance " \
-        "lies between classes"
+    share = (
+        ""
+        if row.empty
+        else f"; {row['between_share_x'].iloc[0]:.0%} of {x}'s variance lies between classes"
+    )
     fig.suptitle(f"{x} vs {y} at two levels ({model}){share}\n{SIGN_NOTE}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def by_class_size(table: pd.DataFrame, *, model: str, y: str = "brisque",
-                  method: str = "pearson") -> plt.Figure:
+def by_class_size(
+    table: pd.DataFrame, *, model: str, y: str = "brisque", method: str = "pearson"
+) -> plt.Figure:
     """r of each norm column with ``y`` per class-size band, with cluster-bootstrap CIs.
 
     One marker series per norm column, dodged within each band; x axis: the bands
@@ -261,20 +314,31 @@ def by_class_size(table: pd.DataFrame, *, model: str, y: str = "brisque",
     fig, ax = plt.subplots(figsize=(max(6.4, 1.1 * len(bands) + 2), 4.0))
     width = 0.8 / max(len(columns), 1)
     for i, x in enumerate(columns):
-        part = t[t["x"] == x].set_index(["size_low", "size_high"]).reindex(
-            pd.MultiIndex.from_frame(bands))
+        part = (
+            t[t["x"] == x]
+            .set_index(["size_low", "size_high"])
+            .reindex(pd.MultiIndex.from_frame(bands))
+        )
         pos = np.arange(len(bands)) - 0.4 + width * (i + 0.5)
         r = part["r"].to_numpy(np.float64)
         err = [r - part["ci_low"].to_numpy(np.float64), part["ci_high"].to_numpy(np.float64) - r]
         ax.errorbar(pos, r, yerr=err, fmt="o", ms=3, capsize=2, label=x)
     ax.axhline(0, color="grey", lw=0.8)
-    first = (t[t["x"] == columns[0]].set_index("size_low")[["n", "n_classes"]] if columns
-             else pd.DataFrame(columns=["n", "n_classes"]))
+    first = (
+        t[t["x"] == columns[0]].set_index("size_low")[["n", "n_classes"]]
+        if columns
+        else pd.DataFrame(columns=["n", "n_classes"])
+    )
     ax.set_xticks(np.arange(len(bands)))
-    ax.set_xticklabels([f"{lo}-{hi}\n{int(first.loc[lo, 'n'])} img, "
-                        f"{int(first.loc[lo, 'n_classes'])} cl." if lo in first.index
-                        else f"{lo}-{hi}" for lo, hi in
-                        zip(bands["size_low"], bands["size_high"], strict=True)], fontsize=7)
+    ax.set_xticklabels(
+        [
+            f"{lo}-{hi}\n{int(first.loc[lo, 'n'])} img, {int(first.loc[lo, 'n_classes'])} cl."
+            if lo in first.index
+            else f"{lo}-{hi}"
+            for lo, hi in zip(bands["size_low"], bands["size_high"], strict=True)
+        ],
+        fontsize=7,
+    )
     ax.set_xlabel("images per class (band); images and classes in the band")
     ax.set_ylabel(f"{method} r with {y}")
     ax.set_title(f"r with {y} by class size ({model}); {SIGN_NOTE}", fontsize=9)

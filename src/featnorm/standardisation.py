@@ -24,7 +24,11 @@ from scipy import special
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "POLICIES", "class_size_residual", "fit_f_dist", "shrinkage_z", "within_class_rank",
+    "POLICIES",
+    "class_size_residual",
+    "fit_f_dist",
+    "shrinkage_z",
+    "within_class_rank",
     "within_class_z",
 ]
 
@@ -141,8 +145,10 @@ def fit_f_dist(s2: np.ndarray, df: np.ndarray) -> tuple[float, float]:
         return float(s2[0]), 0.0
     median = float(np.median(s2))
     if median == 0:
-        logger.warning("more than half of the class variances are exactly zero: the prior "
-                       "variance is unreliable")
+        logger.warning(
+            "more than half of the class variances are exactly zero: the prior "
+            "variance is unreliable"
+        )
         median = 1.0
     s2 = np.maximum(s2, _ZERO_VARIANCE_OFFSET * median)
     e = np.log(s2) - special.digamma(df / 2) + np.log(df / 2)
@@ -196,10 +202,14 @@ def shrinkage_z(x: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, dict]:
         else:
             moderated = (d0 * s0_sq + df * np.nan_to_num(s2)) / (d0 + df)
         z = (x - mean[codes]) / np.sqrt(moderated[codes])
-    info = {"prior_variance": float(s0_sq), "prior_df": float(d0),
-            "classes_fitted": int(np.sum(df > 0))}
-    logger.info("shrinkage z: s0^2 = %.6g, d0 = %.6g from %d classes", s0_sq, d0,
-                info["classes_fitted"])
+    info = {
+        "prior_variance": float(s0_sq),
+        "prior_df": float(d0),
+        "classes_fitted": int(np.sum(df > 0)),
+    }
+    logger.info(
+        "shrinkage z: s0^2 = %.6g, d0 = %.6g from %d classes", s0_sq, d0, info["classes_fitted"]
+    )
     return z, info
 
 
@@ -243,8 +253,12 @@ def class_size_residual(
     distinct = len(np.unique(logn[ok]))
     deg = min(degree, max(distinct - 1, 0))
     if deg < degree:
-        logger.warning("only %d distinct class sizes: class-size trend fitted with degree %d "
-                       "instead of %d", distinct, deg, degree)
+        logger.warning(
+            "only %d distinct class sizes: class-size trend fitted with degree %d instead of %d",
+            distinct,
+            deg,
+            degree,
+        )
     if not ok.any():
         return np.full(len(x), np.nan), np.full(degree + 1, np.nan)
     coef = np.polyfit(logn[ok], x[ok], deg)

@@ -291,8 +291,11 @@ def _tie_sums(v: np.ndarray) -> tuple[float, float, float]:
     """Over groups of t equal values: sum t(t-1), sum t(t-1)(t-2), sum t(t-1)(2t+5)."""
     t = np.unique(v, return_counts=True)[1].astype(np.float64)
     t = t[t > 1]
-    return (float(np.sum(t * (t - 1))), float(np.sum(t * (t - 1) * (t - 2))),
-            float(np.sum(t * (t - 1) * (2 * t + 5))))
+    return (
+        float(np.sum(t * (t - 1))),
+        float(np.sum(t * (t - 1) * (t - 2))),
+        float(np.sum(t * (t - 1) * (2 * t + 5))),
+    )
 
 
 def _kendall_iid_p(x: np.ndarray, y: np.ndarray, tau_b: float) -> float:
@@ -309,8 +312,7 @@ def _kendall_iid_p(x: np.ndarray, y: np.ndarray, tau_b: float) -> float:
     a2y, a3y, a5y = _tie_sums(y)
     pairs = m / 2
     s = tau_b * np.sqrt((pairs - a2x / 2) * (pairs - a2y / 2))
-    var = (m * (2 * n + 5) - a5x - a5y) / 18 + a2x * a2y / (2 * m) \
-        + a3x * a3y / (9 * m * (n - 2))
+    var = (m * (2 * n + 5) - a5x - a5y) / 18 + a2x * a2y / (2 * m) + a3x * a3y / (9 * m * (n - 2))
     if var <= 0:
         return np.nan
     return float(2 * stats.norm.sf(abs(s) / np.sqrt(var)))
@@ -435,7 +437,11 @@ def _boot_ps(r: float, reps: np.ndarray, boot_ci: tuple) -> tuple[float, float]:
 
 
 def correlation_replicates(
-    x: np.ndarray, y: np.ndarray, codes: np.ndarray, *, method: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    codes: np.ndarray,
+    *,
+    method: str,
     weights: np.ndarray | None,
 ) -> tuple[float, np.ndarray]:
     """A signed correlation and its cluster-bootstrap replicates.
@@ -502,8 +508,16 @@ def correlation_replicates(
 
 def _too_few_rows(n: int, n_classes: int, *, need: int) -> CorrelationResult:
     """The flagged all-NaN result of a statistic with fewer than ``need`` usable rows."""
-    return _result(np.nan, n, n_classes, (np.nan, np.nan, 0), (np.nan, np.nan),
-                   (np.nan, np.nan), np.nan, [f"only {n} usable rows (need >= {need})"])
+    return _result(
+        np.nan,
+        n,
+        n_classes,
+        (np.nan, np.nan, 0),
+        (np.nan, np.nan),
+        (np.nan, np.nan),
+        np.nan,
+        [f"only {n} usable rows (need >= {need})"],
+    )
 
 
 def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
@@ -513,9 +527,19 @@ def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
 
 def _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags) -> CorrelationResult:
     return CorrelationResult(
-        r=float(r), n=n, n_classes=n_classes, ci_low=boot_ci[0], ci_high=boot_ci[1],
-        ci_method=CI_METHOD_BOOTSTRAP, naive_ci_low=naive[0], naive_ci_high=naive[1],
-        p_value=p_boot[0], p_value_wald=p_boot[1], p_value_iid=p_iid, replicates=boot_ci[2], flag="; ".join(flags),
+        r=float(r),
+        n=n,
+        n_classes=n_classes,
+        ci_low=boot_ci[0],
+        ci_high=boot_ci[1],
+        ci_method=CI_METHOD_BOOTSTRAP,
+        naive_ci_low=naive[0],
+        naive_ci_high=naive[1],
+        p_value=p_boot[0],
+        p_value_wald=p_boot[1],
+        p_value_iid=p_iid,
+        replicates=boot_ci[2],
+        flag="; ".join(flags),
     )
 
 
@@ -572,5 +596,3 @@ def partial_correlation(
     naive = fisher_z_interval(r, n - 1, method="pearson", confidence=confidence)
     p_iid = _iid_p(x[:-1], y[:-1], r, "pearson")
     return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
-
-

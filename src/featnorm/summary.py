@@ -37,8 +37,11 @@ class ModelResults:
 def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
     if not np.isfinite(row["r"]):
         return f"n/a ({row['flag']})"
-    ci = ("no CI" if not np.isfinite(row["ci_low"])
-          else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]")
+    ci = (
+        "no CI"
+        if not np.isfinite(row["ci_low"])
+        else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    )
     if over_classes:
         return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} classes"
     return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} images in {int(row['n_classes'])} classes"
@@ -58,8 +61,10 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
     s = res.samples
     ok = int((s["status"] == OK).sum())
     lines = [f"## Model `{model}`", ""]
-    lines.append(f"- Images: {len(s)} in {s['label'].nunique()} classes; {ok} with both a "
-                 f"feature norm and a BRISQUE score (status ok), {len(s) - ok} without.")
+    lines.append(
+        f"- Images: {len(s)} in {s['label'].nunique()} classes; {ok} with both a "
+        f"feature norm and a BRISQUE score (status ok), {len(s) - ok} without."
+    )
     statuses = s.loc[s["status"] != OK, "status"].value_counts()
     if len(statuses):
         lines.append("  Not ok: " + ", ".join(f"{k}: {v}" for k, v in statuses.items()) + ".")
@@ -68,21 +73,30 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
         lines.append(
             f"- Per-class z-score (ddof = {info.get('ddof')}): {info.get('z_excluded_classes')} "
             f"classes ({info.get('z_excluded_images')} images) excluded for fewer than "
-            f"{info.get('min_class_size')} images or zero spread.")
+            f"{info.get('min_class_size')} images or zero spread."
+        )
     size = _pick(c, "class_size", "class_norm_mean", "spearman")
     if size is not None:
-        verdict = ("rises" if size["r"] > 0 else "falls") if _excludes_zero(size) else \
-            "shows no clear trend"
-        lines.append(f"- Class-size effect: the mean feature norm of a class {verdict} with the "
-                     f"class size (Spearman over classes {_fmt(size, over_classes=True)}).")
+        verdict = (
+            ("rises" if size["r"] > 0 else "falls")
+            if _excludes_zero(size)
+            else "shows no clear trend"
+        )
+        lines.append(
+            f"- Class-size effect: the mean feature norm of a class {verdict} with the "
+            f"class size (Spearman over classes {_fmt(size, over_classes=True)})."
+        )
     for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
         row = _pick(c, x, "brisque", "pearson")
         if row is None:
             continue
         agree = ""
         if _excludes_zero(row):
-            agree = (" — agrees with BRISQUE (higher norm, better image)" if row["r"] < 0
-                     else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)")
+            agree = (
+                " — agrees with BRISQUE (higher norm, better image)"
+                if row["r"] < 0
+                else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)"
+            )
         else:
             agree = " — not distinguishable from zero"
         lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{agree}.")
@@ -98,8 +112,11 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
     lines.extend(_claim_lines(res, pct))
     flagged = c[c["flag"].fillna("").astype(str) != ""]
     if len(flagged):
-        lines.append(f"- {len(flagged)} statistic(s) flagged: " + "; ".join(
-            f"{r.x} ~ {r.y} ({r.method}): {r.flag}" for r in flagged.itertuples()) + ".")
+        lines.append(
+            f"- {len(flagged)} statistic(s) flagged: "
+            + "; ".join(f"{r.x} ~ {r.y} ({r.method}): {r.flag}" for r in flagged.itertuples())
+            + "."
+        )
     lines.append("")
     return lines
 
@@ -122,14 +139,19 @@ def _difference_line(row: pd.Series, pct: str) -> str:
     if not np.isfinite(row["delta"]):
         return f"  - {row['x']}: n/a ({row['flag']})"
     if np.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0):
-        verdict = ("**strengthened** agreement with BRISQUE" if row["quality_aligned_delta"] > 0
-                   else "**weakened** agreement with BRISQUE")
+        verdict = (
+            "**strengthened** agreement with BRISQUE"
+            if row["quality_aligned_delta"] > 0
+            else "**weakened** agreement with BRISQUE"
+        )
         verdict = f"changed agreement: it {verdict} (the {pct} CI excludes 0)"
     else:
         verdict = f"no change distinguishable from zero (the {pct} CI includes 0)"
-    return (f"  - {row['x']}: delta = {row['delta']:+.3f} {_ci(row['ci_low'], row['ci_high'])} "
-            f"(r {row['r_x']:+.3f} vs {row['r_reference']:+.3f} on the same "
-            f"{int(row['n'])} images; bootstrap p = {row['p_value']:.3g}): {verdict}.")
+    return (
+        f"  - {row['x']}: delta = {row['delta']:+.3f} {_ci(row['ci_low'], row['ci_high'])} "
+        f"(r {row['r_x']:+.3f} vs {row['r_reference']:+.3f} on the same "
+        f"{int(row['n'])} images; bootstrap p = {row['p_value']:.3g}): {verdict}."
+    )
 
 
 def _claim_lines(res: ModelResults, pct: str) -> list[str]:
@@ -139,10 +161,12 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
     if d is not None and len(d):
         sel = d[(d["y"] == "brisque") & (d["method"] == "pearson")]
         if len(sel):
-            lines.append("- Does standardising change the agreement with BRISQUE? Paired "
-                         "delta = r(standardised, BRISQUE) - r(feature_norm, BRISQUE), Pearson, "
-                         "same images and same bootstrap draws (negative delta = closer to "
-                         "BRISQUE):")
+            lines.append(
+                "- Does standardising change the agreement with BRISQUE? Paired "
+                "delta = r(standardised, BRISQUE) - r(feature_norm, BRISQUE), Pearson, "
+                "same images and same bootstrap draws (negative delta = closer to "
+                "BRISQUE):"
+            )
             lines.extend(_difference_line(row, pct) for _, row in sel.iterrows())
     dec = res.decomposition
     if dec is not None and len(dec):
@@ -156,7 +180,8 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
                 f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}; between "
                 "classes (class means, one point per class) r = "
                 f"{_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}. A "
-                "within-class z-score keeps only the within-class part.")
+                "within-class z-score keeps only the within-class part."
+            )
     b = res.by_class_size
     if b is not None and len(b):
         for x in ("feature_norm_z", "feature_norm"):
@@ -165,7 +190,9 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
                 bands = "; ".join(
                     f"{int(r.size_low)}-{int(r.size_high)} images: "
                     f"{_r_ci(r.r, r.ci_low, r.ci_high)} (n = {int(r.n)} in {int(r.n_classes)} "
-                    "classes)" for r in sel.itertuples())
+                    "classes)"
+                    for r in sel.itertuples()
+                )
                 lines.append(f"- Pearson r({x}, BRISQUE) by class size: {bands}.")
     return lines
 
@@ -179,10 +206,13 @@ def _holm_family(per_model: dict[str, ModelResults]) -> str:
         reps = int(c["replicates"].max()) if len(c) else 0
         floor = min(1.0, m * 2 / (1 + reps)) if reps else np.nan
         parts.append(f"`{model}`: {m} tests, smallest reachable p_holm {floor:.3g}")
-    return ("`p_value` in `correlations.csv` is a two-sided cluster-bootstrap p, never below "
-            "2 / (1 + replicates); `p_holm` adjusts it by Holm's method over the family of "
-            "every row of that model's `correlations.csv` that has a p (" + "; ".join(parts)
-            + "). More replicates (`analysis.bootstrap_replicates`) resolve smaller p-values.")
+    return (
+        "`p_value` in `correlations.csv` is a two-sided cluster-bootstrap p, never below "
+        "2 / (1 + replicates); `p_holm` adjusts it by Holm's method over the family of "
+        "every row of that model's `correlations.csv` that has a p ("
+        + "; ".join(parts)
+        + "). More replicates (`analysis.bootstrap_replicates`) resolve smaller p-values."
+    )
 
 
 def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
@@ -209,8 +239,12 @@ def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
     if any(GROUND_TRUTH_QUALITY in set(res.correlations["y"]) for res in per_model.values()):
         lines += [DEMO_NOTE, ""]
     seed = ", ".join(f"{k}: {v:+.3f}" for k, v in SEED_TABLE1.items())
-    lines += [f"Kim & Sohn printed Pearson r with BRISQUE of {seed}. {SEED_SIGN_NOTE}", "",
-              _holm_family(per_model), ""]
+    lines += [
+        f"Kim & Sohn printed Pearson r with BRISQUE of {seed}. {SEED_SIGN_NOTE}",
+        "",
+        _holm_family(per_model),
+        "",
+    ]
     for model, res in per_model.items():
         lines.extend(_model_section(model, res, pct))
     lines.append("See `table1.md` for the seed's Table 1 and `comparison.csv` for all models.")
@@ -252,21 +286,25 @@ def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
     if edc_table.empty:
         lines.append("- No EDC: no split had both genuine and impostor pairs.")
     for (model, split, fmr, limit), part in edc_table.groupby(
-            ["model", "split", "fmr", "discard_limit"], sort=False):
+        ["model", "split", "fmr", "discard_limit"], sort=False
+    ):
         p = part.set_index("quality")
         proxies = p.drop(index=[r for r in _REFERENCES if r in p.index])
         if proxies.empty or not np.isfinite(proxies["pauc"]).any():
             continue
         best = proxies["pauc"].idxmin()
-        head = (f"- `{model}`, {split} pairs, FMR {fmr:g}, discard <= {limit:g}: best proxy "
-                f"**{best}**, pAUC {_pauc_text(p.loc[best])}")
+        head = (
+            f"- `{model}`, {split} pairs, FMR {fmr:g}, discard <= {limit:g}: best proxy "
+            f"**{best}**, pAUC {_pauc_text(p.loc[best])}"
+        )
         refs = [f"{r} {p.loc[r, 'pauc']:.4f}" for r in _REFERENCES if r in p.index]
         lines.append(head + (f" ({', '.join(refs)})" if refs else "") + ".")
         if "feature_norm" in p.index:
             parts = []
             for z in [q for q in proxies.index if q.startswith("feature_norm_")]:
-                d, lo, hi = (p.loc[z, c] for c in
-                             ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high"))
+                d, lo, hi = (
+                    p.loc[z, c] for c in ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high")
+                )
                 if not np.isfinite(lo):
                     verdict = "no interval"
                 elif hi < 0:
@@ -277,6 +315,9 @@ def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
                     verdict = "no clear difference"
                 parts.append(f"{z} {d:+.4f} [{lo:+.4f}, {hi:+.4f}], {verdict}")
             if parts:
-                lines.append("  - Standardised minus raw norm (paired pAUC difference): "
-                             + "; ".join(parts) + ".")
+                lines.append(
+                    "  - Standardised minus raw norm (paired pAUC difference): "
+                    + "; ".join(parts)
+                    + "."
+                )
     return "\n".join(lines) + "\n"

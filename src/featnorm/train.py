@@ -53,9 +53,17 @@ class AdaFaceHead(nn.Module):
     checkpoint layout matches.
     """
 
-    def __init__(self, classes: int, *, embedding_dim: int = models.EMBEDDING_DIM,
-                 m: float = MARGIN_M, h: float = MARGIN_H, s: float = SCALE_S,
-                 t_alpha: float = NORM_EMA_MOMENTUM, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        classes: int,
+        *,
+        embedding_dim: int = models.EMBEDDING_DIM,
+        m: float = MARGIN_M,
+        h: float = MARGIN_H,
+        s: float = SCALE_S,
+        t_alpha: float = NORM_EMA_MOMENTUM,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         kernel = torch.empty(embedding_dim, classes).uniform_(-1, 1, generator=generator)
         self.kernel = nn.Parameter(kernel / kernel.norm(dim=0, keepdim=True))
@@ -64,7 +72,9 @@ class AdaFaceHead(nn.Module):
         self.register_buffer("batch_mean", torch.ones(1) * 20)  # official initial values
         self.register_buffer("batch_std", torch.ones(1) * 100)
 
-    def forward(self, embedding: torch.Tensor, norm: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, embedding: torch.Tensor, norm: torch.Tensor, label: torch.Tensor
+    ) -> torch.Tensor:
         """Scaled logits (N, classes) from unit embeddings (N, D), norms (N, 1), labels (N,)."""
         kernel = F.normalize(self.kernel, dim=0)
         cosine = (embedding @ kernel).clamp(-1 + _EPS, 1 - _EPS)
@@ -87,7 +97,9 @@ def resolve_precision(precision: str) -> str:
     Without native support bf16 is emulated and slower than fp32, so ``auto`` never picks it there.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"train.precision = {precision!r} is not known; use one of {', '.join(PRECISIONS)}")
+        raise ValueError(
+            f"train.precision = {precision!r} is not known; use one of {', '.join(PRECISIONS)}"
+        )
     if precision != "auto":
         return precision
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -111,8 +123,10 @@ def _load_images(manifest: pd.DataFrame) -> tuple[torch.Tensor, np.ndarray, pd.S
     status = pd.Series(statuses, index=manifest.index, dtype="string")
     usable = (status == OK).to_numpy()
     if not usable.any():
-        raise ValueError(f"none of the {len(manifest)} training images can be decoded; "
-                         f"statuses: {status.value_counts().to_dict()}")
+        raise ValueError(
+            f"none of the {len(manifest)} training images can be decoded; "
+            f"statuses: {status.value_counts().to_dict()}"
+        )
     stacked = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
     return stacked, usable, status
 
@@ -160,14 +174,25 @@ def train_demo_model(
     pixels, usable, status = _load_images(table)
     skipped = status[~usable].value_counts()
     if len(skipped):
-        logger.warning("skipped %d unusable training images: %s", int(skipped.sum()), skipped.to_dict())
+        logger.warning(
+            "skipped %d unusable training images: %s", int(skipped.sum()), skipped.to_dict()
+        )
     labels = torch.tensor(table["label"].to_numpy()[usable], dtype=torch.long)
     classes = int(manifest["label"].max()) + 1
     lut = torch.from_numpy(FAMILY_LUTS["adaface"])
     resolved = resolve_precision(precision)
-    logger.info("loaded %d images of %d classes in %.1f s; precision %s (asked %s), batch %d, "
-                "peak lr %g, %d epochs", len(pixels), classes, time.perf_counter() - started,
-                resolved, precision, batch_size, lr, epochs)
+    logger.info(
+        "loaded %d images of %d classes in %.1f s; precision %s (asked %s), batch %d, "
+        "peak lr %g, %d epochs",
+        len(pixels),
+        classes,
+        time.perf_counter() - started,
+        resolved,
+        precision,
+        batch_size,
+        lr,
+        epochs,
+    )
 
     backbone = models.build("adaface", arch)
     head = AdaFaceHead(classes, generator=generator)
@@ -182,7 +207,7 @@ def train_demo_model(
         order = torch.randperm(len(pixels), generator=generator)
         loss_sum, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             if len(idx) < 2:
                 continue  # BatchNorm needs two samples
             x, y = pixels[idx], labels[idx]
@@ -205,16 +230,35 @@ def train_demo_model(
             with torch.no_grad():
                 correct += int(((embedding @ F.normalize(head.kernel, dim=0)).argmax(1) == y).sum())
             if step % _LOG_EVERY_STEPS == 0:
-                logger.info("epoch %d step %d/%d loss %.3f (%.0f s)", epoch + 1, step, total,
-                            loss.item(), time.perf_counter() - started)
+                logger.info(
+                    "epoch %d step %d/%d loss %.3f (%.0f s)",
+                    epoch + 1,
+                    step,
+                    total,
+                    loss.item(),
+                    time.perf_counter() - started,
+                )
         epoch_s = time.perf_counter() - epoch_started
         # the curve holds what the run computes (identical across runs); timings go to the log
-        curve.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
-                      "lr_end": _lr_at(step - 1, total, lr)})
-        logger.info("epoch %d/%d: mean loss %.3f, train accuracy %.3f, %.0f img/s (%.1f s; "
-                    "CPU %.1f s in all)", epoch + 1, epochs, curve[-1]["loss"],
-                    curve[-1]["train_accuracy"], seen / epoch_s, epoch_s,
-                    time.process_time() - cpu_started)
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss_sum / seen,
+                "train_accuracy": correct / seen,
+                "lr_end": _lr_at(step - 1, total, lr),
+            }
+        )
+        logger.info(
+            "epoch %d/%d: mean loss %.3f, train accuracy %.3f, %.0f img/s (%.1f s; "
+            "CPU %.1f s in all)",
+            epoch + 1,
+            epochs,
+            curve[-1]["loss"],
+            curve[-1]["train_accuracy"],
+            seen / epoch_s,
+            epoch_s,
+            time.process_time() - cpu_started,
+        )
     summary = {"loss": curve[-1]["loss"], "train_accuracy": curve[-1]["train_accuracy"]}
 
     checkpoint = {
@@ -224,18 +268,32 @@ def train_demo_model(
             **{f"model.{k}": v for k, v in backbone.state_dict().items()},
             **{f"head.{k}": v for k, v in head.state_dict().items()},
         },
-        "hyper_parameters": {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                             "seed": seed, "precision": resolved, "m": MARGIN_M, "h": MARGIN_H,
-                             "s": SCALE_S, "t_alpha": NORM_EMA_MOMENTUM, "classes": classes,
-                             "train_images": len(pixels),
-                             "skipped_images": int(skipped.sum()) if len(skipped) else 0,
-                             **summary},
+        "hyper_parameters": {
+            "arch": arch,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "precision": resolved,
+            "m": MARGIN_M,
+            "h": MARGIN_H,
+            "s": SCALE_S,
+            "t_alpha": NORM_EMA_MOMENTUM,
+            "classes": classes,
+            "train_images": len(pixels),
+            "skipped_images": int(skipped.sum()) if len(skipped) else 0,
+            **summary,
+        },
     }
     with atomic_path(output) as tmp:
         torch.save(checkpoint, tmp)
     if curve_output is not None:
         write_text(pd.DataFrame(curve).to_csv(index=False, float_format="%.6g"), curve_output)
-    logger.info("trained in %.1f s (CPU %.1f s) -> %s; final train accuracy %.3f",
-                time.perf_counter() - started, time.process_time() - cpu_started, output,
-                summary["train_accuracy"])
+    logger.info(
+        "trained in %.1f s (CPU %.1f s) -> %s; final train accuracy %.3f",
+        time.perf_counter() - started,
+        time.process_time() - cpu_started,
+        output,
+        summary["train_accuracy"],
+    )
     return curve[-1]

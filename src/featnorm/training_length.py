@@ -28,8 +28,20 @@ logger = logging.getLogger(__name__)
 CLASS_SIZE_EFFECT = ("class_size", "class_norm_mean")
 _REFERENCES = (GROUND_TRUTH_QUALITY, BRISQUE_COLUMN)
 TABLE_COLUMNS = [
-    "model", "epochs", "train_accuracy", "final_loss", "x", "y", "method", "n", "r", "ci_low",
-    "ci_high", "quality_aligned_r", "quality_aligned_ci_low", "quality_aligned_ci_high",
+    "model",
+    "epochs",
+    "train_accuracy",
+    "final_loss",
+    "x",
+    "y",
+    "method",
+    "n",
+    "r",
+    "ci_low",
+    "ci_high",
+    "quality_aligned_r",
+    "quality_aligned_ci_low",
+    "quality_aligned_ci_high",
 ]
 
 
@@ -64,8 +76,10 @@ def collect(
         effect = (corr["x"] == CLASS_SIZE_EFFECT[0]) & (corr["y"] == CLASS_SIZE_EFFECT[1])
         proxy = corr["y"].isin(_REFERENCES) & (corr["method"] == method)
         if not proxy.any():
-            raise ValueError(f"model {model}: correlations.csv has no {method} rows against "
-                             f"{' or '.join(_REFERENCES)}; is {method} in analysis.methods?")
+            raise ValueError(
+                f"model {model}: correlations.csv has no {method} rows against "
+                f"{' or '.join(_REFERENCES)}; is {method} in analysis.methods?"
+            )
         rows = corr[effect | proxy].copy()
         last = curves[model].sort_values("epoch").iloc[-1]
         rows["epochs"] = int(epochs[model])
@@ -84,8 +98,14 @@ def _errorbar(ax, part: pd.DataFrame, column: str, label: str, offset: float) ->
     lo, hi = part[f"{column.removesuffix('r')}ci_low"], part[f"{column.removesuffix('r')}ci_high"]
     y = part[column].to_numpy(float)
     x = part["epochs"].to_numpy(float) * offset
-    ax.errorbar(x, y, yerr=[y - lo.to_numpy(float), hi.to_numpy(float) - y], marker="o",
-                capsize=3, label=label)
+    ax.errorbar(
+        x,
+        y,
+        yerr=[y - lo.to_numpy(float), hi.to_numpy(float) - y],
+        marker="o",
+        capsize=3,
+        label=label,
+    )
 
 
 def plot(table: pd.DataFrame, *, confidence: float) -> plt.Figure:
@@ -96,15 +116,21 @@ def plot(table: pd.DataFrame, *, confidence: float) -> plt.Figure:
     for BRISQUE this is -r, since BRISQUE is lower for better images) with its CI.
     """
     panels = [ref for ref in _REFERENCES if (table["y"] == ref).any()]
-    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(4.2 * (1 + len(panels)), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, 1 + len(panels), figsize=(4.2 * (1 + len(panels)), 3.8), squeeze=False
+    )
     axes = axes[0]
     level = f"{confidence:.0%} CI, cluster bootstrap over classes"
     effect = table[(table["x"] == CLASS_SIZE_EFFECT[0]) & (table["y"] == CLASS_SIZE_EFFECT[1])]
     _errorbar(axes[0], effect, "r", "Spearman(class size, class mean norm)", 1.0)
     accuracy = effect.drop_duplicates("epochs")
-    axes[0].plot(accuracy["epochs"], accuracy["train_accuracy"], "s--", color="grey",
-                 label="training accuracy")
+    axes[0].plot(
+        accuracy["epochs"],
+        accuracy["train_accuracy"],
+        "s--",
+        color="grey",
+        label="training accuracy",
+    )
     axes[0].axhline(0, color="black", linewidth=0.8)
     axes[0].set_title("class-size effect", fontsize=10)
     axes[0].set_ylabel(f"Spearman r over classes ({level})", fontsize=8)
@@ -126,7 +152,8 @@ def plot(table: pd.DataFrame, *, confidence: float) -> plt.Figure:
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("training epochs")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Demo model trained for {', '.join(map(str, ticks))} epochs ({level})",
-                 fontsize=10)
+    fig.suptitle(
+        f"Demo model trained for {', '.join(map(str, ticks))} epochs ({level})", fontsize=10
+    )
     fig.tight_layout()
     return fig

@@ -26,7 +26,9 @@ logger = logging.getLogger("featnorm.brisque")
 
 
 def score(
-    images: Sequence[np.ndarray], *, model: SvrModel | None = None,
+    images: Sequence[np.ndarray],
+    *,
+    model: SvrModel | None = None,
     precision: str = DEFAULT_PRECISION,
 ) -> np.ndarray:
     """BRISQUE score of each image with the LIVE model (flavour :data:`FLAVOUR`).
@@ -63,7 +65,11 @@ def output_params(*, save_features: bool, precision: str = DEFAULT_PRECISION) ->
 
 
 def score_table(
-    shard: pd.DataFrame, *, threads: int, save_features: bool, batch_size: int = 256,
+    shard: pd.DataFrame,
+    *,
+    threads: int,
+    save_features: bool,
+    batch_size: int = 256,
     precision: str = DEFAULT_PRECISION,
 ) -> pd.DataFrame:
     """Score every image of a shard table (one row per manifest row, in the same order).
@@ -92,7 +98,9 @@ def score_table(
     """
     missing = {"sample_id", "path"} - set(shard.columns)
     if missing:
-        raise ValueError(f"shard table lacks columns {sorted(missing)}; it has {list(shard.columns)}")
+        raise ValueError(
+            f"shard table lacks columns {sorted(missing)}; it has {list(shard.columns)}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
     set_threads(threads)
@@ -114,11 +122,13 @@ def score_table(
             scores[rows] = model.predict(f)
             status[rows] = st
         logger.info("brisque: %d / %d images", min(a + batch_size, n), n)
-    out = pd.DataFrame({
-        "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),
-        "brisque": scores,
-        "status": status.astype(str),
-    })
+    out = pd.DataFrame(
+        {
+            "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),
+            "brisque": scores,
+            "status": status.astype(str),
+        }
+    )
     if save_features:
         for j, name in enumerate(FEATURE_NAMES):
             out[f"brisque_{name}"] = feats[:, j]

@@ -139,8 +139,9 @@ class _Workspace:
         return view
 
 
-def _mscn(ws: _Workspace, x: np.ndarray, top: int = 0, bottom: int = 0, *,
-          out: np.ndarray | None = None) -> np.ndarray:
+def _mscn(
+    ws: _Workspace, x: np.ndarray, top: int = 0, bottom: int = 0, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """MSCN coefficients of rows ``top .. R-bottom-1`` of an (R, W) grey block -> float32.
 
     ``x``: uint8 (a grey image) or float32 (a half-scale image). Rows outside the block count as
@@ -201,8 +202,9 @@ _SIGN_BIT = np.uint32(0x80000000)
 _ONE_BITS = np.uint32(0x3F800000)  # float32 1.0
 
 
-def _block_sums(ws: _Workspace, s: np.ndarray, above: np.ndarray,
-                interior: tuple[slice, slice] | None) -> tuple[np.ndarray, np.ndarray, bool]:
+def _block_sums(
+    ws: _Workspace, s: np.ndarray, above: np.ndarray, interior: tuple[slice, slice] | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """Flat-dot statistics of one (h, W) float32 MSCN block (an image, or a strip of one).
 
     ``above``: the MSCN row before the block's first row, cyclically (an image: its last row).
@@ -226,7 +228,9 @@ def _block_sums(ws: _Workspace, s: np.ndarray, above: np.ndarray,
     if interior:  # counted on every ACTIVE_STEP-th row and column, scaled to all of them
         rows, cols = (slice(sl.start, sl.stop, ACTIVE_STEP) for sl in interior)
         sample = absolute.reshape(h, w)[rows, cols]
-        out[3] = np.count_nonzero(sample > FLAT_MSCN) * _interior_size(interior) / max(sample.size, 1)
+        out[3] = (
+            np.count_nonzero(sample > FLAT_MSCN) * _interior_size(interior) / max(sample.size, 1)
+        )
     else:
         out[3] = np.nan
     nonzero = cv2.countNonZero(s) == n
@@ -282,16 +286,25 @@ def _edge_corrections(edges: np.ndarray, h: int, w: int) -> np.ndarray:
     def dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.einsum("mbi,mbi->bm", x, y)
 
-    fl0, fl1, fl2 = dot(first, last), dot(first[..., 1:], last[..., :-1]), dot(first[..., 2:], last[..., :-2])
+    fl0, fl1, fl2 = (
+        dot(first, last),
+        dot(first[..., 1:], last[..., :-1]),
+        dot(first[..., 2:], last[..., :-2]),
+    )
     lf1 = dot(last[..., 1:], first[..., :-1])
     ta0 = dot(top, above)
-    ta_left = dot(top[..., 1:], above[..., :-1]) + dot(top[..., :1], above[..., -1:])  # A[j-1 mod W]
-    ta_right = dot(top[..., :-1], above[..., 1:]) + dot(top[..., -1:], above[..., :1])  # A[j+1 mod W]
+    ta_left = dot(top[..., 1:], above[..., :-1]) + dot(
+        top[..., :1], above[..., -1:]
+    )  # A[j-1 mod W]
+    ta_right = dot(top[..., :-1], above[..., 1:]) + dot(
+        top[..., -1:], above[..., :1]
+    )  # A[j+1 mod W]
     return np.stack([fl0 - fl1, ta0, fl1 - fl2 + ta_left, lf1 - fl0 + ta_right], axis=1)
 
 
-def _add_edges(sums: np.ndarray, edges: np.ndarray, nonzero: np.ndarray, h: int,
-               w: int) -> np.ndarray:
+def _add_edges(
+    sums: np.ndarray, edges: np.ndarray, nonzero: np.ndarray, h: int, w: int
+) -> np.ndarray:
     """Complete (B, _N_SUMS) flat-dot sums of (h, w) blocks with their edge corrections."""
     corr = _edge_corrections(edges, h, w)
     corr[nonzero, :, _MAPS.index("nz")] = 0.0  # counted exactly already (every pair)
@@ -300,7 +313,9 @@ def _add_edges(sums: np.ndarray, edges: np.ndarray, nonzero: np.ndarray, h: int,
 
 
 def _interior_size(interior: tuple[slice, slice]) -> int:
-    return max(interior[0].stop - interior[0].start, 0) * max(interior[1].stop - interior[1].start, 0)
+    return max(interior[0].stop - interior[0].start, 0) * max(
+        interior[1].stop - interior[1].start, 0
+    )
 
 
 def _half_scale(ws: _Workspace, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -314,8 +329,9 @@ def _half_scale(ws: _Workspace, x: np.ndarray, out: np.ndarray | None = None) ->
     k = _half_taps()
     anchor = -HALF_SCALE_OFFSET
     full = ws.get("half", x.shape, np.float32)
-    cv2.sepFilter2D(x, cv2.CV_32F, k, k, dst=full, anchor=(anchor, anchor),
-                    borderType=cv2.BORDER_REFLECT)
+    cv2.sepFilter2D(
+        x, cv2.CV_32F, k, k, dst=full, anchor=(anchor, anchor), borderType=cv2.BORDER_REFLECT
+    )
     if out is None:
         return full[::2, ::2]
     np.copyto(out, full[::2, ::2])
@@ -359,12 +375,15 @@ def _chunk_sums(ws: _Workspace, greys: Sequence[np.ndarray]) -> tuple[np.ndarray
     for k in range(b):
         s = s2[_GAP + k * step : _GAP + k * step + h2]
         sums[1][k], edges[1][k], nonzero[1][k] = _block_sums(ws, s, s[-1], None)
-    return (_add_edges(sums[0], edges[0], nonzero[0], h, w),
-            _add_edges(sums[1], edges[1], nonzero[1], h2, w2))
+    return (
+        _add_edges(sums[0], edges[0], nonzero[0], h, w),
+        _add_edges(sums[1], edges[1], nonzero[1], h2, w2),
+    )
 
 
-def _strip_sums(ws: _Workspace, image: np.ndarray, strip_rows: int, *,
-                count_active: bool) -> np.ndarray:
+def _strip_sums(
+    ws: _Workspace, image: np.ndarray, strip_rows: int, *, count_active: bool
+) -> np.ndarray:
     """Sums of one large (H, W) image, computed in row strips -> (_N_SUMS,)."""
     h, w = image.shape
     r = WINDOW_HALF
@@ -399,8 +418,14 @@ def _half_scale_strips(image: np.ndarray, strip_rows: int) -> np.ndarray:
         src = np.arange(2 * a + HALF_SCALE_OFFSET, 2 * b + HALF_SCALE_OFFSET + 6)
         block = image[mirror[src % (2 * h)]]
         # rows: the block already holds the mirrored halo; columns: mirror border
-        cols = cv2.sepFilter2D(block, cv2.CV_32F, k, np.ones(1, np.float32),
-                               anchor=(-HALF_SCALE_OFFSET, 0), borderType=cv2.BORDER_REFLECT)
+        cols = cv2.sepFilter2D(
+            block,
+            cv2.CV_32F,
+            k,
+            np.ones(1, np.float32),
+            anchor=(-HALF_SCALE_OFFSET, 0),
+            borderType=cv2.BORDER_REFLECT,
+        )
         acc = np.zeros((b - a, out.shape[1]), np.float32)
         for t, wgt in enumerate(k):
             acc += cols[t : t + 2 * (b - a) - 1 : 2, ::2] * wgt
@@ -468,8 +493,10 @@ def _grey(image: object) -> tuple[np.ndarray | None, str]:
     """Input policy of the module docstring: any accepted array -> (H, W) uint8 grey, status."""
     if not isinstance(image, np.ndarray):
         return None, UNSUPPORTED_INPUT
-    if image.dtype.kind == "f" and image.size and not (
-        np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
+    if (
+        image.dtype.kind == "f"
+        and image.size
+        and not (np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0)
     ):
         return None, FLOAT_OUT_OF_RANGE  # ambiguous scale ([0, 255]?): never guess
     try:
@@ -546,7 +573,9 @@ def features_and_status(
                 sums1[k] = _strip_sums(ws, greys[k], strip_rows, count_active=True)
                 half = _half_scale_strips(greys[k], strip_rows)
                 sums2[k] = _strip_sums(ws, half, strip_rows, count_active=False)
-                ws = _Workspace(precision)  # strip buffers are large; do not keep them for the next image
+                ws = _Workspace(
+                    precision
+                )  # strip buffers are large; do not keep them for the next image
             else:
                 whole.append(k)
         per_chunk = max(CHUNK_PIXELS // (h * w), 1)

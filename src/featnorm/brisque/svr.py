@@ -57,8 +57,9 @@ def load_libsvm_model(model_path: str | os.PathLike, range_path: str | os.PathLi
                 if not sv_line.strip():
                     continue
                 first, *pairs = sv_line.split()
-                rows.append((float(first), {int(i): float(v) for i, v in
-                                            (p.split(":") for p in pairs)}))
+                rows.append(
+                    (float(first), {int(i): float(v) for i, v in (p.split(":") for p in pairs)})
+                )
             break
         key, _, value = line.partition(" ")
         header[key] = value.strip()
@@ -82,8 +83,12 @@ def load_libsvm_model(model_path: str | os.PathLike, range_path: str | os.PathLi
         raise ValueError(f"{range_path}: {table.shape[0]} feature ranges; expected {N_FEATURES}")
     order = np.argsort(table[:, 0])
     return SvrModel(
-        sv=sv, coef=coef, rho=float(header["rho"]), gamma=float(header["gamma"]),
-        feature_min=table[order, 1], feature_max=table[order, 2],
+        sv=sv,
+        coef=coef,
+        rho=float(header["rho"]),
+        gamma=float(header["gamma"]),
+        feature_min=table[order, 1],
+        feature_max=table[order, 2],
     )
 
 
@@ -93,6 +98,10 @@ def live_model() -> SvrModel:
     with resources.files("featnorm").joinpath("data/brisque_live.npz").open("rb") as fh:
         z = np.load(fh)
         return SvrModel(
-            sv=z["sv"], coef=z["coef"], rho=float(z["rho"]), gamma=float(z["gamma"]),
-            feature_min=z["feature_min"], feature_max=z["feature_max"],
+            sv=z["sv"],
+            coef=z["coef"],
+            rho=float(z["rho"]),
+            gamma=float(z["gamma"]),
+            feature_min=z["feature_min"],
+            feature_max=z["feature_max"],
         )

@@ -89,7 +89,9 @@ def read_checkpoint(path: str | os.PathLike, *, trust_legacy_pickle: bool = Fals
             ) from err
         logger.warning(
             "checkpoint %s: safe load refused (%s); loading with a full unpickle because "
-            "trust_legacy_pickle=True", path, _first_line(err),
+            "trust_legacy_pickle=True",
+            path,
+            _first_line(err),
         )
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -149,8 +151,12 @@ def backbone_state_dict(obj: Any, family: str) -> dict[str, torch.Tensor]:
             kept = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
             dropped = len(tensors) - len(kept)
             if dropped:
-                logger.info("checkpoint: kept %d '%s' entries, ignored %d others "
-                            "(head/loss/wrapper)", len(kept), prefix, dropped)
+                logger.info(
+                    "checkpoint: kept %d '%s' entries, ignored %d others (head/loss/wrapper)",
+                    len(kept),
+                    prefix,
+                    dropped,
+                )
             return kept
     return tensors
 

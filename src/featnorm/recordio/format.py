@@ -33,8 +33,6 @@ IDENTITY_FLAG = 2  # header and identity records carry a 2-float label [start, e
 _LOCATOR = re.compile(r"(?P<rec>.+\.rec)#(?P<index>\d+)")
 
 
-
-
 class RecordIOError(ValueError):
     """A malformed RecordIO file or record.
 
