@@ -8,7 +8,7 @@ The official AdaFace ``inference.py`` path, re-created faithfully:
 featnorm: the pipeline of :func:`featnorm.embed.embed_table` on the same files (OpenCV decoding,
 lookup-table preprocessing, BatchNorm folding, channels-last, batching).
 
-Both use the same model weights (the deterministic golden recipe, ``featnorm.testing.recipe``;
+Both use the same model weights (the deterministic golden recipe, ``tests/support/recipe.py``;
 speed does not depend on the values) and the same PNG images (demo faces from ``featnorm.demo``;
 PNG so both decoders see identical pixels and the deviation measures the compute only). The two
 alternate one batch of images at a time, and only chunks where both kept the cores busy (process
@@ -50,6 +50,7 @@ import argparse
 import copy
 import logging
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +60,11 @@ import pandas as pd
 import torch
 
 from featnorm import demo, embed, models
-from featnorm.testing.recipe import golden_state_dict
+
+# the golden-recipe weights live in tests/support, beside the tests, because the installed
+# featnorm never uses them
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.recipe import golden_state_dict  # noqa: E402
 
 logger = logging.getLogger("benchmarks.embed")
 

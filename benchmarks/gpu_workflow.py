@@ -5,7 +5,7 @@ What it does, in order (``benchmarks/gpu.sh`` calls it after the embedding sweep
 1. **Dataset** (timed, not part of the run): N synthetic CASIA-like faces, written as an image
    folder and as the insightface RecordIO pair of the same images, by
    ``benchmarks/scale.py``'s ``build_dataset`` (reused when already complete).
-2. **Checkpoint**: the golden-recipe weights (``featnorm.testing.recipe``) of ``--arch`` saved as a
+2. **Checkpoint**: the golden-recipe weights (``tests/support/recipe.py``) of ``--arch`` saved as a
    plain state dict, so the workflow loads a real checkpoint file of the real architecture
    without ``../shared`` or any download (speed does not depend on the weight values).
 3. **Workflow**: ``snakemake --cores C --resources gpu=S --set-resources embed_shard:gpu=1
@@ -57,10 +57,13 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the golden-recipe weights live in tests/support, beside the tests, because the installed
+# featnorm never uses them
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import scale  # noqa: E402  (benchmarks/scale.py: dataset, Snakemake runner, job tables, checks)
+from support.recipe import golden_state_dict  # noqa: E402
 
 from featnorm import models  # noqa: E402
-from featnorm.testing.recipe import golden_state_dict  # noqa: E402
 
 logger = logging.getLogger("benchmarks.gpu_workflow")
 

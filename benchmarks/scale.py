@@ -10,7 +10,7 @@ What it does, in order:
    N x 10,575 / 494,414, 2 .. 800 images per identity, Zipf exponent solved so sizes sum to N).
    Two worker processes render; the main process writes each JPEG to the image folder
    ``DATA/imagefolder/<class>/<i>.jpg`` and streams the same bytes into the insightface RecordIO
-   pair ``DATA/recordio/train.{rec,idx}`` (``featnorm.testing.recordio_writer.write_recordio``).
+   pair ``DATA/recordio/train.{rec,idx}`` (``write_recordio``, tests/support).
 3. **Workflow, once per format**, through the real ``snakemake --cores C`` on this repository's
    Snakefile, in ``OUT/runs/<format>-<N>/`` with the default analysis settings, ``--shards``
    static shards and ``embed.device: cpu``. Measured: the wall time of the run, Snakemake's own
@@ -62,7 +62,11 @@ import yaml
 
 from featnorm import demo, io, models
 from featnorm.sources import read_image
-from featnorm.testing.recordio_writer import write_recordio
+
+# the RecordIO writer lives in tests/support, beside the tests, because the installed featnorm
+# only reads RecordIO
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.recordio_writer import write_recordio  # noqa: E402
 
 logger = logging.getLogger("benchmarks.scale")
 

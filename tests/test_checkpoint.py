@@ -8,10 +8,10 @@ import pathlib
 import numpy as np
 import pytest
 import torch
+from support.recipe import golden_state_dict
 
 from featnorm import models
 from featnorm.models import CheckpointError
-from featnorm.testing.recipe import golden_state_dict
 
 
 def _source(family: str, arch: str) -> torch.nn.Module:

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.recipe import golden_state_dict
 
 from featnorm import embed, io, models
 from featnorm.cli import main
-from featnorm.testing.recipe import golden_state_dict
 
 NORM_RTOL = 1e-5  # BN folding and batching move norms by float32 rounding (~1e-7) only
 # golden_ir_18.npz: official norms and pre_norm_vector_add flip-fused norms of images 1..3

@@ -2,7 +2,7 @@
 
 Golden data: ``shared/reference/adaface/golden_<arch>.npz`` hold the official ``net.py`` outputs
 for 4 images with weights from the documented "golden recipe v1" (regenerated here by
-``featnorm.testing.recipe``), produced through the official ``load_pretrained_model`` from a
+``tests/support/recipe.py``), produced through the official ``load_pretrained_model`` from a
 Lightning-layout checkpoint (see that folder's README). Tolerances are the README's: embedding
 atol 1e-5 and norm rtol 1e-5. Observed benign differences are <= 3.4e-7 (batching, float32
 preprocessing), while a BN eps of 2e-5 instead of 1e-5 moves the norm by 2.3e-5 to 3.4e-5 and
@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from support.recipe import golden_state_dict
 from torch import nn
 
 from featnorm import models
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.sources import read_image
-from featnorm.testing.recipe import golden_state_dict
 
 GOLDEN_ARCHS = ("ir_18", "ir_50", "ir_101")
 # golden_<arch>.npz["norm"][:, 0]: feature norms of images 0..3 (official model, recipe v1).

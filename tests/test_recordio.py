@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support.recordio_writer import RecordIOWriter, write_recordio
 
 from featnorm import recordio
 from featnorm.recordio import (
@@ -26,7 +27,6 @@ from featnorm.recordio import (
     read_locator,
     unpack,
 )
-from featnorm.testing.recordio_writer import RecordIOWriter, write_recordio
 
 MAGIC_LE = struct.pack("<I", RECORD_MAGIC)
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 from snakemake_cli import run_snakemake
+from support.recordio_writer import write_recordio
 
 from featnorm import demo, io
 from featnorm.cli import main as featnorm_main
-from featnorm.testing.recordio_writer import write_recordio
 
 pytestmark = pytest.mark.workflow
 

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import torch
 import yaml
+from support.recipe import golden_state_dict
 
 from featnorm import models
-from featnorm.testing.recipe import golden_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 USER_MODEL = "mine"

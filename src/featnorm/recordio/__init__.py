@@ -2,7 +2,7 @@
 
 CASIA-WebFace and MS1M are distributed as an indexed RecordIO pair written by mxnet's
 ``MXIndexedRecordIO``; mxnet no longer imports with current NumPy, so featnorm reads the format
-itself (tests and benchmarks write it with ``featnorm.testing.recordio_writer``). ``format`` holds
+itself (tests and benchmarks write it with ``tests/support/recordio_writer.py``). ``format`` holds
 the byte layout and locators, ``reader`` one file's random access and the open-file cache,
 ``dataset`` the validation of a whole dataset and its manifest. Images are decoded in memory (``featnorm.images.decode_bytes``), never
 extracted to disk.
