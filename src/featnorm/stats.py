@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CI_METHOD_BOOTSTRAP",
-    "CI_METHOD_FISHER",
     "METHODS",
     "CorrelationResult",
     "bootstrap_p",
@@ -58,7 +57,6 @@ __all__ = [
 
 METHODS = ("pearson", "spearman", "kendall")
 CI_METHOD_BOOTSTRAP = "cluster_bootstrap_percentile"
-CI_METHOD_FISHER = "fisher_z_iid"
 
 # Variance of atanh(r) is c / (n - d) (Fieller, Hartley & Pearson 1957): Pearson c = 1, d = 3;
 # Spearman c = 1.06, d = 3; Kendall c = 0.437, d = 4.

@@ -49,7 +49,6 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 _HALF = _cubic(_CUBIC_AT) / 2.0
 HALF_SCALE_TAPS = np.concatenate([_HALF, _HALF[::-1]])  # input offsets -3 .. +4 from 2*i
 HALF_SCALE_OFFSET = -3  # output pixel i reads input pixels 2*i - 3 .. 2*i + 4
-SVR_GAMMA = 0.05  # the LIVE model's RBF gamma (allmodel header)
 # Precision of the local mean and variance: float64 as MATLAB; float32 (as pyiqa) is about 1.25x
 # faster overall and moves scores by 0.05 on average, up to ~1 point (variance cancellation, grid
 # flips). float32 is the default: it reaches the 3x-OpenCV throughput target, float64 does not
