@@ -98,7 +98,8 @@ images.
 The LIVE model parameters ship in ``featnorm/data/brisque_live.npz`` with the LIVE notice
 (``featnorm/data/LIVE_NOTICE.txt``). Copyright (c) 2011 The University of Texas at Austin; cite
 Mittal, Moorthy & Bovik, "BRISQUE Software Release" (2011) and "No Reference Image Quality
-Assessment in the Spatial Domain" when publishing results.
+Assessment in the Spatial Domain" (IEEE TIP 21(12), 2012, doi:10.1109/TIP.2012.2214050) when
+publishing results.
 
 Modules: ``mscn`` (constants, input policy, per-pixel stages, the 36 features), ``svr`` (the
 libsvm model and the shipped LIVE model), ``driver`` (``score`` and the per-shard table). Thread

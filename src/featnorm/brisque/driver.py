@@ -45,14 +45,25 @@ def score(
     Returns
     -------
     ndarray, shape (N,), float64
-        Raw SVR output, lower is better (not clamped; clean images can go below 0). NaN where
-        the score is not computable; :func:`features_and_status` says why.
+        Raw SVR output, lower is better: about 0 to 20 for clean photographs, 60 to 100 for
+        heavily distorted ones (not clamped; clean images can go below 0). NaN where the score
+        is not computable; :func:`features_and_status` says why.
+
+    References
+    ----------
+    Mittal, A., Moorthy, A. K. & Bovik, A. C. (2012). No-reference image quality assessment in
+    the spatial domain. IEEE TIP 21(12), 4695-4708. doi:10.1109/TIP.2012.2214050
     """
     return (model or live_model()).predict(features(images, precision=precision))
 
 
 def output_params(*, save_features: bool, precision: str = DEFAULT_PRECISION) -> dict:
-    """Metadata of a BRISQUE table: flavour, model, policy constants (``featnorm.io`` params)."""
+    """Metadata of a BRISQUE table: flavour, model, policy constants (``featnorm.io`` params).
+
+    A dict of JSON-able ``brisque_*`` values: flavour, model, precision, :data:`MIN_SIDE` (px),
+    the near-flat active fraction, whether the features were saved, and the direction (lower is
+    better).
+    """
     return {
         "brisque_flavour": FLAVOUR,
         "brisque_model": "LIVE allmodel + allrange (BRISQUE release, UT Austin 2011)",

@@ -32,7 +32,11 @@ class SvrModel:
     feature_max: np.ndarray
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        """SVR output for (N, 36) raw features -> (N,) float64; NaN rows stay NaN."""
+        """SVR output for (N, 36) raw features -> (N,) float64; NaN rows stay NaN.
+
+        The features are scaled to [-1, 1] with ``feature_min``/``feature_max`` first; for the LIVE
+        model the output is the BRISQUE score (lower is better).
+        """
         x = -1.0 + 2.0 * (feats - self.feature_min) / (self.feature_max - self.feature_min)
         sq = (
             np.einsum("ij,ij->i", x, x)[:, None]

@@ -104,6 +104,13 @@ def load(
         Opt-in for trusted files that pickle custom classes (see
         :func:`featnorm.models.checkpoint.read_checkpoint`). Off by default.
 
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode, on the CPU; ``model(x)`` maps (N, 3, 112, 112) float32 input from
+        :func:`preprocess` to ``(embedding, norm)``: (N, 512) unit L2 embedding and (N, 1) feature
+        norm (higher is meant to mean better quality; AdaFace and MagFace use it as such).
+
     Raises
     ------
     FileNotFoundError

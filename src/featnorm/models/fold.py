@@ -84,6 +84,7 @@ class StridedSubsample(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> a view of shape (N, C, ceil(H / s), ceil(W / s))."""
         return x[:, :, :: self.stride, :: self.stride]
 
 

@@ -85,6 +85,7 @@ class BasicBlockIR(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in, H, W) -> (N, out, ceil(H / stride), ceil(W / stride))."""
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
@@ -99,6 +100,11 @@ class Backbone(nn.Module):
     ``forward(x)`` takes x of shape (N, 3, 112, 112), float, and returns ``(embedding, norm)``:
     embedding (N, 512) with unit L2 norm, norm (N, 1) = L2 norm of the BatchNorm1d output (the
     feature norm; higher is meant to mean better quality).
+
+    References
+    ----------
+    Kim, M., Jain, A. K. & Liu, X. (2022). AdaFace: quality adaptive margin for face recognition.
+    CVPR 2022. doi:10.1109/CVPR52688.2022.01819
     """
 
     def __init__(self, arch: IRArch):
@@ -126,6 +132,7 @@ class Backbone(nn.Module):
         self.body = nn.Sequential(*units)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, 112, 112) BGR in [-1, 1] -> (unit embedding (N, 512), feature norm (N, 1))."""
         x = self.output_layer(self.body(self.input_layer(x)))
         norm = torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True)
         return x / norm, norm

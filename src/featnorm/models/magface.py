@@ -59,6 +59,7 @@ class IBasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in, H, W) -> (N, out, ceil(H / stride), ceil(W / stride))."""
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
         identity = x if self.downsample is None else self.downsample(x)
         return out + identity
@@ -70,6 +71,11 @@ class IResNet(nn.Module):
     ``forward(x)`` takes (N, 3, 112, 112) float and returns ``(embedding, norm)``: embedding
     (N, 512) with unit L2 norm, norm (N, 1) = magnitude of the un-normalised feature (MagFace's
     quality; higher is better).
+
+    References
+    ----------
+    Meng, Q., Zhao, S., Huang, Z. & Zhou, F. (2021). MagFace: a universal representation for face
+    recognition and quality assessment. CVPR 2021. doi:10.1109/CVPR46437.2021.01400
     """
 
     # (layer, BatchNorm right after it): pairs featnorm.models.fold may merge for inference.
@@ -93,6 +99,7 @@ class IResNet(nn.Module):
         self.features = nn.BatchNorm1d(EMBEDDING_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, 112, 112) BGR in [0, 1] -> (unit embedding (N, 512), feature norm (N, 1))."""
         x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.dropout(self.bn2(x))
