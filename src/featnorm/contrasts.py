@@ -63,6 +63,7 @@ class DifferenceResult:
     flag: str
 
     def as_dict(self) -> dict:
+        """The fields as a dict (one row of the differences table)."""
         return asdict(self)
 
 
@@ -93,6 +94,7 @@ class DecompositionResult:
     flag: str
 
     def as_dict(self) -> dict:
+        """The fields as a dict (one row of the decomposition table)."""
         return asdict(self)
 
 

@@ -253,6 +253,9 @@ def embed_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one preprocessed batch; returns float32 CPU tensors (embedding (N, 512), norm (N,)).
 
+    The norm is the L2 norm of the un-normalised feature, meant to be higher for better images
+    (MagFace, Meng et al. 2021; AdaFace, Kim et al. 2022: see :mod:`featnorm.models`).
+
     ``x`` is (N, 3, 112, 112) float32 from :func:`featnorm.models.preprocess`. Call inside
     ``torch.inference_mode()`` with a model in eval mode.
     """

@@ -67,6 +67,7 @@ class Decoded:
 
     @property
     def ok(self) -> bool:
+        """True when the image was decoded (``status`` is ``ok``)."""
         return self.status == OK
 
 
@@ -140,7 +141,11 @@ def _declared_pixels(buf: np.ndarray) -> int | None:
 
 
 def decode_bytes(data: bytes | np.ndarray) -> Decoded:
-    """Decode an encoded image (JPEG, PNG, BMP, WebP, ...) held in memory."""
+    """Decode an encoded image (JPEG, PNG, BMP, WebP, ...) held in memory.
+
+    Returns a :class:`Decoded`: the uint8 (H, W) grey or (H, W, 3) BGR image, or None with the
+    reason (empty, undecodable, too large, unsupported channels) as its status.
+    """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray) else data
     if buf.size == 0:
         return Decoded(None, EMPTY_FILE)

@@ -100,6 +100,13 @@ def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     With L/E for "strictly less"/"equal" counts over j != i,
     ``s_i = 4 LL + (N - 1) - 2 Lx - 2 Ly - Ex - Ey + 2 LxEy + 2 ExLy + EE``; only LL needs the
     O(N log^2 N) dominance count, the rest are sorts.
+
+    References
+    ----------
+    Kendall, M. G. (1945). The treatment of ties in ranking problems. Biometrika 33(3), 239-251.
+    doi:10.1093/biomet/33.3.239 (tau-b)
+    Knight, W. R. (1966). A computer method for calculating Kendall's tau with ungrouped data.
+    JASA 61(314), 436-439. doi:10.1080/01621459.1966.10480879 (counting pairs by sorting)
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)

@@ -218,8 +218,10 @@ def within_class_rank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Within-class percentile rank ``(average rank - 0.5) / n_g`` in (0, 1).
 
-    Rows of classes with fewer than ``min_class_size`` finite rows are NaN and flagged
-    ``excluded`` (a single image has no rank to speak of). Ties get the average rank.
+    Same direction as x (the highest norm of a class ranks nearest 1). Rows of classes with
+    fewer than ``min_class_size`` finite rows are NaN and flagged ``excluded`` (a single image
+    has no rank to speak of). Ties get the average rank. Returns (rank, excluded) as
+    :func:`within_class_z` does.
     """
     x = np.asarray(x, dtype=np.float64)
     codes = np.asarray(codes)
@@ -241,8 +243,9 @@ def class_size_residual(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Residual of x after the fitted class-size trend ``x ~ poly(log n_class, degree)``.
 
-    Least squares over all finite rows (each image weighs the same). Returns the residuals
-    (NaN where x is NaN) and the polynomial coefficients, highest power first, in
+    Least squares over all finite rows (each image weighs the same). ``class_size`` is the
+    image count of each row's class (>= 1). Returns the residuals (units of x, same direction;
+    NaN where x is NaN) and the polynomial coefficients, highest power first, in
     ``log(class size)``.
     """
     if degree < 0:

@@ -1,6 +1,6 @@
 """Correlations for grouped data: per-class sufficient statistics and the cluster bootstrap.
 
-The standardisation policies of the norm live in :mod:`featnorm.standardise`.
+The standardisation policies of the norm live in :mod:`featnorm.standardisation`.
 
 Images of one identity are not independent samples, so every confidence interval here comes from
 a **cluster bootstrap that resamples classes** (identities) with replacement. It is fast because a
@@ -20,8 +20,8 @@ References
 ----------
 Davison, A. C. & Hinkley, D. V. (1997). *Bootstrap Methods and their Application*, §3.8
 (resampling clustered data). doi:10.1017/CBO9780511802843
-Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
-expression in microarray experiments. doi:10.2202/1544-6115.1027 (moderated variances)
+Field, C. A. & Welsh, A. H. (2007). Bootstrapping clustered data. JRSS B 69(3), 369-390.
+doi:10.1111/j.1467-9868.2007.00593.x (the cluster bootstrap is consistent under random effects)
 Fieller, E. C., Hartley, H. O. & Pearson, E. S. (1957). Tests for rank correlation coefficients.
 I. doi:10.1093/biomet/44.3-4.470 (Fisher-z standard errors for Spearman and Kendall)
 """
@@ -115,6 +115,7 @@ class CorrelationResult:
     flag: str
 
     def as_dict(self) -> dict:
+        """The fields as a dict (one row of a correlation table)."""
         return asdict(self)
 
 
