@@ -104,7 +104,9 @@ def threshold_at_fmr(impostor_scores: np.ndarray, fmr: float) -> tuple[float, fl
     Parameters
     ----------
     impostor_scores : ndarray of shape (M,), float32
+        Comparison scores (cosine similarity, in [-1, 1]; higher = more alike).
     fmr : float in (0, 1)
+        Target false match rate.
 
     Returns
     -------
@@ -132,14 +134,21 @@ def threshold_at_fmr(impostor_scores: np.ndarray, fmr: float) -> tuple[float, fl
 
 
 def pair_quality(image_quality: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """min(q[a], q[b]) per pair, float64; NaN when either is NaN."""
+    """min(q[a], q[b]) per pair, float64; NaN when either is NaN.
+
+    ``image_quality`` must be oriented higher = better (negate BRISQUE first); ``a`` and ``b``
+    are the pairs' image positions.
+    """
     qa, qb = image_quality[a], image_quality[b]
     out = np.minimum(qa, qb)  # np.minimum propagates NaN
     return out.astype(np.float64)
 
 
 def discard_grid(limits: list[float], step: float) -> np.ndarray:
-    """f = 0, step, 2 step, ... up to max(limits), plus every limit; sorted, unique."""
+    """f = 0, step, 2 step, ... up to max(limits), plus every limit; sorted, unique.
+
+    ``f`` is the discarded fraction of genuine pairs; ``step`` and every limit lie in (0, 1).
+    """
     if not 0 < step < 1:
         raise ValueError(f"evaluation.discard_step = {step}; it must be in (0, 1), e.g. 0.001")
     for limit in limits:
@@ -255,7 +264,8 @@ def fnmr_curve(
     """FNMR(f) on ``grid`` for one quality and one error vector (unit weights by default).
 
     pair_q : (n,) pair quality, higher = better, NaN lowest; errors : (n,) bool, genuine score
-    below the threshold. Ties are averaged (see the module docstring).
+    below the threshold. Ties are averaged (see the module docstring). Returns FNMR in [0, 1]
+    per grid point (float64): the share of false non-matches among the pairs kept.
     """
     n = len(pair_q)
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, float))
@@ -326,7 +336,12 @@ def edc(
         ``table``: quality, fmr, threshold, fmr_observed, discard_limit, pauc, ci_low, ci_high,
         n_genuine, n_impostor, n_identities, fnmr_at_0, n_no_quality, delta_vs_feature_norm,
         delta_ci_low, delta_ci_high, replicates. ``curves``: quality, fmr, discard_fraction,
-        fnmr (the point estimate).
+        fnmr (the point estimate). A lower pAUC is better: the proxy discards the false
+        non-matches first (``ideal`` is the floor, ``random`` = fnmr_at_0 x limit the baseline).
+
+    References
+    ----------
+    Grother & Tabassi (2007), doi:10.1109/TPAMI.2007.1019; ISO/IEC 29794-1 (module docstring).
     """
     started = time.perf_counter()
     for name in (IDEAL, RANDOM):

@@ -363,7 +363,8 @@ def read_embeddings(paths: list[str], sample_ids: np.ndarray) -> np.ndarray:
 def cosine_scores(
     embeddings: np.ndarray, a: np.ndarray, b: np.ndarray, *, block: int = SCORE_BLOCK
 ) -> np.ndarray:
-    """Cosine similarity of rows ``a[k]`` and ``b[k]`` of ``embeddings``, float32.
+    """Cosine similarity of rows ``a[k]`` and ``b[k]`` of ``embeddings``, float32 in [-1, 1]
+    (higher = more alike).
 
     ``embeddings`` (N, D) may be float16: each block is lifted to float32 and every row is
     re-normalised there (float16 storage moves a unit vector's norm by about 1e-3), so the score
