@@ -55,6 +55,7 @@ def _manifest_args(p: argparse.ArgumentParser) -> None:
 
 @step("manifest", _manifest_args)
 def run_manifest(args: argparse.Namespace) -> None:
+    """The manifest of a dataset: one row per image with sample_id, path, label, class_name."""
     from featnorm import datasets, io
 
     manifest, params = datasets.build_manifest(
@@ -81,6 +82,7 @@ def _shard_args(p: argparse.ArgumentParser) -> None:
 
 @step("shard", _shard_args)
 def run_shard(args: argparse.Namespace) -> None:
+    """Split the manifest into --shards tables (sample_id mod shards), one per output."""
     from featnorm import io, shards
 
     manifest = io.read_table(args.manifest)
@@ -113,6 +115,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @step("train-demo", _train_args)
 def run_train_demo(args: argparse.Namespace) -> None:
+    """Train the demo model (AdaFace head) on the manifest's training images; save it."""
     from featnorm import io, train
 
     manifest = io.read_table(args.manifest)
@@ -665,6 +668,7 @@ def run_summary(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``featnorm`` argument parser: one sub-command per registered step."""
     from featnorm import cli_evaluation  # noqa: F401 - registers pairs, edc, plot-edc (in this order)
 
     parser = argparse.ArgumentParser(prog="featnorm", description=__doc__.splitlines()[0])
@@ -681,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one step (``argv`` as on the command line); returns the exit status, 0 or 1."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.log)
     started = time.perf_counter()

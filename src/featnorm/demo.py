@@ -64,7 +64,11 @@ _P_CLEAN = {"blur": 0.5, "downup": 0.6, "noise": 0.5, "jpeg": 0.5}
 
 
 def true_quality(blur_sigma, downup_factor, noise_sigma, jpeg_quality) -> np.ndarray:
-    """Ground-truth quality in (0, 1], higher = better (module docstring gives the formula)."""
+    """Ground-truth quality in (0, 1], higher = better (module docstring gives the formula).
+
+    Arguments are scalars or arrays: blur sigma (px, >= 0), down-up factor (>= 1), noise sigma
+    (0..255 grey levels, >= 0) and JPEG quality (1..100); 1.0 means undegraded.
+    """
     q_blur = 1.0 / (1.0 + (np.asarray(blur_sigma, float) / 1.5) ** 2)
     q_down = 1.0 / np.asarray(downup_factor, float)
     q_noise = 1.0 / (1.0 + (np.asarray(noise_sigma, float) / 10.0) ** 2)
@@ -320,7 +324,11 @@ def _draw_degradation(rng: np.random.Generator) -> dict:
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator, d: dict) -> np.ndarray:
-    """Apply blur, down-up sampling and noise of ``d`` (JPEG happens when the file is encoded)."""
+    """Apply blur, down-up sampling and noise of ``d`` (JPEG happens when the file is encoded).
+
+    ``image``: 112x112 BGR uint8; ``d``: the degradation columns (units in the module docstring).
+    Returns a new uint8 image of the same shape; ``rng`` draws the noise.
+    """
     out = image
     if d["blur_sigma"] > 0:
         out = cv2.GaussianBlur(out, (0, 0), d["blur_sigma"], borderType=cv2.BORDER_REFLECT101)

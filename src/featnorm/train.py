@@ -51,6 +51,11 @@ class AdaFaceHead(nn.Module):
     theta - m * z and m + m * z is subtracted from the cosine; the logits are scaled by s.
     Buffer names and the kernel shape (embedding_dim, classes) follow the official head so the
     checkpoint layout matches.
+
+    References
+    ----------
+    Kim, M., Jain, A. K. & Liu, X. (2022). AdaFace: quality adaptive margin for face recognition.
+    CVPR 2022. doi:10.1109/CVPR52688.2022.01819
     """
 
     def __init__(

@@ -76,6 +76,7 @@ class RecordIO:
         )
 
     def close(self) -> None:
+        """Close the ``.rec`` file (the object is a context manager that does this too)."""
         self._file.close()
 
     def __enter__(self) -> Self:
