@@ -1,4 +1,5 @@
-"""The package's shape (issue 14): no import cycle, one home per status name, short modules.
+"""The package's shape (issue 14): no import cycle, one home per status name, short modules,
+a docstring on every public function, class and method.
 
 Read from the source with ``ast`` (nothing is imported except ``featnorm.status``), so an import
 inside a function counts as much as one at the top of a module.
@@ -165,3 +166,64 @@ def test_readme_status_table_equals_the_status_module():
 def test_no_module_over_600_lines(name):
     lines = len(_modules()[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines; split it by concept"
+
+
+def _public_definitions(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """(qualified name, node) of the public module-level functions and classes of ``tree`` and
+    the public methods of those classes; nested functions and ``_private`` names are left out."""
+    found: list[tuple[str, ast.AST]] = []
+    defs = ast.FunctionDef | ast.AsyncFunctionDef
+    for node in tree.body:
+        if not isinstance(node, defs | ast.ClassDef) or node.name.startswith("_"):
+            continue
+        found.append((node.name, node))
+        if isinstance(node, ast.ClassDef):
+            found += [
+                (f"{node.name}.{item.name}", item)
+                for item in node.body
+                if isinstance(item, defs) and not item.name.startswith("_")
+            ]
+    return found
+
+
+def _undocumented(source: str) -> list[str]:
+    return [
+        name
+        for name, node in _public_definitions(ast.parse(source))
+        if not (ast.get_docstring(node) or "").strip()
+    ]
+
+
+def test_the_docstring_check_sees_functions_classes_and_methods():
+    source = '''
+def documented():
+    """Does a thing."""
+
+def bare():
+    def nested():
+        pass
+
+def _private():
+    pass
+
+class Thing:
+    def method(self):
+        pass
+
+    def _helper(self):
+        pass
+
+    def __len__(self):
+        return 0
+
+class Blank:
+    """ """
+'''
+    assert _undocumented(source) == ["bare", "Thing", "Thing.method", "Blank"]
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_every_public_function_class_and_method_has_a_docstring(name):
+    """Issue 14 item 7: what each public definition computes is written next to it."""
+    missing = _undocumented(_modules()[name].read_text(encoding="utf-8"))
+    assert not missing, f"{name}: add a docstring to {', '.join(missing)}"
