@@ -1,6 +1,7 @@
 """The study's analysis on DataFrames: merge, class statistics, standardisation, correlations.
 
-Pure functions (DataFrames in, DataFrames out); reading and writing happens in ``featnorm.cli``.
+Pure functions (DataFrames in, DataFrames out); reading and writing happens in
+``featnorm.cli_analysis``.
 
 Sign convention: every coefficient is signed. BRISQUE is lower for better images and the feature
 norm is meant to be higher for better images, so a norm that agrees with BRISQUE has a *negative*

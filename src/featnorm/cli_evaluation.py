@@ -1,7 +1,7 @@
 """``python -m featnorm pairs | edc | plot-edc``: the evaluation steps (comparison pairs, EDC).
 
-Registered in :mod:`featnorm.steps` like the steps of :mod:`featnorm.cli`, whose conventions they
-follow: parse, log, read, call one package function, write atomically.
+Registered in :mod:`featnorm.steps` like the other ``featnorm.cli_*`` steps, whose conventions
+they follow: parse, log, read, call one package function, write atomically.
 """
 
 from __future__ import annotations
