@@ -33,18 +33,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @step("train-demo", _train_args)
 def run_train_demo(args: argparse.Namespace) -> None:
-    from featnorm import io, train
+    import torch
 
-    manifest = io.read_table(args.manifest)
-    train.train_demo_model(
-        manifest,
-        args.output,
+    from featnorm import io, threads, train
+
+    threads.set_torch_threads(args.threads)
+    torch.manual_seed(args.seed)  # the backbone's initialisation draws from the default generator
+    images = train.load_training_images(io.read_table(args.manifest))
+    result = train.train_demo_model(
+        images,
         arch=args.arch,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
-        threads=args.threads,
         precision=args.precision,
-        curve_output=args.curve,
     )
+    with io.atomic_path(args.output) as tmp:
+        torch.save(result.checkpoint, tmp)
+    if args.curve is not None:
+        io.write_text(result.curve.to_csv(index=False, float_format="%.6g"), args.curve)
+    logger.info("train-demo: checkpoint -> %s", args.output)
