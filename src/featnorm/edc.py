@@ -229,13 +229,7 @@ def _curves(
             w = id_weights[r].astype(dtype)[:, codes_sorted[:length]]
             cw = np.cumsum(w, axis=1)[:, ends]
             target = grid[None, :] * total_w[r, None]
-            # the prefix must reach the largest target at a true block end
-            if length == n:
-                ok = np.ones(len(r), bool)
-            elif last_valid < 0:
-                ok = np.zeros(len(r), bool)
-            else:
-                ok = cw[:, last_valid] >= target[:, -1]
+            ok = _prefix_reaches(cw, target, last_valid, whole=length == n)
             left = total_w[r, None] - target
             for e_i, err in enumerate(errors_sorted):
                 ce = np.cumsum(np.where(err[None, :length], w, 0), axis=1)[:, ends]
@@ -247,6 +241,20 @@ def _curves(
             short.extend(r[~ok].tolist())
         rows = np.asarray(short, dtype=np.int64)
     return out
+
+
+def _prefix_reaches(
+    cw: np.ndarray, target: np.ndarray, last_valid: int, *, whole: bool
+) -> np.ndarray:
+    """Per replicate row: does the summed prefix reach the largest target at a true block end?
+
+    ``cw`` (R, E) cumulative weights at the block ends, ``target`` (R, len(grid)); the whole
+    order always reaches, a prefix without a complete block never does."""
+    if whole:
+        return np.ones(len(cw), bool)
+    if last_valid < 0:
+        return np.zeros(len(cw), bool)
+    return cw[:, last_valid] >= target[:, -1]
 
 
 def fnmr_curve(
@@ -328,6 +336,7 @@ def edc(
         delta_ci_low, delta_ci_high, replicates. ``curves``: quality, fmr, discard_fraction,
         fnmr (the point estimate).
     """
+    # long because: the docstring documents 10 parameters and 17 output columns; the body is short
     started = time.perf_counter()
     for name in (IDEAL, RANDOM):
         if name in qualities:
@@ -344,15 +353,67 @@ def edc(
     weights = np.vstack([np.ones((1, n_ids)), counts])  # row 0: the data itself
     thresholds = [threshold_at_fmr(impostor_scores, f) for f in fmrs]
     errors = [scores < np.float32(t) for t, _ in thresholds]
-    # fnmr_at_0 per replicate and fmr: weighted share of errors, from per-identity counts
-    pairs_per_id = np.bincount(codes, minlength=n_ids).astype(np.float64)
-    total_w = weights @ pairs_per_id
-    fnmr0 = np.stack(
-        [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
-    )  # (F, 1+B)
-
+    fnmr0 = _fnmr_at_0(weights, codes, n_ids, errors)  # (F, 1+B)
     proxies = dict(qualities)
     proxies[IDEAL] = scores.astype(np.float64)  # lowest score first = error order
+    paucs, curve_rows = _proxy_paucs(proxies, errors, weights, codes, grid, fmrs, limits)
+    paucs[RANDOM] = np.stack([fnmr0 * lim for lim in limits], axis=1)
+    curve_rows += _random_curves(fnmr0, grid, fmrs)
+    counted = {"n_genuine": n, "n_impostor": len(impostor_scores), "n_identities": n_ids}
+    counted["replicates"] = replicates
+    rows = _pauc_rows(paucs, proxies, thresholds, fnmr0, fmrs, limits, confidence, counted)
+    logger.info(
+        "EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
+        len(proxies) + 1,
+        n,
+        len(impostor_scores),
+        replicates,
+        time.perf_counter() - started,
+    )
+    return EdcResult(
+        pd.DataFrame(rows, columns=TABLE_COLUMNS),
+        pd.concat(curve_rows, ignore_index=True)[CURVE_COLUMNS],
+    )
+
+
+def _fnmr_at_0(
+    weights: np.ndarray, codes: np.ndarray, n_ids: int, errors: list[np.ndarray]
+) -> np.ndarray:
+    """FNMR without discarding, (F, 1+B): the weighted share of errors, from per-identity
+    counts (``weights`` (1+B, G) of the identities, ``codes`` (n,) and ``errors`` F x (n,))."""
+    pairs_per_id = np.bincount(codes, minlength=n_ids).astype(np.float64)
+    total_w = weights @ pairs_per_id
+    return np.stack(
+        [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
+    )
+
+
+def _random_curves(fnmr0: np.ndarray, grid: np.ndarray, fmrs: list[float]) -> list[pd.DataFrame]:
+    """The random reference's curves: discarding at random leaves the FNMR where it was."""
+    return [
+        pd.DataFrame(
+            {
+                "quality": RANDOM,
+                "fmr": fmr,
+                "discard_fraction": grid,
+                "fnmr": np.full(len(grid), fnmr0[f_i, 0]),
+            }
+        )
+        for f_i, fmr in enumerate(fmrs)
+    ]
+
+
+def _proxy_paucs(
+    proxies: dict[str, np.ndarray],
+    errors: list[np.ndarray],
+    weights: np.ndarray,
+    codes: np.ndarray,
+    grid: np.ndarray,
+    fmrs: list[float],
+    limits: list[float],
+) -> tuple[dict[str, np.ndarray], list[pd.DataFrame]]:
+    """pAUC (F, L, 1+B) of every proxy and its point-estimate curves (one frame per fmr)."""
+    n = len(codes)
     paucs: dict[str, np.ndarray] = {}  # name -> (F, L, 1+B)
     curve_rows = []
     for name, q in proxies.items():
@@ -367,26 +428,28 @@ def edc(
                     {"quality": name, "fmr": fmr, "discard_fraction": grid, "fnmr": curves[f_i, 0]}
                 )
             )
-    paucs[RANDOM] = np.stack([fnmr0 * lim for lim in limits], axis=1)
-    for f_i, fmr in enumerate(fmrs):
-        curve_rows.append(
-            pd.DataFrame(
-                {
-                    "quality": RANDOM,
-                    "fmr": fmr,
-                    "discard_fraction": grid,
-                    "fnmr": np.full(len(grid), fnmr0[f_i, 0]),
-                }
-            )
-        )
+    return paucs, curve_rows
+
+
+def _pauc_rows(
+    paucs: dict[str, np.ndarray],
+    proxies: dict[str, np.ndarray],
+    thresholds: list[tuple[float, float]],
+    fnmr0: np.ndarray,
+    fmrs: list[float],
+    limits: list[float],
+    confidence: float,
+    counted: dict[str, int],
+) -> list[dict]:
+    """One row of the EDC table per (quality, fmr, limit): pAUC, its interval, the paired
+    difference to the raw norm (NaN without one) and the counts in ``counted``."""
     rows = []
     raw = paucs.get(RAW_NORM)
     for name, p in paucs.items():
         n_missing = int(np.isnan(proxies[name]).sum()) if name in proxies else 0
         for f_i, fmr in enumerate(fmrs):
             for l_i, lim in enumerate(limits):
-                reps = p[f_i, l_i, 1:]
-                lo, hi = _percentile(reps, confidence)
+                lo, hi = _percentile(p[f_i, l_i, 1:], confidence)
                 row = {
                     "quality": name,
                     "fmr": fmr,
@@ -396,9 +459,7 @@ def edc(
                     "pauc": p[f_i, l_i, 0],
                     "ci_low": lo,
                     "ci_high": hi,
-                    "n_genuine": n,
-                    "n_impostor": len(impostor_scores),
-                    "n_identities": n_ids,
+                    **counted,
                     "fnmr_at_0": fnmr0[f_i, 0],
                     "n_no_quality": n_missing,
                 }
@@ -409,20 +470,8 @@ def edc(
                 else:
                     row["delta_vs_feature_norm"] = row["delta_ci_low"] = np.nan
                     row["delta_ci_high"] = np.nan
-                row["replicates"] = replicates
                 rows.append(row)
-    logger.info(
-        "EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
-        len(proxies) + 1,
-        n,
-        len(impostor_scores),
-        replicates,
-        time.perf_counter() - started,
-    )
-    return EdcResult(
-        pd.DataFrame(rows, columns=TABLE_COLUMNS),
-        pd.concat(curve_rows, ignore_index=True)[CURVE_COLUMNS],
-    )
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +510,29 @@ class EdcSettings:
     seed: int
 
 
+def _pair_members(
+    samples: pd.DataFrame, pairs: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions in ``samples`` of each pair's two members (a, b), the samples' labels and
+    the pairs' genuine mask; ValueError when pairs and samples do not belong together."""
+    index = pd.Index(samples["sample_id"].to_numpy())
+    a = index.get_indexer(pairs["sample_id_a"].to_numpy())
+    b = index.get_indexer(pairs["sample_id_b"].to_numpy())
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError(
+            f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
+            "samples.parquet; the pairs come from other samples: re-run draw_pairs"
+        )
+    labels = samples["label"].to_numpy()
+    genuine = pairs["genuine"].to_numpy(bool)
+    if (labels[a][genuine] != labels[b][genuine]).any():
+        raise ValueError(
+            "a genuine pair joins two identities: pairs.parquet does not match "
+            "samples.parquet; re-run draw_pairs"
+        )
+    return a, b, labels, genuine
+
+
 def evaluate(
     samples: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -485,25 +557,9 @@ def evaluate(
     -------
     EdcResult with ``model`` and ``split`` (``all`` or the stratum) in front of each table.
     """
-    index = pd.Index(samples["sample_id"].to_numpy())
-    a = index.get_indexer(pairs["sample_id_a"].to_numpy())
-    b = index.get_indexer(pairs["sample_id_b"].to_numpy())
-    if (a < 0).any() or (b < 0).any():
-        raise ValueError(
-            f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
-            "samples.parquet; the pairs come from other samples: re-run draw_pairs"
-        )
-    labels = samples["label"].to_numpy()
-    genuine = pairs["genuine"].to_numpy(bool)
-    if (labels[a][genuine] != labels[b][genuine]).any():
-        raise ValueError(
-            "a genuine pair joins two identities: pairs.parquet does not match "
-            "samples.parquet; re-run draw_pairs"
-        )
-    image_q = {}
-    for name in proxies:
-        q = samples[name].to_numpy(np.float64)
-        image_q[name] = -q if name in LOWER_IS_BETTER else q
+    a, b, labels, genuine = _pair_members(samples, pairs)
+    image_q = {name: samples[name].to_numpy(np.float64) for name in proxies}
+    image_q = {name: -q if name in LOWER_IS_BETTER else q for name, q in image_q.items()}
     tables, curves = [], []
     for scope in scopes(pairs):
         sel = (
@@ -534,12 +590,17 @@ def evaluate(
             frame.insert(0, "model", model)
             out.append(frame)
     if not tables:  # an empty result, not a failed workflow: the summary says why
-        logger.warning(
-            "no scope has both genuine and impostor pairs (they need identities with "
-            "two ok images, and two identities): edc.csv has no rows"
-        )
-        return EdcResult(
-            pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
-            pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
-        )
+        return _no_scope_result()
     return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))
+
+
+def _no_scope_result() -> EdcResult:
+    """The empty tables (with their columns) of a model with no scope to evaluate, logged."""
+    logger.warning(
+        "no scope has both genuine and impostor pairs (they need identities with "
+        "two ok images, and two identities): edc.csv has no rows"
+    )
+    return EdcResult(
+        pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
+        pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
+    )
