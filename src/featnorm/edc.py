@@ -246,10 +246,7 @@ def _curves(
 def _prefix_reaches(
     cw: np.ndarray, target: np.ndarray, last_valid: int, *, whole: bool
 ) -> np.ndarray:
-    """Per replicate row: does the summed prefix reach the largest target at a true block end?
-
-    ``cw`` (R, E) cumulative weights at the block ends, ``target`` (R, len(grid)); the whole
-    order always reaches, a prefix without a complete block never does."""
+    """Per replicate row of ``cw``: does the prefix reach the largest target at a block end?"""
     if whole:
         return np.ones(len(cw), bool)
     if last_valid < 0:
@@ -379,10 +376,8 @@ def edc(
 def _fnmr_at_0(
     weights: np.ndarray, codes: np.ndarray, n_ids: int, errors: list[np.ndarray]
 ) -> np.ndarray:
-    """FNMR without discarding, (F, 1+B): the weighted share of errors, from per-identity
-    counts (``weights`` (1+B, G) of the identities, ``codes`` (n,) and ``errors`` F x (n,))."""
-    pairs_per_id = np.bincount(codes, minlength=n_ids).astype(np.float64)
-    total_w = weights @ pairs_per_id
+    """FNMR without discarding, (F, 1+B): the weighted share of errors, per-identity counts."""
+    total_w = weights @ np.bincount(codes, minlength=n_ids).astype(np.float64)
     return np.stack(
         [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
     )
@@ -441,8 +436,7 @@ def _pauc_rows(
     confidence: float,
     counted: dict[str, int],
 ) -> list[dict]:
-    """One row of the EDC table per (quality, fmr, limit): pAUC, its interval, the paired
-    difference to the raw norm (NaN without one) and the counts in ``counted``."""
+    """EDC table rows per (quality, fmr, limit): pAUC, interval, difference to the raw norm."""
     rows = []
     raw = paucs.get(RAW_NORM)
     for name, p in paucs.items():
@@ -513,8 +507,7 @@ class EdcSettings:
 def _pair_members(
     samples: pd.DataFrame, pairs: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Row positions in ``samples`` of each pair's two members (a, b), the samples' labels and
-    the pairs' genuine mask; ValueError when pairs and samples do not belong together."""
+    """Rows in ``samples`` of the pairs' members a and b, labels, genuine mask; checked."""
     index = pd.Index(samples["sample_id"].to_numpy())
     a = index.get_indexer(pairs["sample_id_a"].to_numpy())
     b = index.get_indexer(pairs["sample_id_b"].to_numpy())
