@@ -3,9 +3,14 @@
 There is no pretrained face model on a fresh machine, so the demo trains one on the demo
 dataset. The head follows the AdaFace paper (Kim, Jain & Liu, CVPR 2022,
 doi:10.1109/CVPR52688.2022.01819) with the official recipe values m = 0.4, h = 0.333, s = 64 and
-an EMA momentum of 0.01 for the batch statistics of the feature norm. The checkpoint is written in
+an EMA momentum of 0.01 for the batch statistics of the feature norm. The checkpoint is built in
 the official Lightning layout (``state_dict`` with ``model.*`` backbone keys and the ``head.*``
 entries) and is then read back by :func:`featnorm.models.load`, like any user checkpoint.
+
+``load_training_images`` decodes the training split and ``train_demo_model`` trains on it and
+returns the checkpoint and the curve without touching a file; the ``train-demo`` step
+(:mod:`featnorm.cli_train`) sets torch's threads, seeds torch's default generator, reads the
+manifest and writes the outputs.
 """
 
 from __future__ import annotations
