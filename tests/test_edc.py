@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import edc
+from featnorm import edc, edc_tables
 
 IMPOSTORS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], np.float32)
 GENUINE = np.array([0.5, 0.96, 0.97, 0.8, 0.99], np.float32)
@@ -271,8 +271,8 @@ def _frames(with_split: bool):
     return samples, table
 
 
-def _settings(replicates: int) -> edc.EdcSettings:
-    return edc.EdcSettings(
+def _settings(replicates: int) -> edc_tables.EdcSettings:
+    return edc_tables.EdcSettings(
         fmrs=[0.01], limits=[0.2], step=0.01, replicates=replicates, confidence=0.95, seed=0
     )
 
@@ -280,9 +280,9 @@ def _settings(replicates: int) -> edc.EdcSettings:
 @pytest.mark.parametrize("with_split", [False, True])
 def test_evaluate_all_pairs_and_each_split(with_split: bool):
     samples, table = _frames(with_split)
-    proxies = edc.proxy_columns(samples, ["feature_norm", "feature_norm_z"])
+    proxies = edc_tables.proxy_columns(samples, ["feature_norm", "feature_norm_z"])
     assert proxies == ["feature_norm", "brisque", "true_quality"]
-    res = edc.evaluate(samples, table, model="m", proxies=proxies, settings=_settings(20))
+    res = edc_tables.evaluate(samples, table, model="m", proxies=proxies, settings=_settings(20))
     expected = {"all", "holdout", "train"} if with_split else {"all"}
     assert set(res.table["split"]) == expected and set(res.table["model"]) == {"m"}
     for split, part in res.table.groupby("split"):
@@ -298,12 +298,14 @@ def test_evaluate_refuses_pairs_of_other_samples():
     samples, table = _frames(False)
     table.loc[0, "sample_id_a"] = 99_999
     with pytest.raises(ValueError, match="not in samples.parquet"):
-        edc.evaluate(samples, table, model="m", proxies=["feature_norm"], settings=_settings(2))
+        edc_tables.evaluate(
+            samples, table, model="m", proxies=["feature_norm"], settings=_settings(2)
+        )
 
 
 def test_no_genuine_pairs_gives_an_empty_table_not_a_failure():
     samples, table = _frames(False)
-    res = edc.evaluate(
+    res = edc_tables.evaluate(
         samples,
         table[~table["genuine"]],
         model="m",

@@ -126,6 +126,32 @@ def test_partial_correlation_equals_correlation_of_residuals():
     assert res.r == pytest.approx(np.corrcoef(rx, ry)[0, 1], abs=1e-10)
 
 
+def _varies_in_one_class_only():
+    """x is 0 outside class 0 of 10, so a replicate that misses class 0 (about (9/10)^10 = 35%
+    of them) has a constant x and no correlation."""
+    rng = np.random.default_rng(12)
+    codes = np.repeat(np.arange(10), 5)
+    x = np.where(codes == 0, rng.normal(size=50), 0.0)
+    w = stats.cluster_bootstrap_weights(10, replicates=200, rng=rng)
+    return x, rng.normal(size=50), rng.normal(size=50), codes, w
+
+
+@pytest.mark.parametrize("statistic", ["correlate", "partial_correlation"])
+def test_too_few_defined_replicates_hide_the_interval_and_say_so(statistic):
+    """Both statistics share one rule: under 90% finite replicates, no interval and a flag."""
+    x, y, z, codes, w = _varies_in_one_class_only()
+    if statistic == "correlate":
+        res = stats.correlate(x, y, codes, method="pearson", weights=w)
+    else:
+        res = stats.partial_correlation(x, y, z, codes, weights=w)
+    assert np.isfinite(res.r) and np.isnan(res.ci_low) and np.isnan(res.ci_high)
+    assert 0 < res.replicates < 0.9 * 200
+    assert np.isnan(res.p_value)
+    assert res.flag == (
+        f"only {res.replicates} of 200 bootstrap replicates defined; interval not reported"
+    )
+
+
 def test_feature_norm_z_ignores_class_shift():
     rng = np.random.default_rng(6)
     codes = np.repeat(np.arange(5), 8)

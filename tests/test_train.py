@@ -8,9 +8,17 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from featnorm import demo, models
+from featnorm import demo, io, models
+from featnorm.cli import main
 from featnorm.sources import read_image
-from featnorm.train import AdaFaceHead, _lr_at, resolve_precision, train_demo_model
+from featnorm.train import (
+    AdaFaceHead,
+    TrainingResult,
+    _lr_at,
+    load_training_images,
+    resolve_precision,
+    train_demo_model,
+)
 
 
 def _head(classes=3, **kwargs):
@@ -63,24 +71,52 @@ def test_high_norm_samples_get_a_larger_angular_margin():
         assert float(logits[row, 0]) == pytest.approx(expected, rel=1e-4)
 
 
-def test_demo_checkpoint_has_the_official_layout_and_loads(tmp_path):
+def _train(table: pd.DataFrame, *, seed: int = 0, **options) -> TrainingResult:
+    """The core as the train-demo step calls it: seed torch's default generator, decode, train."""
+    torch.manual_seed(seed)
+    images = load_training_images(table)
+    settings = {"arch": "ir_demo", "epochs": 1, "batch_size": 4, "lr": 0.05, "precision": "fp32"}
+    return train_demo_model(images, seed=seed, **{**settings, **options})
+
+
+def test_train_demo_step_writes_a_checkpoint_in_the_official_layout_that_loads(tmp_path):
+    """`featnorm train-demo` writes the checkpoint and the curve; models.load reads it back."""
     table = demo.generate(
         demo.DemoParams(identities=3, min_images=2, max_images=4), tmp_path / "img"
     )
-    ckpt = tmp_path / "model.ckpt"
-    summary = train_demo_model(
-        table, str(ckpt), arch="ir_demo", epochs=1, batch_size=4, lr=0.05, seed=0, threads=1
+    io.write_table(table, tmp_path / "manifest.parquet")
+    ckpt, curve_file = tmp_path / "model.ckpt", tmp_path / "curve.csv"
+    options = ["--arch", "ir_demo", "--epochs", "1", "--batch-size", "4", "--lr", "0.05"]
+    options += ["--seed", "0", "--threads", "1", "--precision", "fp32"]
+    rc = main(
+        ["train-demo", "--manifest", str(tmp_path / "manifest.parquet"), *options]
+        + ["--output", str(ckpt), "--curve", str(curve_file)]
     )
-    assert math.isfinite(summary["loss"])
+    assert rc == 0
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     keys = saved["state_dict"].keys()
     assert {"head.kernel", "head.t", "head.batch_mean", "head.batch_std"} <= set(keys)
     assert saved["state_dict"]["head.kernel"].shape == (512, 3)
     assert all(k.startswith(("model.", "head.")) for k in keys)
+    assert math.isfinite(saved["hyper_parameters"]["loss"])
+    assert pd.read_csv(curve_file)["epoch"].tolist() == [1]
     model = models.load(ckpt, family="adaface", arch="ir_demo")
     x = models.preprocess([read_image(p).image for p in table["path"][:2]])
     embedding, norm = model(x)
     assert embedding.shape == (2, 512) and torch.isfinite(norm).all()
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_does_not(tmp_path):
+    """Seeding is the caller's (the step's); the core then draws the same numbers every time."""
+    table = _small_demo(tmp_path)
+    first, again, other = _train(table), _train(table), _train(table, seed=1)
+    for key, value in first.checkpoint["state_dict"].items():
+        assert torch.equal(value, again.checkpoint["state_dict"][key]), key
+    pd.testing.assert_frame_equal(first.curve, again.curve)
+    kernel = "head.kernel"
+    assert not torch.equal(
+        first.checkpoint["state_dict"][kernel], other.checkpoint["state_dict"][kernel]
+    )
 
 
 def _small_demo(tmp_path, holdout=0):
@@ -102,23 +138,12 @@ def test_training_skips_unusable_images_and_counts_them(tmp_path, caplog):
         }
     )
     table = pd.concat([table, bad], ignore_index=True)
-    ckpt = tmp_path / "model.ckpt"
     with caplog.at_level(logging.INFO, logger="featnorm.train"):
-        train_demo_model(
-            table,
-            str(ckpt),
-            arch="ir_demo",
-            epochs=1,
-            batch_size=4,
-            lr=0.05,
-            seed=0,
-            threads=1,
-            precision="fp32",
-        )
+        result = _train(table)
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 1 and "skipped 2 unusable training images" in skipped[0]
     assert "empty_file" in skipped[0]
-    hyper = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    hyper = result.checkpoint["hyper_parameters"]
     assert hyper["train_images"] == len(table) - 2 and hyper["skipped_images"] == 2
 
 
@@ -126,62 +151,27 @@ def test_training_with_no_usable_image_says_so(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     table = pd.DataFrame({"path": [str(tmp_path / "empty.jpg")], "label": [0], "class_name": ["a"]})
     with pytest.raises(ValueError, match="none of the 1 training images"):
-        train_demo_model(
-            table,
-            str(tmp_path / "m.ckpt"),
-            arch="ir_demo",
-            epochs=1,
-            batch_size=2,
-            lr=0.05,
-            seed=0,
-            threads=1,
-            precision="fp32",
-        )
+        load_training_images(table)
 
 
-def test_training_uses_the_train_split_only_and_writes_its_curve(tmp_path):
+def test_training_uses_the_train_split_only_and_returns_its_curve(tmp_path):
     """Held-out images never reach training; the curve has one row per epoch."""
     table = _small_demo(tmp_path, holdout=2)
     n_train = int((table["split"] == "train").sum())
     assert n_train < len(table)
-    ckpt, curve_file = tmp_path / "model.ckpt", tmp_path / "curve.csv"
-    last = train_demo_model(
-        table,
-        str(ckpt),
-        arch="ir_demo",
-        epochs=3,
-        batch_size=4,
-        lr=0.05,
-        seed=0,
-        threads=1,
-        precision="fp32",
-        curve_output=str(curve_file),
-    )
-    hyper = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
+    result = _train(table, epochs=3)
+    hyper = result.checkpoint["hyper_parameters"]
     assert hyper["train_images"] == n_train and hyper["classes"] == 3
-    curve = pd.read_csv(curve_file)
+    curve = result.curve
     assert curve["epoch"].tolist() == [1, 2, 3]
     assert curve["train_accuracy"].between(0, 1).all() and (curve["loss"] > 0).all()
-    assert curve.iloc[-1]["train_accuracy"] == pytest.approx(last["train_accuracy"])
+    assert curve.iloc[-1]["train_accuracy"] == pytest.approx(hyper["train_accuracy"])
     assert curve.iloc[-1]["lr_end"] < 0.05 * 0.1  # the cosine cycle ends near zero
 
 
 def test_bf16_training_writes_float32_weights(tmp_path):
     """bf16 autocast changes the arithmetic, not the checkpoint: weights stay float32."""
-    table = _small_demo(tmp_path)
-    ckpt = tmp_path / "model.ckpt"
-    train_demo_model(
-        table,
-        str(ckpt),
-        arch="ir_demo",
-        epochs=1,
-        batch_size=4,
-        lr=0.05,
-        seed=0,
-        threads=1,
-        precision="bf16",
-    )
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    state = _train(_small_demo(tmp_path), precision="bf16").checkpoint["state_dict"]
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
 
 

@@ -1,6 +1,7 @@
 """The study's analysis on DataFrames: merge, class statistics, standardisation, correlations.
 
-Pure functions (DataFrames in, DataFrames out); reading and writing happens in ``featnorm.cli``.
+Pure functions (DataFrames in, DataFrames out); reading and writing happens in
+``featnorm.cli_analysis``.
 
 Sign convention: every coefficient is signed. BRISQUE is lower for better images and the feature
 norm is meant to be higher for better images, so a norm that agrees with BRISQUE has a *negative*
@@ -145,6 +146,16 @@ def merge_samples(
     out[BRISQUE_COLUMN] = out[BRISQUE_COLUMN].astype(np.float64)
     out["brisque_status"] = out["brisque_status"].fillna(MISSING)
     out["embed_status"] = out["embed_status"].fillna(MISSING)
+    _set_status(out)
+    out["class_size"] = training_images(out).groupby(out["label"]).transform("sum").astype(np.int64)
+    counts = out["status"].value_counts()
+    logger.info("merged %d images; status counts: %s", len(out), counts.to_dict())
+    return out
+
+
+def _set_status(out: pd.DataFrame) -> None:
+    """Per row, in place: ``status`` ``ok`` when both scores are ok and finite, else the reasons
+    (``brisque:<status>; embed:<status>``); a score that is not ok becomes NaN."""
     # a row marked ok with a non-finite value is not ok
     b_bad = (out["brisque_status"] == OK) & ~np.isfinite(out[BRISQUE_COLUMN])
     e_bad = (out["embed_status"] == OK) & ~np.isfinite(out[NORM_COLUMN])
@@ -162,10 +173,6 @@ def merge_samples(
         .str.strip("; ")
     )
     out["status"] = joined.where(joined != "", OK)
-    out["class_size"] = training_images(out).groupby(out["label"]).transform("sum").astype(np.int64)
-    counts = out["status"].value_counts()
-    logger.info("merged %d images; status counts: %s", len(out), counts.to_dict())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +229,29 @@ def standardise(
     info["z_excluded_images"] = int(excluded.sum())
     if "z" in policies:
         out[f"{NORM_COLUMN}_z"] = z
+    _add_other_policies(out, x, codes, policies, info, residual_degree=residual_degree)
+    logger.info(
+        "standardised %d images with %s; z excludes %d classes (%d images)",
+        len(out),
+        policies,
+        info["z_excluded_classes"],
+        info["z_excluded_images"],
+    )
+    return out, info
+
+
+def _add_other_policies(
+    out: pd.DataFrame,
+    x: np.ndarray,
+    codes: np.ndarray,
+    policies: list[str],
+    info: dict,
+    *,
+    residual_degree: int,
+) -> None:
+    """Add the shrinkage_z, rank and residual columns of ``policies`` to ``out`` (in place), and
+    what they estimated to ``info`` (see :func:`standardise`)."""
+    min_class_size = info["min_class_size"]
     if "shrinkage_z" in policies:
         out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = standardisation.shrinkage_z(
             x, codes
@@ -236,14 +266,6 @@ def standardise(
         )
         out[f"{NORM_COLUMN}_residual"] = resid
         info["residual_coefficients"] = [float(c) for c in coef]
-    logger.info(
-        "standardised %d images with %s; z excludes %d classes (%d images)",
-        len(out),
-        policies,
-        info["z_excluded_classes"],
-        info["z_excluded_images"],
-    )
-    return out, info
 
 
 def _ground_truth_columns(samples: pd.DataFrame) -> list[str]:
@@ -344,6 +366,33 @@ def _bootstrap_setup(samples: pd.DataFrame, *, replicates: int, seed: int):
     return ok, codes_all, weights, refs
 
 
+def _class_size_effect(
+    samples: pd.DataFrame, weights: np.ndarray | None, confidence: float
+) -> stats.CorrelationResult:
+    """Spearman correlation over classes of class size and class mean norm (signed).
+
+    Classes are the units (each class weighs once); class size and class mean norm over the
+    training images (held-out images would lower the mean of small classes).
+    """
+    has_norm = (
+        np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
+    )
+    per = (
+        samples[has_norm]
+        .groupby("label")
+        .agg(size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
+    )
+    per_codes = pd.Index(np.sort(samples["label"].unique())).get_indexer(per.index)
+    return stats.correlate(
+        per["size"].to_numpy(np.float64),
+        per["mean"].to_numpy(np.float64),
+        per_codes,
+        method="spearman",
+        weights=weights,
+        confidence=confidence,
+    )
+
+
 def correlation_table(
     samples: pd.DataFrame,
     *,
@@ -396,35 +445,22 @@ def correlation_table(
                 rows.append(_row(model, x, y, m, res, lower))
     logn = np.log(samples["class_size"].to_numpy(np.float64))[ok]
     yv = samples[BRISQUE_COLUMN].to_numpy(np.float64)[ok]
+    given = f"{BRISQUE_COLUMN} | log class_size"
     for x in x_columns:
         xv = samples[x].to_numpy(np.float64)[ok]
         res = stats.partial_correlation(xv, yv, logn, codes, weights=weights, confidence=confidence)
-        rows.append(
-            _row(model, x, f"{BRISQUE_COLUMN} | log class_size", "partial_pearson", res, True)
-        )
-    # class-size effect: classes are the units (each class weighs once); class size and class
-    # mean norm over the training images (held-out images would lower the mean of small classes)
-    has_norm = (
-        np.isfinite(samples[NORM_COLUMN].to_numpy(np.float64)) & training_images(samples).to_numpy()
-    )
-    per = (
-        samples[has_norm]
-        .groupby("label")
-        .agg(size=("class_size", "first"), mean=(NORM_COLUMN, "mean"))
-    )
-    per_codes = pd.Index(np.sort(samples["label"].unique())).get_indexer(per.index)
-    res = stats.correlate(
-        per["size"].to_numpy(np.float64),
-        per["mean"].to_numpy(np.float64),
-        per_codes,
-        method="spearman",
-        weights=weights,
-        confidence=confidence,
-    )
+        rows.append(_row(model, x, given, "partial_pearson", res, True))
+    res = _class_size_effect(samples, weights, confidence)
     rows.append(_row(model, "class_size", "class_norm_mean", "spearman", res, None))
+    return _correlations(rows, model, replicates, started)
+
+
+def _correlations(rows: list[dict], model: str, replicates: int, started: float) -> pd.DataFrame:
+    """The rows as a table with ``lower_is_better`` of each row's reference (None for the
+    class-size row) and ``p_holm``, the Holm adjustment over every row that has a bootstrap p
+    (the model's family); logged with the time since ``started``."""
     table = pd.DataFrame(rows)
     table["lower_is_better"] = table["y"].map(lambda y: QUALITY_REFERENCES.get(y.split(" |")[0]))
-    # family: every row of this model's table that has a bootstrap p
     table["p_holm"] = stats.holm(table["p_value"].to_numpy(np.float64))
     logger.info(
         "%d correlations for model %s (%d replicates) in %.1f s",

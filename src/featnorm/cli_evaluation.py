@@ -1,7 +1,7 @@
 """``python -m featnorm pairs | edc | plot-edc``: the evaluation steps (comparison pairs, EDC).
 
-Registered in :mod:`featnorm.steps` like the steps of :mod:`featnorm.cli`, whose conventions they
-follow: parse, log, read, call one package function, write atomically.
+Registered in :mod:`featnorm.steps` like the other ``featnorm.cli_*`` steps, whose conventions
+they follow: parse, log, read, call one package function, write atomically.
 """
 
 from __future__ import annotations
@@ -94,12 +94,12 @@ def _edc_args(p: argparse.ArgumentParser) -> None:
 @step("edc", _edc_args)
 def run_edc(args: argparse.Namespace) -> None:
     """Error-versus-discard characteristic and pAUC of every quality proxy (edc.csv)."""
-    from featnorm import analysis, edc, io
+    from featnorm import analysis, edc_tables, io
 
     samples = io.read_table(args.samples)
-    proxies = edc.proxy_columns(samples, analysis.norm_columns(args.policies))
+    proxies = edc_tables.proxy_columns(samples, analysis.norm_columns(args.policies))
     logger.info("EDC proxies: %s", proxies)
-    settings = edc.EdcSettings(
+    settings = edc_tables.EdcSettings(
         fmrs=args.fmrs,
         limits=args.discard_limits,
         step=args.discard_step,
@@ -107,7 +107,7 @@ def run_edc(args: argparse.Namespace) -> None:
         confidence=args.confidence,
         seed=args.seed,
     )
-    result = edc.evaluate(
+    result = edc_tables.evaluate(
         samples, io.read_table(args.pairs), model=args.model, proxies=proxies, settings=settings
     )
     io.write_text(result.table.to_csv(index=False), args.output)

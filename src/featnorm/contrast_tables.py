@@ -29,6 +29,50 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["by_class_size_table", "decomposition_table", "differences_table"]
 
+# differences.csv: the contract's columns, then the coefficients, the aligned delta and the flag
+_DIFFERENCES_COLUMNS = [
+    "model",
+    "x",
+    "reference",
+    "y",
+    "method",
+    "n",
+    "n_classes",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "replicates",
+    "r_x",
+    "r_reference",
+    "quality_aligned_delta",
+    "quality_aligned_ci_low",
+    "quality_aligned_ci_high",
+    "lower_is_better",
+    "flag",
+]
+
+# by_class_size.csv: the contract's columns, then p, the aligned r and the flag
+_BY_CLASS_SIZE_COLUMNS = [
+    "model",
+    "x",
+    "y",
+    "method",
+    "size_low",
+    "size_high",
+    "n",
+    "n_classes",
+    "r",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "quality_aligned_r",
+    "quality_aligned_ci_low",
+    "quality_aligned_ci_high",
+    "lower_is_better",
+    "flag",
+]
+
 
 def _aligned(
     d: dict,
@@ -116,28 +160,7 @@ def differences_table(
                 _aligned(d, lower, "delta", "ci_low", "ci_high")
                 d["lower_is_better"] = lower
                 rows.append(d)
-    columns = [
-        "model",
-        "x",
-        "reference",
-        "y",
-        "method",
-        "n",
-        "n_classes",
-        "delta",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "replicates",
-        "r_x",
-        "r_reference",
-        "quality_aligned_delta",
-        "quality_aligned_ci_low",
-        "quality_aligned_ci_high",
-        "lower_is_better",
-        "flag",
-    ]
-    return _finish(rows, "paired differences", model, started, columns)
+    return _finish(rows, "paired differences", model, started, _DIFFERENCES_COLUMNS)
 
 
 def decomposition_table(
@@ -180,6 +203,62 @@ def decomposition_table(
     return _finish(rows, "within/between splits", model, started)
 
 
+def _band_weights(codes: np.ndarray, replicates: int, seed: int, index: int) -> np.ndarray | None:
+    """Cluster-bootstrap weights (replicates, classes) of one class-size band, None if empty.
+
+    Resamples the band's own classes (stratified), so every replicate holds as many classes of
+    the band as the data do; one generator per band, seeded by (seed, band index).
+    """
+    if not len(codes):
+        return None
+    return stats.cluster_bootstrap_weights(
+        int(codes.max()) + 1, replicates=replicates, rng=np.random.default_rng([seed, index])
+    )
+
+
+def _band_rows(
+    samples: pd.DataFrame,
+    band: np.ndarray,
+    codes: np.ndarray,
+    weights: np.ndarray | None,
+    refs: dict[str, bool],
+    x_columns: list[str],
+    methods: list[str],
+    confidence: float,
+    band_of: dict,
+) -> list[dict]:
+    """The rows of one class-size band (``band``: boolean mask of its rows in ``samples``);
+    ``band_of`` holds the model and the band's size limits."""
+    rows = []
+    for y, lower in refs.items():
+        yv = samples[y].to_numpy(np.float64)[band]
+        for x in x_columns:
+            xv = samples[x].to_numpy(np.float64)[band]
+            for m in methods:
+                res = stats.correlate(
+                    xv, yv, codes, method=m, weights=weights, confidence=confidence
+                )
+                d = {
+                    "model": band_of["model"],
+                    "x": x,
+                    "y": y,
+                    "method": m,
+                    "size_low": band_of["size_low"],
+                    "size_high": band_of["size_high"],
+                    "n": res.n,
+                    "n_classes": res.n_classes,
+                    "r": res.r,
+                    "ci_low": res.ci_low,
+                    "ci_high": res.ci_high,
+                    "p_value": res.p_value,
+                }
+                _aligned(d, lower, "r", "ci_low", "ci_high")
+                d["lower_is_better"] = lower
+                d["flag"] = res.flag
+                rows.append(d)
+    return rows
+
+
 def by_class_size_table(
     samples: pd.DataFrame,
     *,
@@ -220,62 +299,10 @@ def by_class_size_table(
     for index, (low, high) in enumerate(bands):
         band = ok & (size >= low) & (size <= high)
         codes = pd.factorize(codes_all[band], sort=True)[0]
-        # resample the band's own classes (stratified), so every replicate holds as many
-        # classes of the band as the data do; one generator per band, seeded by (seed, band)
-        weights = (
-            stats.cluster_bootstrap_weights(
-                int(codes.max()) + 1,
-                replicates=replicates,
-                rng=np.random.default_rng([seed, index]),
-            )
-            if len(codes)
-            else None
+        weights = _band_weights(codes, replicates, seed, index)
+        band_of = {"model": model, "size_low": low, "size_high": high}
+        rows += _band_rows(
+            samples, band, codes, weights, refs, x_columns, methods, confidence, band_of
         )
-        for y, lower in refs.items():
-            yv = samples[y].to_numpy(np.float64)[band]
-            for x in x_columns:
-                xv = samples[x].to_numpy(np.float64)[band]
-                for m in methods:
-                    res = stats.correlate(
-                        xv, yv, codes, method=m, weights=weights, confidence=confidence
-                    )
-                    d = {
-                        "model": model,
-                        "x": x,
-                        "y": y,
-                        "method": m,
-                        "size_low": low,
-                        "size_high": high,
-                        "n": res.n,
-                        "n_classes": res.n_classes,
-                        "r": res.r,
-                        "ci_low": res.ci_low,
-                        "ci_high": res.ci_high,
-                        "p_value": res.p_value,
-                    }
-                    _aligned(d, lower, "r", "ci_low", "ci_high")
-                    d["lower_is_better"] = lower
-                    d["flag"] = res.flag
-                    rows.append(d)
-    columns = [
-        "model",
-        "x",
-        "y",
-        "method",
-        "size_low",
-        "size_high",
-        "n",
-        "n_classes",
-        "r",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "quality_aligned_r",
-        "quality_aligned_ci_low",
-        "quality_aligned_ci_high",
-        "lower_is_better",
-        "flag",
-    ]
-    return _finish(
-        rows, f"class-size-band correlations ({len(bands)} bands)", model, started, columns
-    )
+    what = f"class-size-band correlations ({len(bands)} bands)"
+    return _finish(rows, what, model, started, _BY_CLASS_SIZE_COLUMNS)

@@ -175,28 +175,36 @@ def paired_difference(
         )
     r_ref, reps_ref = cache[key]
     delta = r_x - r_ref
+    ci, p = _delta_interval(delta, reps_x, reps_ref, n_classes, weights, confidence, flags)
+    coefficients = (float(r_x), float(r_ref), float(delta), n, n_classes)
+    return DifferenceResult(*coefficients, ci[0], ci[1], p, ci[2], "; ".join(flags))
+
+
+def _delta_interval(
+    delta: float,
+    reps_x: np.ndarray,
+    reps_reference: np.ndarray,
+    n_classes: int,
+    weights: np.ndarray,
+    confidence: float,
+    flags: list[str],
+) -> tuple[tuple[float, float, int], float]:
+    """Percentile interval (low, high, finite replicates) and bootstrap p of a paired difference.
+
+    ``reps_x - reps_reference`` (B,) are the paired replicates of ``delta``; both results are
+    NaN, with a reason appended to ``flags``, when delta is undefined (the replicates may then
+    be empty), there is a single class or too few replicates are finite.
+    """
     if not np.isfinite(delta):
         flags.append("x, reference or y is constant")
-    ci = (np.nan, np.nan, 0)
-    p = np.nan
     if n_classes < 2:
         flags.append("single class: the cluster bootstrap is undefined")
-    elif np.isfinite(delta):
-        reps = reps_x - reps_ref
-        ci = _interval(reps, delta, weights, confidence, flags, "delta")
-        p = stats.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan
-    return DifferenceResult(
-        float(r_x),
-        float(r_ref),
-        float(delta),
-        n,
-        n_classes,
-        ci[0],
-        ci[1],
-        p,
-        ci[2],
-        "; ".join(flags),
-    )
+        return (np.nan, np.nan, 0), np.nan
+    if not np.isfinite(delta):
+        return (np.nan, np.nan, 0), np.nan
+    reps = reps_x - reps_reference
+    ci = _interval(reps, delta, weights, confidence, flags, "delta")
+    return ci, (stats.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan)
 
 
 def _pearson(
@@ -247,28 +255,37 @@ def within_between(
     keep = stats._finite_rows(x, y)
     x, y, codes = x[keep], y[keep], np.asarray(codes)[keep]
     n, n_classes = len(x), len(np.unique(codes))
-    flags: list[str] = []
-    nan3 = (np.nan, np.nan, 0)
     if n < 3:
-        flags.append(f"only {n} usable rows (need >= 3)")
         return DecompositionResult(
-            n,
-            n_classes,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            np.nan,
-            0,
-            "; ".join(flags),
+            n, n_classes, *[np.nan] * 11, 0, f"only {n} usable rows (need >= 3)"
         )
-    g = weights.shape[1]
+    tables, scale, shares = _level_tables(x, y, codes, weights.shape[1])
+    r_t, r_w, r_b = (float(v) for v in _split(*(t.sum(0) for t in tables), scale))
+    flags = [] if np.isfinite(r_w) else ["r_within undefined: no spread within classes"]
+    if not np.isfinite(r_b):
+        flags.append("r_between undefined: the class means of x or y do not vary")
+    ci_t = ci_w = ci_b = (np.nan, np.nan, 0)
+    if n_classes < 2:
+        flags.append("single class: the cluster bootstrap is undefined")
+    else:
+        rep_t, rep_w, rep_b = _split(*(weights @ t for t in tables), scale)
+        ci_t = _interval(rep_t, r_t, weights, confidence, flags, "r_total")
+        ci_w = _interval(rep_w, r_w, weights, confidence, flags, "r_within")
+        ci_b = _interval(rep_b, r_b, weights, confidence, flags, "r_between")
+    replicates = max(ci_t[2], ci_w[2], ci_b[2])
+    levels = (r_t, *ci_t[:2], r_w, *ci_w[:2], r_b, *ci_b[:2])
+    return DecompositionResult(n, n_classes, *levels, *shares, replicates, "; ".join(flags))
+
+
+def _level_tables(
+    x: np.ndarray, y: np.ndarray, codes: np.ndarray, g: int
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[float, float], tuple[float, float]]:
+    """Per-class moment tables of x and y for :func:`within_between`.
+
+    Returns the within (G, 3), between (G, 6) and total (G, 6) tables, whose class-weighted sums
+    give the three correlations (:func:`_split`); the total sums of squares of the centred x and
+    y (the scale of "negligible"); and the between-class shares of those sums of squares.
+    """
     xc, yc = x - x.mean(), y - y.mean()
     # per class: size, sums and sums of products of the centred values
     size = np.bincount(codes, minlength=g).astype(np.float64)
@@ -282,72 +299,40 @@ def within_between(
     # within-class sums of products per class (zero for classes of one row)
     wxx, wyy, wxy = sxx - sx * mx, syy - sy * my, sxy - sx * my
     scale_x, scale_y = float(np.sum(sxx)), float(np.sum(syy))
-    scale = (scale_x, scale_y)
     # between-class moments: one unweighted point per present class
     cls = present.astype(np.float64)
     table_w = np.column_stack([wxy, wxx, wyy])
     table_b = np.column_stack([cls, mx, my, mx * mx, my * my, mx * my])
     table_t = np.column_stack([size, sx, sy, sxx, syy, sxy])
-
-    def split(tw: np.ndarray, tb: np.ndarray, tt: np.ndarray):
-        r_w = _pearson(tw[..., 0], tw[..., 1], tw[..., 2], scale)
-        k = tb[..., 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bxx = tb[..., 3] - tb[..., 1] ** 2 / k
-            byy = tb[..., 4] - tb[..., 2] ** 2 / k
-            bxy = tb[..., 5] - tb[..., 1] * tb[..., 2] / k
-            m = tt[..., 0]
-            txx = tt[..., 3] - tt[..., 1] ** 2 / m
-            tyy = tt[..., 4] - tt[..., 2] ** 2 / m
-            txy = tt[..., 5] - tt[..., 1] * tt[..., 2] / m
-        # class means count as constant when their spread is negligible next to the data's
-        ok_b = (bxx > _REL_EPS * np.maximum(txx / np.maximum(m, 1), 0)) & (
-            byy > _REL_EPS * np.maximum(tyy / np.maximum(m, 1), 0)
-        )
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r_b = np.where(ok_b, np.clip(bxy / np.sqrt(bxx * byy), -1, 1), np.nan)
-        r_t = _pearson(txy, txx, tyy, scale)
-        return r_t, r_w, r_b
-
-    r_t, r_w, r_b = (float(v) for v in split(table_w.sum(0), table_b.sum(0), table_t.sum(0)))
     with np.errstate(invalid="ignore", divide="ignore"):
         ss_bx = float(np.sum(size * mx * mx))  # x is centred: the grand mean is 0
         ss_by = float(np.sum(size * my * my))
         share_x = ss_bx / scale_x if scale_x > 0 else np.nan
         share_y = ss_by / scale_y if scale_y > 0 else np.nan
-    if not np.isfinite(r_w):
-        flags.append("r_within undefined: no spread within classes")
-    if not np.isfinite(r_b):
-        flags.append("r_between undefined: the class means of x or y do not vary")
-    ci_t = ci_w = ci_b = nan3
-    if n_classes < 2:
-        flags.append("single class: the cluster bootstrap is undefined")
-    else:
-        reps = split(weights @ table_w, weights @ table_b, weights @ table_t)
-        ci_t, ci_w, ci_b = (
-            _interval(rep, est, weights, confidence, flags, name)
-            for rep, est, name in zip(
-                reps, (r_t, r_w, r_b), ("r_total", "r_within", "r_between"), strict=True
-            )
-        )
-    replicates = max(ci_t[2], ci_w[2], ci_b[2])
-    return DecompositionResult(
-        n,
-        n_classes,
-        r_t,
-        ci_t[0],
-        ci_t[1],
-        r_w,
-        ci_w[0],
-        ci_w[1],
-        r_b,
-        ci_b[0],
-        ci_b[1],
-        share_x,
-        share_y,
-        replicates,
-        "; ".join(flags),
+    return (table_w, table_b, table_t), (scale_x, scale_y), (share_x, share_y)
+
+
+def _split(tw: np.ndarray, tb: np.ndarray, tt: np.ndarray, scale: tuple[float, float]):
+    """(r_total, r_within, r_between) from summed within, between and total tables (any
+    leading shape: one sum, or one per bootstrap replicate)."""
+    r_w = _pearson(tw[..., 0], tw[..., 1], tw[..., 2], scale)
+    k = tb[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bxx = tb[..., 3] - tb[..., 1] ** 2 / k
+        byy = tb[..., 4] - tb[..., 2] ** 2 / k
+        bxy = tb[..., 5] - tb[..., 1] * tb[..., 2] / k
+        m = tt[..., 0]
+        txx = tt[..., 3] - tt[..., 1] ** 2 / m
+        tyy = tt[..., 4] - tt[..., 2] ** 2 / m
+        txy = tt[..., 5] - tt[..., 1] * tt[..., 2] / m
+    # class means count as constant when their spread is negligible next to the data's
+    ok_b = (bxx > _REL_EPS * np.maximum(txx / np.maximum(m, 1), 0)) & (
+        byy > _REL_EPS * np.maximum(tyy / np.maximum(m, 1), 0)
     )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_b = np.where(ok_b, np.clip(bxy / np.sqrt(bxx * byy), -1, 1), np.nan)
+    r_t = _pearson(txy, txx, tyy, scale)
+    return r_t, r_w, r_b
 
 
 def size_bands(edges: list[int], largest: int) -> list[tuple[int, int]]:

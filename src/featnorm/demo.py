@@ -118,6 +118,10 @@ def _identity_traits(rng: np.random.Generator) -> dict:
     }
 
 
+_CX, _CY = 56.0, 62.0  # centre of the face on the 112-px template
+_SHIFT = 4  # fractional bits of the fixed-point coordinates given to cv2 (see _pt)
+
+
 def _pt(x: float, y: float) -> tuple[int, int]:
     """Canvas point in fixed-point coordinates (cv2 shift=4) from 112-scale coordinates."""
     scale = _SUPERSAMPLE * 16
@@ -128,12 +132,25 @@ def _len(v: float) -> int:
     return max(1, int(round(v * _SUPERSAMPLE * 16)))
 
 
+def _col(c, g: float = 1.0) -> tuple[float, ...]:
+    """A BGR colour for OpenCV: ``c`` scaled by ``g`` and clipped to [0, 255]."""
+    return tuple(float(v) for v in np.clip(c * g, 0, 255))
+
+
 def _draw_face(canvas: np.ndarray, t: dict, yaw: float) -> None:
     """Draw identity ``t`` on ``canvas`` (2x supersampled), centred on the template."""
-    aa, sh = cv2.LINE_AA, 4
-    cx, cy = 56.0, 62.0
-    col = lambda c, g=1.0: tuple(float(v) for v in np.clip(c * g, 0, 255))  # noqa: E731
-    fx = cx + yaw * 0.6  # inner features shift with yaw; the outline moves less
+    fx = _CX + yaw * 0.6  # inner features shift with yaw; the outline moves less
+    _draw_head(canvas, t, yaw, fx)
+    _draw_hair_on_top(canvas, t, yaw, fx)
+    eye_y = 52.0 + t["eye_y"]
+    _draw_eyes(canvas, t, yaw, fx, eye_y)
+    _draw_nose_and_mouth(canvas, t, fx, eye_y)
+
+
+def _draw_head(canvas: np.ndarray, t: dict, yaw: float, fx: float) -> None:
+    """Hair behind the head (style 2), neck, head, jaw and beard."""
+    aa, sh, col = cv2.LINE_AA, _SHIFT, _col
+    cx, cy = _CX, _CY
     # hair behind the head
     if t["hair_style"] == 2:
         cv2.ellipse(
@@ -190,7 +207,12 @@ def _draw_face(canvas: np.ndarray, t: dict, yaw: float) -> None:
             aa,
             sh,
         )
-    # hair on top
+
+
+def _draw_hair_on_top(canvas: np.ndarray, t: dict, yaw: float, fx: float) -> None:
+    """The hair over the forehead (none for hair style 3, a fringe for style 1)."""
+    aa, sh, col = cv2.LINE_AA, _SHIFT, _col
+    cx, cy = _CX, _CY
     if t["hair_style"] != 3:
         top = cy - t["face_h"] + 4
         cv2.ellipse(
@@ -218,8 +240,12 @@ def _draw_face(canvas: np.ndarray, t: dict, yaw: float) -> None:
                 aa,
                 sh,
             )
+
+
+def _draw_eyes(canvas: np.ndarray, t: dict, yaw: float, fx: float, eye_y: float) -> None:
+    """Eyes, irises, brows and glasses, both sides."""
+    aa, sh, col = cv2.LINE_AA, _SHIFT, _col
     # eyes, irises, brows
-    eye_y = 52.0 + t["eye_y"]
     for side in (-1, 1):
         ex = fx + side * t["eye_dx"]
         cv2.ellipse(
@@ -257,6 +283,11 @@ def _draw_face(canvas: np.ndarray, t: dict, yaw: float) -> None:
                 aa,
                 sh,
             )
+
+
+def _draw_nose_and_mouth(canvas: np.ndarray, t: dict, fx: float, eye_y: float) -> None:
+    """The nose (a filled triangle) and the mouth (a curved line)."""
+    aa, sh, col = cv2.LINE_AA, _SHIFT, _col
     # nose and mouth
     nose_top, nose_bot = eye_y + 4, eye_y + t["nose_len"]
     pts = np.array(

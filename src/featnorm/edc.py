@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -55,14 +55,10 @@ __all__ = [
     "IDEAL",
     "RANDOM",
     "EdcResult",
-    "EdcSettings",
     "discard_grid",
     "edc",
-    "evaluate",
     "fnmr_curve",
     "pair_quality",
-    "proxy_columns",
-    "scopes",
     "threshold_at_fmr",
 ]
 
@@ -238,13 +234,7 @@ def _curves(
             w = id_weights[r].astype(dtype)[:, codes_sorted[:length]]
             cw = np.cumsum(w, axis=1)[:, ends]
             target = grid[None, :] * total_w[r, None]
-            # the prefix must reach the largest target at a true block end
-            if length == n:
-                ok = np.ones(len(r), bool)
-            elif last_valid < 0:
-                ok = np.zeros(len(r), bool)
-            else:
-                ok = cw[:, last_valid] >= target[:, -1]
+            ok = _prefix_reaches(cw, target, last_valid, whole=length == n)
             left = total_w[r, None] - target
             for e_i, err in enumerate(errors_sorted):
                 ce = np.cumsum(np.where(err[None, :length], w, 0), axis=1)[:, ends]
@@ -256,6 +246,17 @@ def _curves(
             short.extend(r[~ok].tolist())
         rows = np.asarray(short, dtype=np.int64)
     return out
+
+
+def _prefix_reaches(
+    cw: np.ndarray, target: np.ndarray, last_valid: int, *, whole: bool
+) -> np.ndarray:
+    """Per replicate row of ``cw``: does the prefix reach the largest target at a block end?"""
+    if whole:
+        return np.ones(len(cw), bool)
+    if last_valid < 0:
+        return np.zeros(len(cw), bool)
+    return cw[:, last_valid] >= target[:, -1]
 
 
 def fnmr_curve(
@@ -343,6 +344,7 @@ def edc(
     ----------
     Grother & Tabassi (2007), doi:10.1109/TPAMI.2007.1019; ISO/IEC 29794-1 (module docstring).
     """
+    # long because: the docstring documents 10 parameters and 17 output columns; the body is short
     started = time.perf_counter()
     for name in (IDEAL, RANDOM):
         if name in qualities:
@@ -359,73 +361,15 @@ def edc(
     weights = np.vstack([np.ones((1, n_ids)), counts])  # row 0: the data itself
     thresholds = [threshold_at_fmr(impostor_scores, f) for f in fmrs]
     errors = [scores < np.float32(t) for t, _ in thresholds]
-    # fnmr_at_0 per replicate and fmr: weighted share of errors, from per-identity counts
-    pairs_per_id = np.bincount(codes, minlength=n_ids).astype(np.float64)
-    total_w = weights @ pairs_per_id
-    fnmr0 = np.stack(
-        [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
-    )  # (F, 1+B)
-
+    fnmr0 = _fnmr_at_0(weights, codes, n_ids, errors)  # (F, 1+B)
     proxies = dict(qualities)
     proxies[IDEAL] = scores.astype(np.float64)  # lowest score first = error order
-    paucs: dict[str, np.ndarray] = {}  # name -> (F, L, 1+B)
-    curve_rows = []
-    for name, q in proxies.items():
-        q = np.asarray(q, dtype=np.float64)
-        if len(q) != n:
-            raise ValueError(f"quality {name!r} has {len(q)} values for {n} genuine pairs")
-        curves = _curves(_discard_order(q), errors, weights, codes, grid)  # (F, 1+B, G)
-        paucs[name] = np.stack([_trapezoid(curves, grid, lim) for lim in limits], axis=1)
-        for f_i, fmr in enumerate(fmrs):
-            curve_rows.append(
-                pd.DataFrame(
-                    {"quality": name, "fmr": fmr, "discard_fraction": grid, "fnmr": curves[f_i, 0]}
-                )
-            )
+    paucs, curve_rows = _proxy_paucs(proxies, errors, weights, codes, grid, fmrs, limits)
     paucs[RANDOM] = np.stack([fnmr0 * lim for lim in limits], axis=1)
-    for f_i, fmr in enumerate(fmrs):
-        curve_rows.append(
-            pd.DataFrame(
-                {
-                    "quality": RANDOM,
-                    "fmr": fmr,
-                    "discard_fraction": grid,
-                    "fnmr": np.full(len(grid), fnmr0[f_i, 0]),
-                }
-            )
-        )
-    rows = []
-    raw = paucs.get(RAW_NORM)
-    for name, p in paucs.items():
-        n_missing = int(np.isnan(proxies[name]).sum()) if name in proxies else 0
-        for f_i, fmr in enumerate(fmrs):
-            for l_i, lim in enumerate(limits):
-                reps = p[f_i, l_i, 1:]
-                lo, hi = _percentile(reps, confidence)
-                row = {
-                    "quality": name,
-                    "fmr": fmr,
-                    "threshold": thresholds[f_i][0],
-                    "fmr_observed": thresholds[f_i][1],
-                    "discard_limit": lim,
-                    "pauc": p[f_i, l_i, 0],
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n_genuine": n,
-                    "n_impostor": len(impostor_scores),
-                    "n_identities": n_ids,
-                    "fnmr_at_0": fnmr0[f_i, 0],
-                    "n_no_quality": n_missing,
-                }
-                if raw is not None:
-                    d = p[f_i, l_i] - raw[f_i, l_i]
-                    row["delta_vs_feature_norm"] = d[0]
-                    row["delta_ci_low"], row["delta_ci_high"] = _percentile(d[1:], confidence)
-                else:
-                    row["delta_vs_feature_norm"] = row["delta_ci_low"] = np.nan
-                    row["delta_ci_high"] = np.nan
-                row["replicates"] = replicates
-                rows.append(row)
+    curve_rows += _random_curves(fnmr0, grid, fmrs)
+    counted = {"n_genuine": n, "n_impostor": len(impostor_scores), "n_identities": n_ids}
+    counted["replicates"] = replicates
+    rows = _pauc_rows(paucs, proxies, thresholds, fnmr0, fmrs, limits, confidence, counted)
     logger.info(
         "EDC of %d proxies on %d genuine / %d impostor pairs, %d replicates: %.1f s",
         len(proxies) + 1,
@@ -440,121 +384,96 @@ def edc(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# from the workflow's tables
-# ---------------------------------------------------------------------------------------------
-
-ALL_SCOPE = "all"
-LOWER_IS_BETTER = {"brisque"}  # negated so that every quality is higher = better
-
-
-def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
-    """The quality proxies present in ``samples``: the norm columns, BRISQUE, ``true_quality``."""
-    wanted = [*norm_columns, "brisque", "true_quality"]
-    return [c for c in wanted if c in samples.columns]
-
-
-def scopes(pairs: pd.DataFrame) -> list[str]:
-    """``all``, then every split stratum of ``pairs`` other than ``all`` and ``mixed``."""
-    names = (
-        []
-        if "split" not in pairs.columns
-        else sorted(s for s in pd.unique(pairs["split"]) if s not in (ALL_SCOPE, "mixed"))
+def _fnmr_at_0(
+    weights: np.ndarray, codes: np.ndarray, n_ids: int, errors: list[np.ndarray]
+) -> np.ndarray:
+    """FNMR without discarding, (F, 1+B): the weighted share of errors, per-identity counts."""
+    total_w = weights @ np.bincount(codes, minlength=n_ids).astype(np.float64)
+    return np.stack(
+        [weights @ np.bincount(codes, weights=e, minlength=n_ids) / total_w for e in errors]
     )
-    return [ALL_SCOPE, *names]
 
 
-@dataclass(frozen=True)
-class EdcSettings:
-    """The options of :func:`edc` (see there), as the workflow's ``evaluation:`` keys give them."""
-
-    fmrs: list[float]
-    limits: list[float]
-    step: float
-    replicates: int
-    confidence: float
-    seed: int
-
-
-def evaluate(
-    samples: pd.DataFrame,
-    pairs: pd.DataFrame,
-    *,
-    model: str,
-    proxies: list[str],
-    settings: EdcSettings,
-) -> EdcResult:
-    """``edc.csv`` and ``edc_curve.csv`` of one model, on all pairs and per split stratum.
-
-    Parameters
-    ----------
-    samples : DataFrame
-        ``samples.parquet``: ``sample_id``, ``label`` and the proxy columns.
-    pairs : DataFrame
-        ``pairs.parquet``: ``sample_id_a``, ``sample_id_b``, ``score``, ``genuine`` (+ ``split``).
-    proxies : list of str
-        Columns of ``samples`` to evaluate; those in ``LOWER_IS_BETTER`` are negated.
-    settings : EdcSettings
-
-    Returns
-    -------
-    EdcResult with ``model`` and ``split`` (``all`` or the stratum) in front of each table.
-    """
-    index = pd.Index(samples["sample_id"].to_numpy())
-    a = index.get_indexer(pairs["sample_id_a"].to_numpy())
-    b = index.get_indexer(pairs["sample_id_b"].to_numpy())
-    if (a < 0).any() or (b < 0).any():
-        raise ValueError(
-            f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
-            "samples.parquet; the pairs come from other samples: re-run draw_pairs"
+def _random_curves(fnmr0: np.ndarray, grid: np.ndarray, fmrs: list[float]) -> list[pd.DataFrame]:
+    """The random reference's curves: discarding at random leaves the FNMR where it was."""
+    return [
+        pd.DataFrame(
+            {
+                "quality": RANDOM,
+                "fmr": fmr,
+                "discard_fraction": grid,
+                "fnmr": np.full(len(grid), fnmr0[f_i, 0]),
+            }
         )
-    labels = samples["label"].to_numpy()
-    genuine = pairs["genuine"].to_numpy(bool)
-    if (labels[a][genuine] != labels[b][genuine]).any():
-        raise ValueError(
-            "a genuine pair joins two identities: pairs.parquet does not match "
-            "samples.parquet; re-run draw_pairs"
-        )
-    image_q = {}
-    for name in proxies:
-        q = samples[name].to_numpy(np.float64)
-        image_q[name] = -q if name in LOWER_IS_BETTER else q
-    tables, curves = [], []
-    for scope in scopes(pairs):
-        sel = (
-            np.ones(len(pairs), bool)
-            if scope == ALL_SCOPE
-            else (pairs["split"] == scope).to_numpy()
-        )
-        g = sel & genuine
-        imp = sel & ~genuine
-        if not g.any() or not imp.any():
-            logger.warning(
-                "scope %s: %d genuine, %d impostor pairs; no EDC",
-                scope,
-                int(g.sum()),
-                int(imp.sum()),
+        for f_i, fmr in enumerate(fmrs)
+    ]
+
+
+def _proxy_paucs(
+    proxies: dict[str, np.ndarray],
+    errors: list[np.ndarray],
+    weights: np.ndarray,
+    codes: np.ndarray,
+    grid: np.ndarray,
+    fmrs: list[float],
+    limits: list[float],
+) -> tuple[dict[str, np.ndarray], list[pd.DataFrame]]:
+    """pAUC (F, L, 1+B) of every proxy and its point-estimate curves (one frame per fmr)."""
+    n = len(codes)
+    paucs: dict[str, np.ndarray] = {}  # name -> (F, L, 1+B)
+    curve_rows = []
+    for name, q in proxies.items():
+        q = np.asarray(q, dtype=np.float64)
+        if len(q) != n:
+            raise ValueError(f"quality {name!r} has {len(q)} values for {n} genuine pairs")
+        curves = _curves(_discard_order(q), errors, weights, codes, grid)  # (F, 1+B, G)
+        paucs[name] = np.stack([_trapezoid(curves, grid, lim) for lim in limits], axis=1)
+        for f_i, fmr in enumerate(fmrs):
+            curve_rows.append(
+                pd.DataFrame(
+                    {"quality": name, "fmr": fmr, "discard_fraction": grid, "fnmr": curves[f_i, 0]}
+                )
             )
-            continue
-        qualities = {name: pair_quality(q, a[g], b[g]) for name, q in image_q.items()}
-        res = edc(
-            pairs["score"].to_numpy()[g],
-            labels[a[g]],
-            pairs["score"].to_numpy()[imp],
-            qualities,
-            **asdict(settings),
-        )
-        for frame, out in ((res.table, tables), (res.curves, curves)):
-            frame.insert(0, "split", scope)
-            frame.insert(0, "model", model)
-            out.append(frame)
-    if not tables:  # an empty result, not a failed workflow: the summary says why
-        logger.warning(
-            "no scope has both genuine and impostor pairs (they need identities with "
-            "two ok images, and two identities): edc.csv has no rows"
-        )
-        return EdcResult(
-            pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
-            pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
-        )
-    return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))
+    return paucs, curve_rows
+
+
+def _pauc_rows(
+    paucs: dict[str, np.ndarray],
+    proxies: dict[str, np.ndarray],
+    thresholds: list[tuple[float, float]],
+    fnmr0: np.ndarray,
+    fmrs: list[float],
+    limits: list[float],
+    confidence: float,
+    counted: dict[str, int],
+) -> list[dict]:
+    """EDC table rows per (quality, fmr, limit): pAUC, interval, difference to the raw norm."""
+    rows = []
+    raw = paucs.get(RAW_NORM)
+    for name, p in paucs.items():
+        n_missing = int(np.isnan(proxies[name]).sum()) if name in proxies else 0
+        for f_i, fmr in enumerate(fmrs):
+            for l_i, lim in enumerate(limits):
+                lo, hi = _percentile(p[f_i, l_i, 1:], confidence)
+                row = {
+                    "quality": name,
+                    "fmr": fmr,
+                    "threshold": thresholds[f_i][0],
+                    "fmr_observed": thresholds[f_i][1],
+                    "discard_limit": lim,
+                    "pauc": p[f_i, l_i, 0],
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    **counted,
+                    "fnmr_at_0": fnmr0[f_i, 0],
+                    "n_no_quality": n_missing,
+                }
+                if raw is not None:
+                    d = p[f_i, l_i] - raw[f_i, l_i]
+                    row["delta_vs_feature_norm"] = d[0]
+                    row["delta_ci_low"], row["delta_ci_high"] = _percentile(d[1:], confidence)
+                else:
+                    row["delta_vs_feature_norm"] = row["delta_ci_low"] = np.nan
+                    row["delta_ci_high"] = np.nan
+                rows.append(row)
+    return rows

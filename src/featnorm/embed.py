@@ -352,32 +352,15 @@ def embed_table(
         the decoding failure, or ``too_small``); ``resized`` bool (the image was not 112x112); ``embedding``
         (only with ``save_embeddings``) ndarray (512,) float16, None when status != "ok".
     """
-    missing = {"sample_id", "path"} - set(shard.columns)
-    if missing:
-        raise ValueError(f"shard lacks columns {sorted(missing)}; it needs sample_id and path")
-    if batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size}; it must be at least 1")
-    if workers < 0:
-        raise ValueError(f"workers = {workers}; it must be 0 (decode in-process) or more")
-    if min_side < 1:
-        raise ValueError(f"min_side = {min_side}; it must be at least 1 px")
-    if family not in FAMILY_LUTS:
-        raise ValueError(f"family {family!r} is not known; use one of {', '.join(FAMILY_LUTS)}")
+    # long because: the docstring documents its 12 parameters; the body is 30 lines
+    _check_table_options(shard, batch_size, workers, min_side, family)
     torch_device = resolve_device(device)
     _check_options(flip_fusion, precision, torch_device)
     options = EmbedOptions(family, torch_device, flip_fusion, precision, channels_last)
-
-    n = len(shard)
-    norms = np.full(n, np.nan, dtype=np.float32)
-    statuses = np.empty(n, dtype=object)
-    resized = np.zeros(n, dtype=bool)
-    embeddings: list[np.ndarray | None] | None = [None] * n if save_embeddings else None
-    n_batches = max(1, math.ceil(n / batch_size))
-    every = progress_every or max(1, math.ceil(n_batches / _PROGRESS_LINES))
     logger.info(
         "embedding %d images on %s (%s): family=%s batch_size=%d workers=%d min_side=%d "
         "flip_fusion=%s precision=%s channels_last=%s",
-        n,
+        len(shard),
         torch_device,
         device_name(torch_device),
         family,
@@ -397,6 +380,43 @@ def embed_table(
         worker_init_fn=decoding_worker_init if workers > 0 else None,
     )
     prepared = prepare_model(model, torch_device, channels_last=channels_last)
+    n_batches = max(1, math.ceil(len(shard) / batch_size))
+    every = progress_every or max(1, math.ceil(n_batches / _PROGRESS_LINES))
+    return _run_loader(loader, prepared, options, shard, save_embeddings, n_batches, every)
+
+
+def _check_table_options(
+    shard: pd.DataFrame, batch_size: int, workers: int, min_side: int, family: str
+) -> None:
+    """ValueError naming the value and what is allowed, for the arguments of embed_table."""
+    missing = {"sample_id", "path"} - set(shard.columns)
+    if missing:
+        raise ValueError(f"shard lacks columns {sorted(missing)}; it needs sample_id and path")
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size}; it must be at least 1")
+    if workers < 0:
+        raise ValueError(f"workers = {workers}; it must be 0 (decode in-process) or more")
+    if min_side < 1:
+        raise ValueError(f"min_side = {min_side}; it must be at least 1 px")
+    if family not in FAMILY_LUTS:
+        raise ValueError(f"family {family!r} is not known; use one of {', '.join(FAMILY_LUTS)}")
+
+
+def _run_loader(
+    loader: DataLoader,
+    prepared: nn.Module,
+    options: EmbedOptions,
+    shard: pd.DataFrame,
+    save_embeddings: bool,
+    n_batches: int,
+    every: int,
+) -> pd.DataFrame:
+    """Embed every batch of ``loader`` (shard order) into the table of :func:`embed_table`."""
+    n = len(shard)
+    norms = np.full(n, np.nan, dtype=np.float32)
+    statuses = np.empty(n, dtype=object)
+    resized = np.zeros(n, dtype=bool)
+    embeddings: list[np.ndarray | None] | None = [None] * n if save_embeddings else None
     started = time.perf_counter()
     start = 0
     with torch.inference_mode():
@@ -425,12 +445,11 @@ def embed_table(
     )
     if embeddings is not None:
         out["embedding"] = pd.Series(embeddings, dtype=object)
-    counts = out["status"].value_counts().to_dict()
     logger.info(
         "embedded %d images in %.1f s; statuses %s; %d resized to %dx%d",
         n,
         time.perf_counter() - started,
-        counts,
+        out["status"].value_counts().to_dict(),
         int(resized.sum()),
         INPUT_SIZE_PX,
         INPUT_SIZE_PX,

@@ -177,29 +177,41 @@ def impostor_pairs(
         keys = keys[keys >= 0]
         keys = np.sort(rng.choice(keys, size=want, replace=False))
     else:
-        keys = np.empty(0, np.int64)
-        for _ in range(_MAX_ROUNDS):
-            need = want - len(keys)
-            draw = int(need * 1.1) + 16
-            i = rng.integers(0, n_a, size=draw)
-            j = rng.integers(0, n_b, size=draw)
-            new = _keys(pos_a, pos_b, i, j, labels)
-            new = new[new >= 0]
-            # keep first occurrences in draw order, so the set is a uniform sample w/o replacement
-            merged = np.concatenate([keys, new])
-            _, first = np.unique(merged, return_index=True)
-            merged = merged[np.sort(first)]
-            keys = merged[:want]
-            if len(keys) == want:
-                break
-        else:  # pragma: no cover - needs an adversarial label layout
-            raise RuntimeError(
-                f"drew only {len(keys)} of {want} impostor pairs in {_MAX_ROUNDS} rounds (almost "
-                "all image pairs share an identity); lower evaluation.impostor_pairs"
-            )
-        keys = np.sort(keys)
+        keys = np.sort(_draw_keys(pos_a, pos_b, labels, (n_a, n_b), want, rng))
     n_total = len(labels)
     return keys // n_total, keys % n_total
+
+
+def _draw_keys(
+    pos_a: np.ndarray,
+    pos_b: np.ndarray | None,
+    labels: np.ndarray,
+    sizes: tuple[int, int],
+    want: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``want`` distinct cross-identity pair keys (unsorted), drawn uniformly with replacement
+    in rounds (``sizes``: images in group a and b) and deduplicated in draw order."""
+    n_a, n_b = sizes
+    keys = np.empty(0, np.int64)
+    for _ in range(_MAX_ROUNDS):
+        need = want - len(keys)
+        draw = int(need * 1.1) + 16
+        i = rng.integers(0, n_a, size=draw)
+        j = rng.integers(0, n_b, size=draw)
+        new = _keys(pos_a, pos_b, i, j, labels)
+        new = new[new >= 0]
+        # keep first occurrences in draw order, so the set is a uniform sample w/o replacement
+        merged = np.concatenate([keys, new])
+        _, first = np.unique(merged, return_index=True)
+        merged = merged[np.sort(first)]
+        keys = merged[:want]
+        if len(keys) == want:
+            return keys
+    raise RuntimeError(  # pragma: no cover - needs an adversarial label layout
+        f"drew only {len(keys)} of {want} impostor pairs in {_MAX_ROUNDS} rounds (almost "
+        "all image pairs share an identity); lower evaluation.impostor_pairs"
+    )
 
 
 def _keys(pos_a, pos_b, i, j, labels) -> np.ndarray:

@@ -236,6 +236,17 @@ def ground_truth(samples: pd.DataFrame, *, x_columns: list[str], model: str) -> 
     return fig
 
 
+def _level_text(row: pd.DataFrame, level: str) -> str:
+    """``r_<level> = +0.123 [+0.045, +0.201]`` from the decomposition row (``n/a`` when none)."""
+    if row.empty or not np.isfinite(row[f"r_{level}"].iloc[0]):
+        return f"r_{level} = n/a"
+    r = row.iloc[0]
+    return (
+        f"r_{level} = {r[f'r_{level}']:+.3f} "
+        f"[{r[f'r_{level}_ci_low']:+.3f}, {r[f'r_{level}_ci_high']:+.3f}]"
+    )
+
+
 def two_levels(
     samples: pd.DataFrame,
     decomposition: pd.DataFrame,
@@ -257,16 +268,6 @@ def two_levels(
     sizes = part.groupby("label").size()
     centred = part[[x, y]] - part.groupby("label")[[x, y]].transform("mean")
     row = decomposition[(decomposition["x"] == x) & (decomposition["y"] == y)]
-
-    def text(level: str) -> str:
-        if row.empty or not np.isfinite(row[f"r_{level}"].iloc[0]):
-            return f"r_{level} = n/a"
-        r = row.iloc[0]
-        return (
-            f"r_{level} = {r[f'r_{level}']:+.3f} "
-            f"[{r[f'r_{level}_ci_low']:+.3f}, {r[f'r_{level}_ci_high']:+.3f}]"
-        )
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.8))
     left.scatter(
         means[y],
@@ -279,7 +280,8 @@ def two_levels(
     left.set_xlabel(f"class mean {y}" + (" (lower = better)" if y == "brisque" else ""))
     left.set_ylabel(f"class mean {x}")
     left.set_title(
-        f"between classes: {text('between')}\n{len(means)} classes (area ~ size)", fontsize=8
+        f"between classes: {_level_text(row, 'between')}\n{len(means)} classes (area ~ size)",
+        fontsize=8,
     )
     if len(centred):
         hb = right.hexbin(
@@ -288,7 +290,9 @@ def two_levels(
         fig.colorbar(hb, ax=right, label="images (log)")
     right.set_xlabel(f"{y} minus its class mean")
     right.set_ylabel(f"{x} minus its class mean")
-    right.set_title(f"within classes: {text('within')}\n{len(centred)} images", fontsize=8)
+    right.set_title(
+        f"within classes: {_level_text(row, 'within')}\n{len(centred)} images", fontsize=8
+    )
     share = (
         ""
         if row.empty

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from featnorm.kendall import kendall_scores
+from featnorm.kendall import kendall_iid_p, kendall_replicates, kendall_scores
 
 logger = logging.getLogger(__name__)
 
@@ -279,42 +279,11 @@ def _iid_p(x: np.ndarray, y: np.ndarray, r: float, method: str) -> float:
     if not np.isfinite(r) or n < 3:
         return np.nan
     if method == "kendall":
-        return _kendall_iid_p(x, y, r)
+        return kendall_iid_p(x, y, r)
     if abs(r) >= 1:
         return 0.0
     t = r * np.sqrt((n - 2) / (1 - r * r))
     return float(2 * stats.t.sf(abs(t), n - 2))
-
-
-def _tie_sums(v: np.ndarray) -> tuple[float, float, float]:
-    """Over groups of t equal values: sum t(t-1), sum t(t-1)(t-2), sum t(t-1)(2t+5)."""
-    t = np.unique(v, return_counts=True)[1].astype(np.float64)
-    t = t[t > 1]
-    return (
-        float(np.sum(t * (t - 1))),
-        float(np.sum(t * (t - 1) * (t - 2))),
-        float(np.sum(t * (t - 1) * (2 * t + 5))),
-    )
-
-
-def _kendall_iid_p(x: np.ndarray, y: np.ndarray, tau_b: float) -> float:
-    """Two-sided normal-approximation p of Kendall's S with the tie-corrected variance.
-
-    ``var(S) = [n(n-1)(2n+5) - sum_x t(t-1)(2t+5) - sum_y u(u-1)(2u+5)] / 18
-    + sum_x t(t-1) sum_y u(u-1) / (2 n (n-1))
-    + sum_x t(t-1)(t-2) sum_y u(u-1)(u-2) / (9 n (n-1)(n-2))`` (Kendall 1970, ch. 4), the
-    test ``scipy.stats.kendalltau(method="asymptotic")`` makes; S is recovered from tau-b.
-    """
-    n = len(x)
-    m = n * (n - 1.0)
-    a2x, a3x, a5x = _tie_sums(x)
-    a2y, a3y, a5y = _tie_sums(y)
-    pairs = m / 2
-    s = tau_b * np.sqrt((pairs - a2x / 2) * (pairs - a2y / 2))
-    var = (m * (2 * n + 5) - a5x - a5y) / 18 + a2x * a2y / (2 * m) + a3x * a3y / (9 * m * (n - 2))
-    if var <= 0:
-        return np.nan
-    return float(2 * stats.norm.sf(abs(s) / np.sqrt(var)))
 
 
 def bootstrap_p(reps: np.ndarray, *, null: float = 0.0) -> float:
@@ -409,23 +378,44 @@ def correlate(
     r, reps = correlation_replicates(x, y, codes, method=method, weights=weights)
     if not np.isfinite(r):
         flags.append("x or y is constant")
-    boot_ci = (np.nan, np.nan, 0)
-    if weights is None:
-        flags.append("no bootstrap requested")
-    elif n_classes < 2:
-        flags.append("single class: the cluster bootstrap is undefined")
-    elif np.isfinite(r):
-        boot_ci = _percentile_ci(reps, confidence)
-        if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
-            flags.append(
-                f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined; "
-                "interval not reported"
-            )
-            boot_ci = (np.nan, np.nan, boot_ci[2])
+    boot_ci = _bootstrap_interval(r, reps, weights, n_classes, confidence, flags)
     p_boot = _boot_ps(r, reps, boot_ci)
     naive = fisher_z_interval(r, n, method=method, confidence=confidence)
     p_iid = _iid_p(x, y, r, method)
     return _result(r, n, n_classes, boot_ci, naive, p_boot, p_iid, flags)
+
+
+def _bootstrap_interval(
+    r: float,
+    reps: np.ndarray,
+    weights: np.ndarray | None,
+    n_classes: int,
+    confidence: float,
+    flags: list[str],
+) -> tuple[float, float, int]:
+    """(low, high, finite replicates) of the percentile interval of r, or NaN with a flag.
+
+    The interval is NaN, and a reason is appended to ``flags``, when no bootstrap was
+    requested (``weights`` None), when there is a single class, or when fewer than
+    ``_MIN_VALID_REPLICATES`` of the B replicates in ``reps`` (shape (B,)) are finite. It is
+    NaN without a flag when r itself is NaN (the caller flags that).
+    """
+    if weights is None:
+        flags.append("no bootstrap requested")
+        return (np.nan, np.nan, 0)
+    if n_classes < 2:
+        flags.append("single class: the cluster bootstrap is undefined")
+        return (np.nan, np.nan, 0)
+    if not np.isfinite(r):
+        return (np.nan, np.nan, 0)
+    boot_ci = _percentile_ci(reps, confidence)
+    if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
+        flags.append(
+            f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined; "
+            "interval not reported"
+        )
+        return (np.nan, np.nan, boot_ci[2])
+    return boot_ci
 
 
 def _boot_ps(r: float, reps: np.ndarray, boot_ci: tuple) -> tuple[float, float]:
@@ -481,19 +471,9 @@ def correlation_replicates(
     about like 1 / N: RMS 0.0049 / 0.0044 at 542 rows, 0.0007 / 0.0004 at 7,863 rows.
     """
     _check_method(method)
-    n = len(x)
     g = _class_count(codes, weights)
     if method == "kendall":
-        s, r = kendall_scores(x, y)
-        if weights is None or not np.isfinite(r):
-            return r, np.full(0, np.nan)
-        tau_a = float(s.sum() / (n * (n - 1)))
-        k = r / tau_a if tau_a != 0 else 1.0
-        h_sum = np.bincount(codes, weights=s / (n - 1), minlength=g)
-        size = np.bincount(codes, minlength=g).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_h = (weights @ h_sum) / (weights @ size)
-        return r, np.clip(r + 2 * k * (mean_h - tau_a), -1, 1)
+        return kendall_replicates(x, y, codes, weights, g)
     if method == "spearman":
         x, y = _average_rank(x), _average_rank(y)
     xc, yc = x - x.mean(), y - y.mean()
@@ -579,18 +559,10 @@ def partial_correlation(
     if not np.isfinite(r):
         flags.append("x, y or z is constant, or z explains x or y exactly")
     reps = np.full(0, np.nan)
-    boot_ci = (np.nan, np.nan, 0)
-    if weights is None:
-        flags.append("no bootstrap requested")
-    elif n_classes < 2:
-        flags.append("single class: the cluster bootstrap is undefined")
-    elif np.isfinite(r):
+    if weights is not None and n_classes >= 2 and np.isfinite(r):
         boot = (weights @ sums.reshape(g, -1)).reshape(-1, 4, 4)
         reps = partial(correlation_from_sums(boot))
-        boot_ci = _percentile_ci(reps, confidence)
-        if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
-            flags.append(f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined")
-            boot_ci = (np.nan, np.nan, boot_ci[2])
+    boot_ci = _bootstrap_interval(r, reps, weights, n_classes, confidence, flags)
     p_boot = _boot_ps(r, reps, boot_ci)
     naive = fisher_z_interval(r, n - 1, method="pearson", confidence=confidence)
     p_iid = _iid_p(x[:-1], y[:-1], r, "pearson")

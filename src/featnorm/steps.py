@@ -1,8 +1,8 @@
 """The registry of ``python -m featnorm`` steps, and what several steps share.
 
-``featnorm.cli`` (ingestion, per-image and analysis steps) and ``featnorm.cli_evaluation`` (pairs,
-EDC) register their handlers here with ``@step``; ``featnorm.cli.build_parser`` makes one
-subcommand per entry.
+The ``featnorm.cli_*`` modules (``cli_data``, ``cli_train``, ``cli_brisque``, ``cli_embed``,
+``cli_analysis``, ``cli_evaluation``) register their handlers here with ``@step``;
+``featnorm.cli.build_parser`` imports them and makes one subcommand per entry.
 """
 
 from __future__ import annotations

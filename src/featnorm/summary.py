@@ -56,6 +56,26 @@ def _pick(c: pd.DataFrame, x: str, y: str, method: str) -> pd.Series | None:
     return None if sel.empty else sel.iloc[0]
 
 
+def _brisque_lines(c: pd.DataFrame) -> list[str]:
+    """One line per norm column: its Pearson r with BRISQUE and what the sign means."""
+    lines = []
+    for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
+        row = _pick(c, x, "brisque", "pearson")
+        if row is None:
+            continue
+        agree = ""
+        if _excludes_zero(row):
+            agree = (
+                " — agrees with BRISQUE (higher norm, better image)"
+                if row["r"] < 0
+                else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)"
+            )
+        else:
+            agree = " — not distinguishable from zero"
+        lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{agree}.")
+    return lines
+
+
 def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
     c = res.correlations
     s = res.samples
@@ -86,20 +106,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             f"- Class-size effect: the mean feature norm of a class {verdict} with the "
             f"class size (Spearman over classes {_fmt(size, over_classes=True)})."
         )
-    for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
-        row = _pick(c, x, "brisque", "pearson")
-        if row is None:
-            continue
-        agree = ""
-        if _excludes_zero(row):
-            agree = (
-                " — agrees with BRISQUE (higher norm, better image)"
-                if row["r"] < 0
-                else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)"
-            )
-        else:
-            agree = " — not distinguishable from zero"
-        lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{agree}.")
+    lines.extend(_brisque_lines(c))
     part = _pick(c, "feature_norm", "brisque | log class_size", "partial_pearson")
     if part is not None:
         lines.append(f"- Partial r(feature_norm, BRISQUE | log class size) = {_fmt(part)}.")

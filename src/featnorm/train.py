@@ -3,9 +3,14 @@
 There is no pretrained face model on a fresh machine, so the demo trains one on the demo
 dataset. The head follows the AdaFace paper (Kim, Jain & Liu, CVPR 2022,
 doi:10.1109/CVPR52688.2022.01819) with the official recipe values m = 0.4, h = 0.333, s = 64 and
-an EMA momentum of 0.01 for the batch statistics of the feature norm. The checkpoint is written in
+an EMA momentum of 0.01 for the batch statistics of the feature norm. The checkpoint is built in
 the official Lightning layout (``state_dict`` with ``model.*`` backbone keys and the ``head.*``
 entries) and is then read back by :func:`featnorm.models.load`, like any user checkpoint.
+
+``load_training_images`` decodes the training split and ``train_demo_model`` trains on it and
+returns the checkpoint and the curve without touching a file; the ``train-demo`` step
+(:mod:`featnorm.cli_train`) sets torch's threads, seeds torch's default generator, reads the
+manifest and writes the outputs.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,12 +28,19 @@ from torch.nn import functional as F
 
 from featnorm import models
 from featnorm.analysis import training_images
-from featnorm.io import atomic_path, write_text
 from featnorm.models.preprocessing import FAMILY_LUTS
 from featnorm.sources import read_image
 from featnorm.status import OK
 
-__all__ = ["PRECISIONS", "AdaFaceHead", "resolve_precision", "train_demo_model"]
+__all__ = [
+    "PRECISIONS",
+    "AdaFaceHead",
+    "TrainingImages",
+    "TrainingResult",
+    "load_training_images",
+    "resolve_precision",
+    "train_demo_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,35 +157,50 @@ def _lr_at(step: int, total: int, peak: float) -> float:
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def train_demo_model(
-    manifest: pd.DataFrame,
-    output: str,
-    *,
-    arch: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    threads: int,
-    precision: str = "auto",
-    curve_output: str | None = None,
-) -> dict[str, float]:
-    """Train ``arch`` with the AdaFace head on the manifest's training images; write the checkpoint.
+@dataclass(frozen=True)
+class TrainingImages:
+    """The decoded training split of a manifest (:func:`load_training_images`).
 
-    Trains on the rows of :func:`featnorm.analysis.training_images`, skipping images that cannot be decoded (counted
-    by status in the log). The pixels stay in memory as one uint8 tensor; each batch is flipped
-    horizontally at random (as in AdaFace training) and mapped to [-1, 1] through the AdaFace
-    lookup table. ``precision`` ``bf16`` runs forward and backward under CPU bf16 autocast (the
-    head, the loss and the weights stay float32); ``auto`` picks it where the CPU has native bf16.
-    The per-epoch curve (loss, training accuracy = argmax of the margin-free cosine, measured on
-    the augmented batches while training, learning rate at the epoch's end) is logged with the
-    epoch's throughput and, with ``curve_output``, written as CSV. Returns the final epoch's row of that curve.
+    pixels : Tensor of shape (M, 3, 112, 112), uint8, BGR: the M usable images.
+    labels : Tensor of shape (M,), int64: their class index.
+    classes : int: number of classes of the manifest (largest label + 1, held-out ones included,
+        so the head's width matches the manifest's labels).
+    skipped : dict of str to int: images that could not be decoded, counted by status.
     """
-    torch.set_num_threads(threads)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # module initialisation draws from the default generator
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    classes: int
+    skipped: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`train_demo_model` returns.
+
+    checkpoint : dict in the official Lightning layout (``state_dict`` with ``model.*`` backbone
+        and ``head.*`` entries, ``hyper_parameters``), ready for ``torch.save``.
+    curve : DataFrame, one row per epoch: ``epoch`` (1-based), ``loss`` (mean cross-entropy of
+        the epoch's batches), ``train_accuracy`` in [0, 1] (argmax of the margin-free cosine on
+        the augmented batches, higher is better) and ``lr_end`` (learning rate of its last step).
+    """
+
+    checkpoint: dict
+    curve: pd.DataFrame
+
+
+def load_training_images(manifest: pd.DataFrame) -> TrainingImages:
+    """Decode the rows of :func:`featnorm.analysis.training_images` of ``manifest``.
+
+    ``manifest`` needs ``path`` and ``label`` columns (and ``split`` where images are held out).
+    Images that cannot be decoded are skipped, not fatal: they are counted by status and logged.
+
+    Raises
+    ------
+    ValueError
+        When none of the training images can be decoded.
+    """
     started = time.perf_counter()
-    cpu_started = time.process_time()
     rows = training_images(manifest)
     table = manifest[rows.to_numpy()]
     logger.info("training split: %d of %d manifest images", len(table), len(manifest))
@@ -184,121 +212,179 @@ def train_demo_model(
         )
     labels = torch.tensor(table["label"].to_numpy()[usable], dtype=torch.long)
     classes = int(manifest["label"].max()) + 1
-    lut = torch.from_numpy(FAMILY_LUTS["adaface"])
-    resolved = resolve_precision(precision)
     logger.info(
-        "loaded %d images of %d classes in %.1f s; precision %s (asked %s), batch %d, "
-        "peak lr %g, %d epochs",
+        "loaded %d images of %d classes in %.1f s",
         len(pixels),
         classes,
         time.perf_counter() - started,
+    )
+    return TrainingImages(pixels, labels, classes, {k: int(v) for k, v in skipped.items()})
+
+
+def train_demo_model(
+    images: TrainingImages,
+    *,
+    arch: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    precision: str = "auto",
+) -> TrainingResult:
+    """Train ``arch`` with the AdaFace head on decoded training images; no file is touched.
+
+    Each batch is flipped horizontally at random (as in AdaFace training) and mapped to [-1, 1]
+    through the AdaFace lookup table. ``precision`` ``bf16`` runs forward and backward under CPU
+    bf16 autocast (the head, the loss and the weights stay float32); ``auto`` picks it where the
+    CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`_lr_at`). The batch
+    order, the flips and the head's kernel draw from a generator seeded with ``seed``; the
+    backbone's initial weights draw from torch's default generator, which the caller seeds (the
+    ``train-demo`` step calls ``torch.manual_seed(seed)`` first) along with torch's threads.
+    The per-epoch curve is logged with the epoch's throughput and returned.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    clocks = (time.perf_counter(), time.process_time())
+    resolved = resolve_precision(precision)
+    logger.info(
+        "training on %d images of %d classes; precision %s (asked %s), batch %d, peak lr %g, "
+        "%d epochs",
+        len(images.pixels),
+        images.classes,
         resolved,
         precision,
         batch_size,
         lr,
         epochs,
     )
-
     backbone = models.build("adaface", arch)
-    head = AdaFaceHead(classes, generator=generator)
+    head = AdaFaceHead(images.classes, generator=generator)
     params = list(backbone.parameters()) + list(head.parameters())
     optimiser = torch.optim.SGD(params, lr=lr, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY)
-    steps_per_epoch = math.ceil(len(pixels) / batch_size)
-    total, step = epochs * steps_per_epoch, 0
-    curve = []
+    run = _Run(backbone, head, optimiser, generator, resolved, batch_size, lr, *clocks)
+    run.total = epochs * math.ceil(len(images.pixels) / batch_size)
     backbone.train()
-    for epoch in range(epochs):
-        epoch_started = time.perf_counter()
-        order = torch.randperm(len(pixels), generator=generator)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:
-                continue  # BatchNorm needs two samples
-            x, y = pixels[idx], labels[idx]
-            flip = torch.rand(len(idx), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            x = lut[x.long()]
-            for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, total, lr)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolved == "bf16"):
-                embedding, norm = backbone(x)
-            embedding, norm = embedding.float(), norm.float()
-            logits = head(embedding, norm, y)
-            loss = F.cross_entropy(logits, y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            step += 1
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
-            with torch.no_grad():
-                correct += int(((embedding @ F.normalize(head.kernel, dim=0)).argmax(1) == y).sum())
-            if step % _LOG_EVERY_STEPS == 0:
-                logger.info(
-                    "epoch %d step %d/%d loss %.3f (%.0f s)",
-                    epoch + 1,
-                    step,
-                    total,
-                    loss.item(),
-                    time.perf_counter() - started,
-                )
-        epoch_s = time.perf_counter() - epoch_started
-        # the curve holds what the run computes (identical across runs); timings go to the log
-        curve.append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss_sum / seen,
-                "train_accuracy": correct / seen,
-                "lr_end": _lr_at(step - 1, total, lr),
-            }
-        )
-        logger.info(
-            "epoch %d/%d: mean loss %.3f, train accuracy %.3f, %.0f img/s (%.1f s; "
-            "CPU %.1f s in all)",
-            epoch + 1,
-            epochs,
-            curve[-1]["loss"],
-            curve[-1]["train_accuracy"],
-            seen / epoch_s,
-            epoch_s,
-            time.process_time() - cpu_started,
-        )
-    summary = {"loss": curve[-1]["loss"], "train_accuracy": curve[-1]["train_accuracy"]}
+    curve = [_train_epoch(run, images, epoch, epochs) for epoch in range(epochs)]
+    hyper = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    checkpoint = _checkpoint(run, images, {**hyper, "precision": resolved}, curve[-1])
+    logger.info(
+        "trained in %.1f s (CPU %.1f s); final train accuracy %.3f",
+        time.perf_counter() - run.started,
+        time.process_time() - run.cpu_started,
+        curve[-1]["train_accuracy"],
+    )
+    return TrainingResult(checkpoint, pd.DataFrame(curve))
 
-    checkpoint = {
-        "epoch": epochs,
-        "global_step": step,
+
+@dataclass
+class _Run:
+    """The state one training run carries from batch to batch."""
+
+    backbone: nn.Module
+    head: AdaFaceHead
+    optimiser: torch.optim.Optimizer
+    generator: torch.Generator
+    precision: str  # resolved: fp32 or bf16
+    batch_size: int
+    peak_lr: float
+    started: float  # time.perf_counter() at the start, for the log
+    cpu_started: float  # time.process_time() at the start, for the log
+    epoch: int = 0  # the epoch under way, 0-based
+    total: int = 0  # optimiser steps of the whole run
+    step: int = 0  # optimiser steps taken so far
+
+
+def _train_epoch(run: _Run, images: TrainingImages, epoch: int, epochs: int) -> dict:
+    """Epoch ``epoch`` (0-based): one pass over the images in a fresh random order; returns the
+    epoch's curve row."""
+    run.epoch = epoch
+    epoch_started = time.perf_counter()
+    lut = torch.from_numpy(FAMILY_LUTS["adaface"])
+    order = torch.randperm(len(images.pixels), generator=run.generator)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for start in range(0, len(order), run.batch_size):
+        idx = order[start : start + run.batch_size]
+        if len(idx) < 2:
+            continue  # BatchNorm needs two samples
+        loss, batch_correct = _train_step(run, images.pixels[idx], images.labels[idx], lut)
+        loss_sum += loss * len(idx)
+        seen += len(idx)
+        correct += batch_correct
+    epoch_s = time.perf_counter() - epoch_started
+    # the curve holds what the run computes (identical across runs); timings go to the log
+    row = {
+        "epoch": run.epoch + 1,
+        "loss": loss_sum / seen,
+        "train_accuracy": correct / seen,
+        "lr_end": _lr_at(run.step - 1, run.total, run.peak_lr),
+    }
+    logger.info(
+        "epoch %d/%d: mean loss %.3f, train accuracy %.3f, %.0f img/s (%.1f s; CPU %.1f s in all)",
+        run.epoch + 1,
+        epochs,
+        row["loss"],
+        row["train_accuracy"],
+        seen / epoch_s,
+        epoch_s,
+        time.process_time() - run.cpu_started,
+    )
+    return row
+
+
+def _train_step(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, lut: torch.Tensor
+) -> tuple[float, int]:
+    """One optimiser step on uint8 images ``x`` (B, 3, 112, 112) with labels ``y`` (B,).
+
+    Returns the batch's mean loss and how many of its images the margin-free cosine classifies
+    correctly.
+    """
+    flip = torch.rand(len(x), generator=run.generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    x = lut[x.long()]
+    for group in run.optimiser.param_groups:
+        group["lr"] = _lr_at(run.step, run.total, run.peak_lr)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.precision == "bf16"):
+        embedding, norm = run.backbone(x)
+    embedding, norm = embedding.float(), norm.float()
+    logits = run.head(embedding, norm, y)
+    loss = F.cross_entropy(logits, y)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    run.step += 1
+    with torch.no_grad():
+        correct = int(((embedding @ F.normalize(run.head.kernel, dim=0)).argmax(1) == y).sum())
+    if run.step % _LOG_EVERY_STEPS == 0:
+        logger.info(
+            "epoch %d step %d/%d loss %.3f (%.0f s)",
+            run.epoch + 1,
+            run.step,
+            run.total,
+            loss.item(),
+            time.perf_counter() - run.started,
+        )
+    return loss.item(), correct
+
+
+def _checkpoint(run: _Run, images: TrainingImages, hyper: dict, last: dict) -> dict:
+    """The checkpoint in the official Lightning layout, with the run's settings and outcome."""
+    return {
+        "epoch": hyper["epochs"],
+        "global_step": run.step,
         "state_dict": {
-            **{f"model.{k}": v for k, v in backbone.state_dict().items()},
-            **{f"head.{k}": v for k, v in head.state_dict().items()},
+            **{f"model.{k}": v for k, v in run.backbone.state_dict().items()},
+            **{f"head.{k}": v for k, v in run.head.state_dict().items()},
         },
         "hyper_parameters": {
-            "arch": arch,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "precision": resolved,
+            **hyper,
             "m": MARGIN_M,
             "h": MARGIN_H,
             "s": SCALE_S,
             "t_alpha": NORM_EMA_MOMENTUM,
-            "classes": classes,
-            "train_images": len(pixels),
-            "skipped_images": int(skipped.sum()) if len(skipped) else 0,
-            **summary,
+            "classes": images.classes,
+            "train_images": len(images.pixels),
+            "skipped_images": sum(images.skipped.values()),
+            "loss": last["loss"],
+            "train_accuracy": last["train_accuracy"],
         },
     }
-    with atomic_path(output) as tmp:
-        torch.save(checkpoint, tmp)
-    if curve_output is not None:
-        write_text(pd.DataFrame(curve).to_csv(index=False, float_format="%.6g"), curve_output)
-    logger.info(
-        "trained in %.1f s (CPU %.1f s) -> %s; final train accuracy %.3f",
-        time.perf_counter() - started,
-        time.process_time() - cpu_started,
-        output,
-        summary["train_accuracy"],
-    )
-    return curve[-1]

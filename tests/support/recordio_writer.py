@@ -149,6 +149,39 @@ def _check_label(label: int) -> int:
     return int(label)
 
 
+def _start_classes(starts: list[int], label: int, key: int) -> None:
+    """Record in ``starts`` that class ``label`` (and any skipped one before it) starts at image
+    record ``key``; ValueError when labels go backwards or ``key`` is beyond float32."""
+    if label < len(starts) - 1:
+        raise ValueError(
+            f"label {label} arrives after label {len(starts) - 1}; with identity records "
+            "each class must be one contiguous run in ascending label order: sort the "
+            "images by label"
+        )
+    while len(starts) <= label:  # new class (and empty ones for skipped labels)
+        starts.append(key)
+    if key >= FLOAT32_EXACT_INT:
+        raise ValueError(
+            f"record index {key} exceeds {FLOAT32_EXACT_INT}: identity ranges are "
+            "float32 and cannot address it"
+        )
+
+
+def _write_identities(writer: RecordIOWriter, starts: list[int], *, end: int) -> None:
+    """Header record 0 and one identity record per class after the image records (which end
+    before record ``end``), as insightface's files have them."""
+    n_identities = len(starts)
+    first_identity = end
+    writer.write(
+        0,
+        pack(RecordHeader(IDENTITY_FLAG, [first_identity, first_identity + n_identities])),
+    )
+    bounds = [*starts, end]
+    for k in range(n_identities):
+        key = first_identity + k
+        writer.write(key, pack(RecordHeader(IDENTITY_FLAG, bounds[k : k + 2], key, 0)))
+
+
 def write_recordio(
     root: str | os.PathLike,
     records: Mapping[int, Iterable[bytes]] | Iterable[tuple[int, bytes]],
@@ -188,30 +221,16 @@ def write_recordio(
     payload contains the magic word at a 4-byte-aligned offset; like dmlc-core's writer, this
     writer splits it there into continuation parts (flags 1, 2..., 3) and the reader rejoins them.
     """
-    root = Path(root)
     extras = [float(v) for v in label_extras]
-    rec_path, idx_path = root / REC_NAME, root / IDX_NAME
+    rec_path, idx_path = Path(root) / REC_NAME, Path(root) / IDX_NAME
     first_key = 1 if identity_records else 0
-    starts: list[int] = []  # image record where class k starts (identity mode)
-    n_images = 0
+    starts, n_images = [], 0  # starts[k]: image record where class k starts (identity mode)
     with RecordIOWriter(rec_path, idx_path) as writer:
         for label, data in _iter_labelled(records):
             label = _check_label(label)
             key = first_key + n_images
             if identity_records:
-                if label < len(starts) - 1:
-                    raise ValueError(
-                        f"label {label} arrives after label {len(starts) - 1}; with identity records "
-                        "each class must be one contiguous run in ascending label order: sort the "
-                        "images by label"
-                    )
-                while len(starts) <= label:  # new class (and empty ones for skipped labels)
-                    starts.append(key)
-                if key >= FLOAT32_EXACT_INT:
-                    raise ValueError(
-                        f"record index {key} exceeds {FLOAT32_EXACT_INT}: identity ranges are "
-                        "float32 and cannot address it"
-                    )
+                _start_classes(starts, label, key)
             stored: float | list[float] = [float(label), *extras] if extras else float(label)
             writer.write(key, pack(RecordHeader(0, stored, key, 0), data))
             n_images += 1
@@ -219,17 +238,7 @@ def write_recordio(
                 logger.info("wrote %d image records to %s", n_images, rec_path)
         if n_images == 0:
             raise ValueError("no images were given; a RecordIO dataset needs at least one")
-        n_identities = len(starts)
         if identity_records:
-            end = first_key + n_images
-            first_identity = end
-            writer.write(
-                0,
-                pack(RecordHeader(IDENTITY_FLAG, [first_identity, first_identity + n_identities])),
-            )
-            bounds = [*starts, end]
-            for k in range(n_identities):
-                key = first_identity + k
-                writer.write(key, pack(RecordHeader(IDENTITY_FLAG, bounds[k : k + 2], key, 0)))
-    logger.info("wrote %s: %d images, %d identity records", rec_path, n_images, n_identities)
-    return RecordIOSummary(rec_path, idx_path, n_images, n_identities)
+            _write_identities(writer, starts, end=first_key + n_images)
+    logger.info("wrote %s: %d images, %d identity records", rec_path, n_images, len(starts))
+    return RecordIOSummary(rec_path, idx_path, n_images, len(starts))

@@ -66,7 +66,7 @@ one OpenCV or BLAS pass over reused buffers, and scale 1 is processed one image 
 for the sums than stacking several images). The local mean and E[I^2] are two separable filter
 calls (with the negated kernel, so that ``cv2.accumulateSquare`` and ``cv2.accumulate`` form
 mu^2 - E[I^2] and I - mu in place); the neighbour-product sums are BLAS dot products of four
-maps of the MSCN image with its shifted selves, corrected along the edges (see ``_MAPS`` and
+maps of the MSCN image with its shifted selves, corrected along the edges (see ``SUM_MAPS`` and
 :func:`_edge_corrections`), not masked reductions. The half-scale images of :data:`CHUNK_PIXELS`
 worth of same-size images are stacked with zero rows between them (exactly each one's zero
 padding) and their MSCN is one call; the edge corrections, the shape fits (one binary search on
@@ -101,8 +101,8 @@ Mittal, Moorthy & Bovik, "BRISQUE Software Release" (2011) and "No Reference Ima
 Assessment in the Spatial Domain" (IEEE TIP 21(12), 2012, doi:10.1109/TIP.2012.2214050) when
 publishing results.
 
-Modules: ``mscn`` (constants, input policy, per-pixel stages, the 36 features), ``svr`` (the
-libsvm model and the shipped LIVE model), ``driver`` (``score`` and the per-shard table). Thread
+Modules: ``mscn`` (constants, input policy, per-pixel stages, the 36 features), ``ggd`` (the
+GGD and AGGD fits of the per-scale sums), ``svr`` (the libsvm model and the shipped LIVE model), ``driver`` (``score`` and the per-shard table). Thread
 control (OpenCV, OpenBLAS) lives with every other step's in ``featnorm.threads``.
 """
 

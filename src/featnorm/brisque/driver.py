@@ -75,6 +75,31 @@ def output_params(*, save_features: bool, precision: str = DEFAULT_PRECISION) ->
     }
 
 
+def _score_files(
+    paths: list[str], *, batch_size: int, precision: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode and score ``paths`` in batches: scores (N,) float64, features (N, 36) float64 and
+    statuses (N,) object; NaN where the status is not ``ok``."""
+    model = live_model()
+    n = len(paths)
+    scores = np.full(n, np.nan)
+    feats = np.full((n, N_FEATURES), np.nan)
+    status = np.empty(n, dtype=object)
+    for a in range(0, n, batch_size):
+        decoded = [read_image(p) for p in paths[a : a + batch_size]]
+        good = [k for k, d in enumerate(decoded) if d.ok]
+        for k, d in enumerate(decoded):
+            status[a + k] = d.status
+        if good:
+            f, st = features_and_status([decoded[k].image for k in good], precision=precision)
+            rows = a + np.asarray(good)
+            feats[rows] = f
+            scores[rows] = model.predict(f)
+            status[rows] = st
+        logger.info("brisque: %d / %d images", min(a + batch_size, n), n)
+    return scores, feats, status
+
+
 def score_table(
     shard: pd.DataFrame,
     *,
@@ -115,24 +140,8 @@ def score_table(
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive integer")
     set_threads(threads)
-    model = live_model()
-    n = len(shard)
-    scores = np.full(n, np.nan)
-    feats = np.full((n, N_FEATURES), np.nan)
-    status = np.empty(n, dtype=object)
     paths = shard["path"].astype(str).tolist()
-    for a in range(0, n, batch_size):
-        decoded = [read_image(p) for p in paths[a : a + batch_size]]
-        good = [k for k, d in enumerate(decoded) if d.ok]
-        for k, d in enumerate(decoded):
-            status[a + k] = d.status
-        if good:
-            f, st = features_and_status([decoded[k].image for k in good], precision=precision)
-            rows = a + np.asarray(good)
-            feats[rows] = f
-            scores[rows] = model.predict(f)
-            status[rows] = st
-        logger.info("brisque: %d / %d images", min(a + batch_size, n), n)
+    scores, feats, status = _score_files(paths, batch_size=batch_size, precision=precision)
     out = pd.DataFrame(
         {
             "sample_id": shard["sample_id"].to_numpy(dtype=np.int64),

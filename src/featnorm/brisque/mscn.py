@@ -1,7 +1,8 @@
 """BRISQUE's 36 features: the MSCN coefficients at two scales, their sums and the fitted shapes.
 
 Constants, per-pixel stages (MSCN, neighbour products, the half-scale image) and the input policy
-of ``featnorm.brisque``'s docstring; ``features_and_status`` is the entry point.
+of ``featnorm.brisque``'s docstring; ``features_and_status`` is the entry point. The fits that
+turn the per-scale sums into features are in :mod:`featnorm.brisque.ggd`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from functools import cache
 
 import cv2
 import numpy as np
-from scipy.special import gammaln
 
+from featnorm.brisque.ggd import N_BASE, N_PAIR, N_SUMS, SUM_MAPS, features_from_sums
 from featnorm.images import to_uint8
 from featnorm.status import (
     DEGENERATE_FEATURES,
@@ -32,7 +33,6 @@ WINDOW_SIZE = 7  # fspecial('gaussian', 7, 7/6)
 WINDOW_SIGMA = 7.0 / 6.0
 WINDOW_HALF = WINDOW_SIZE // 2  # rows/columns of zero padding the window reaches beyond the image
 MSCN_C = 1.0  # stabilising constant on the 0..255 scale: (I - mu) / (sigma + 1)
-SHAPE_GRID = 0.2 + 0.001 * np.arange(9801)  # 0.2:0.001:10, the shape values the fits may return
 # imresize(I, 0.5) with antialiasing: the bicubic kernel (a = -0.5) stretched by 2, sampled at the
 # half-pixel offsets +-0.5, +-1.5, +-2.5, +-3.5 around the output centre, weights / 2 (sum 1).
 _CUBIC_AT = np.array([1.75, 1.25, 0.75, 0.25])  # |offset| / 2 for the taps -3.5 .. -0.5
@@ -81,11 +81,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
 )
 N_FEATURES = len(FEATURE_NAMES)  # 36
 
-# Raw sums per scale, additive over strips: [n, sum s^2, sum |s|, n_active] then per shift
-# the dot products T of _MAPS: [sum p^2, sum sign(p) p^2, sum |p|, sum sign(p), n_{p!=0}].
-_N_BASE = 4
-_N_PAIR = 5
-_N_SUMS = _N_BASE + 4 * _N_PAIR
+# The raw sums per scale, their layout and their fit: featnorm.brisque.ggd.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +191,6 @@ def _mscn(
 # columns (wrap-around instead of the neighbouring row); see :func:`_edge_corrections`.
 # An image's maps are made and dotted right after its MSCN, while its arrays are in the CPU cache
 # (a 250x250 float32 map is 250 kB): measured 2.5x faster than stacking several images' maps.
-_MAPS = ("sq", "sabs", "abs", "sign", "nz")
 _N_LAGS = 4  # partners (i, j-1), (i-1, j), (i-1, j-1), (i-1, j+1): lags 1, W, W+1, W-1
 _SIGN_BIT = np.uint32(0x80000000)
 _ONE_BITS = np.uint32(0x3F800000)  # float32 1.0
@@ -210,7 +205,7 @@ def _block_sums(
     ``interior``: rows, columns of the block farther than the window's reach from the image
     border, for the near-flat count (None: not counted, NaN).
 
-    Returns ``sums`` (_N_SUMS,) float64 whose pair entries still lack the edge corrections,
+    Returns ``sums`` (N_SUMS,) float64 whose pair entries still lack the edge corrections,
     ``edge`` (2h + 2W,) float32 [first column, last column, first row, ``above``] for
     :func:`_edge_corrections`, and ``nonzero`` (no exact 0 in ``s``: T([s != 0]) is then the
     pixel count, not computed).
@@ -221,7 +216,7 @@ def _block_sums(
     absolute = ws.get("abs", (n,), np.float32)
     buf = ws.get("map", (n,), np.float32)
     np.abs(f, out=absolute)
-    out = np.empty(_N_SUMS)
+    out = np.empty(N_SUMS)
     out[0] = n
     out[1] = np.dot(f, f)
     if interior:  # counted on every ACTIVE_STEP-th row and column, scaled to all of them
@@ -234,8 +229,8 @@ def _block_sums(
         out[3] = np.nan
     nonzero = cv2.countNonZero(s) == n
     lags = (1, w, w + 1, w - 1)
-    pairs = out[_N_BASE:].reshape(_N_LAGS, _N_PAIR)  # a view: filled in place
-    for k, name in enumerate(_MAPS):
+    pairs = out[N_BASE:].reshape(_N_LAGS, N_PAIR)  # a view: filled in place
+    for k, name in enumerate(SUM_MAPS):
         if name == "abs":
             m = absolute
         elif name == "sq":
@@ -304,10 +299,10 @@ def _edge_corrections(edges: np.ndarray, h: int, w: int) -> np.ndarray:
 def _add_edges(
     sums: np.ndarray, edges: np.ndarray, nonzero: np.ndarray, h: int, w: int
 ) -> np.ndarray:
-    """Complete (B, _N_SUMS) flat-dot sums of (h, w) blocks with their edge corrections."""
+    """Complete (B, N_SUMS) flat-dot sums of (h, w) blocks with their edge corrections."""
     corr = _edge_corrections(edges, h, w)
-    corr[nonzero, :, _MAPS.index("nz")] = 0.0  # counted exactly already (every pair)
-    sums[:, _N_BASE:] += corr.reshape(len(sums), -1)
+    corr[nonzero, :, SUM_MAPS.index("nz")] = 0.0  # counted exactly already (every pair)
+    sums[:, N_BASE:] += corr.reshape(len(sums), -1)
     return sums
 
 
@@ -346,7 +341,7 @@ _GAP = WINDOW_HALF  # zero rows between stacked half-scale images: each one's ze
 
 
 def _chunk_sums(ws: _Workspace, greys: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Scale-1 and scale-2 sums (two (B, _N_SUMS) arrays) of same-size (H, W) uint8 images.
+    """Scale-1 and scale-2 sums (two (B, N_SUMS) arrays) of same-size (H, W) uint8 images.
 
     Scale 1 goes image by image (MSCN, then its sums while its arrays are in the CPU cache).
     The half-scale images are stacked with :data:`_GAP` zero rows around each (exactly the
@@ -360,7 +355,7 @@ def _chunk_sums(ws: _Workspace, greys: Sequence[np.ndarray]) -> tuple[np.ndarray
     step = h2 + _GAP
     r = WINDOW_HALF
     interior = (slice(r, h - r), slice(r, w - r))
-    sums = [np.empty((b, _N_SUMS)), np.empty((b, _N_SUMS))]
+    sums = [np.empty((b, N_SUMS)), np.empty((b, N_SUMS))]
     edges = [np.empty((b, 2 * h + 2 * w), np.float32), np.empty((b, 2 * h2 + 2 * w2), np.float32)]
     nonzero = [np.empty(b, bool), np.empty(b, bool)]
     halves = ws.get("halves", (_GAP + b * step, w2), np.float32)
@@ -383,7 +378,7 @@ def _chunk_sums(ws: _Workspace, greys: Sequence[np.ndarray]) -> tuple[np.ndarray
 def _strip_sums(
     ws: _Workspace, image: np.ndarray, strip_rows: int, *, count_active: bool
 ) -> np.ndarray:
-    """Sums of one large (H, W) image, computed in row strips -> (_N_SUMS,)."""
+    """Sums of one large (H, W) image, computed in row strips -> (N_SUMS,)."""
     h, w = image.shape
     r = WINDOW_HALF
 
@@ -392,7 +387,7 @@ def _strip_sums(
         lo, hi = max(a - r, 0), min(b + r, h)
         return _mscn(ws, image[lo:hi], a - lo, hi - b)
 
-    total = np.zeros(_N_SUMS)
+    total = np.zeros(N_SUMS)
     above = rows(h - 1, h)[0].copy()  # circshift partner of row 0
     for a in range(0, h, strip_rows):
         b = min(a + strip_rows, h)
@@ -430,62 +425,6 @@ def _half_scale_strips(image: np.ndarray, strip_rows: int) -> np.ndarray:
             acc += cols[t : t + 2 * (b - a) - 1 : 2, ::2] * wgt
         out[a:b] = acc
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# from sums to features
-# ---------------------------------------------------------------------------------------------
-
-
-@cache
-def _shape_tables() -> tuple[np.ndarray, np.ndarray]:
-    """GGD ratio table (decreasing in shape) and AGGD ratio table (increasing), on SHAPE_GRID."""
-    g = SHAPE_GRID
-    lg1, lg2, lg3 = gammaln(1.0 / g), gammaln(2.0 / g), gammaln(3.0 / g)
-    ggd = np.exp(lg1 + lg3 - 2.0 * lg2)  # Gamma(1/a) Gamma(3/a) / Gamma(2/a)^2
-    return ggd, 1.0 / ggd  # AGGD: Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a))
-
-
-def _nearest_shape(target: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """SHAPE_GRID value whose table entry is nearest to each target (first one on ties).
-
-    ``table`` is monotonic; this is MATLAB's ``min(abs(target - table))`` without the scan.
-    Non-finite targets give NaN.
-    """
-    increasing = table[-1] > table[0]
-    tab = table if increasing else table[::-1]
-    safe = np.where(np.isfinite(target), target, tab[0])
-    hi = np.clip(np.searchsorted(tab, safe), 1, len(tab) - 1)
-    lo = hi - 1
-    d_lo, d_hi = np.abs(safe - tab[lo]), np.abs(safe - tab[hi])
-    if increasing:
-        idx = np.where(d_lo <= d_hi, lo, hi)
-    else:  # reversed order: the original (first) index of the pair is the larger one here
-        idx = len(tab) - 1 - np.where(d_hi <= d_lo, hi, lo)
-    return np.where(np.isfinite(target), SHAPE_GRID[idx], np.nan)
-
-
-def _features_from_sums(sums: np.ndarray) -> np.ndarray:
-    """(B, _N_SUMS) sums of one scale -> (B, 18) features."""
-    ggd_table, aggd_table = _shape_tables()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n = sums[:, 0]
-        mean_sq = sums[:, 1] / n
-        rho = mean_sq / (sums[:, 2] / n) ** 2
-        out = [_nearest_shape(rho, ggd_table), mean_sq]
-        for k in range(4):
-            t = dict(zip(_MAPS, sums[:, _N_BASE + k * _N_PAIR :][:, :_N_PAIR].T, strict=True))
-            lvar = (t["sq"] - t["sabs"]) / (t["nz"] - t["sign"])  # halves cancel
-            rvar = (t["sq"] + t["sabs"]) / (t["nz"] + t["sign"])
-            lstd, rstd = np.sqrt(lvar), np.sqrt(rvar)
-            rhat = (t["abs"] / n) ** 2 / (t["sq"] / n)
-            gh = lstd / rstd
-            rnorm = rhat * (gh**3 + 1.0) * (gh + 1.0) / (gh**2 + 1.0) ** 2
-            alpha = _nearest_shape(rnorm, aggd_table)
-            lg1, lg2, lg3 = gammaln(1.0 / alpha), gammaln(2.0 / alpha), gammaln(3.0 / alpha)
-            mean = (rstd - lstd) * np.exp(lg2 - lg1) * np.exp(0.5 * (lg1 - lg3))
-            out += [alpha, mean, lvar, rvar]
-    return np.stack(out, axis=1)
 
 
 def _grey(image: object) -> tuple[np.ndarray | None, str]:
@@ -551,18 +490,40 @@ def features_and_status(
     """
     n = len(images)
     feats = np.full((n, N_FEATURES), np.nan)
-    status: list[str] = []
-    groups: dict[tuple[int, int], list[int]] = {}
     greys: list[np.ndarray | None] = []
-    for k, image in enumerate(images):
+    status: list[str] = []
+    for image in images:
         grey, st = _grey(image)
         greys.append(grey)
         status.append(st)
+    sums1, sums2 = _all_sums(greys, precision)
+    ok = np.array([s == OK for s in status], dtype=bool)
+    if ok.any():
+        f = np.concatenate([features_from_sums(sums1[ok]), features_from_sums(sums2[ok])], axis=1)
+        feats[ok] = f
+        for k, row, active in zip(np.flatnonzero(ok), f, sums1[ok, 3], strict=True):
+            h, w = greys[k].shape
+            if active < MIN_ACTIVE_FRACTION * _interior_pixels(h, w):
+                status[k] = NEAR_FLAT_IMAGE
+            elif not np.isfinite(row).all():
+                status[k] = DEGENERATE_FEATURES
+            if status[k] != OK:
+                feats[k] = np.nan
+    return feats, status
+
+
+def _all_sums(greys: list[np.ndarray | None], precision: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale-1 and scale-2 sums, two (N, N_SUMS) arrays (NaN rows where ``greys[k]`` is None).
+
+    Images of one size are batched (``_chunk_sums``); images above ``STRIP_PIXELS`` go through
+    row strips, one at a time.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, grey in enumerate(greys):
         if grey is not None:
             groups.setdefault(grey.shape, []).append(k)
-
-    sums1 = np.full((n, _N_SUMS), np.nan)
-    sums2 = np.full((n, _N_SUMS), np.nan)
+    sums1 = np.full((len(greys), N_SUMS), np.nan)
+    sums2 = np.full((len(greys), N_SUMS), np.nan)
     ws = _Workspace(precision)
     for (h, w), members in groups.items():
         whole: list[int] = []
@@ -581,20 +542,7 @@ def features_and_status(
         for a in range(0, len(whole), per_chunk):
             idx = whole[a : a + per_chunk]
             sums1[idx], sums2[idx] = _chunk_sums(ws, [greys[k] for k in idx])
-
-    ok = np.array([s == OK for s in status], dtype=bool)
-    if ok.any():
-        f = np.concatenate([_features_from_sums(sums1[ok]), _features_from_sums(sums2[ok])], axis=1)
-        feats[ok] = f
-        for k, row, active in zip(np.flatnonzero(ok), f, sums1[ok, 3], strict=True):
-            h, w = greys[k].shape
-            if active < MIN_ACTIVE_FRACTION * _interior_pixels(h, w):
-                status[k] = NEAR_FLAT_IMAGE
-            elif not np.isfinite(row).all():
-                status[k] = DEGENERATE_FEATURES
-            if status[k] != OK:
-                feats[k] = np.nan
-    return feats, status
+    return sums1, sums2
 
 
 def features(images: Sequence[np.ndarray], *, precision: str = DEFAULT_PRECISION) -> np.ndarray:
