@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featnorm import __version__
+from featnorm import __version__, options
 from featnorm.steps import STEPS, save_figure, step
 
 logger = logging.getLogger("featnorm")
@@ -45,7 +45,7 @@ def _setup_logging(log_path: str | None) -> None:
 
 
 def _manifest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", required=True, choices=["demo", "imagefolder", "list", "recordio"])
+    p.add_argument("--format", required=True, choices=options.DATASET_FORMATS)
     p.add_argument("--root", help="imagefolder/recordio: dataset folder")
     p.add_argument("--list", dest="list_file", help="list: CSV or Parquet with path,label")
     p.add_argument("--demo", type=_json_arg, default=None, help="demo generator parameters (JSON)")
@@ -104,7 +104,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         required=True,
-        choices=["auto", "fp32", "bf16"],
+        choices=options.TRAIN_PRECISIONS,
         help="auto = bf16 autocast where the CPU has native bf16, else fp32",
     )
     p.add_argument("--output", required=True)
@@ -151,7 +151,7 @@ def _brisque_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         required=True,
-        choices=["float32", "float64"],
+        choices=options.BRISQUE_PRECISIONS,
         help="float32 (fast, within 0.3 of float64 on 95 %% of images) or float64",
     )
     p.add_argument("--output", required=True)
@@ -182,9 +182,9 @@ def run_brisque(args: argparse.Namespace) -> None:
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", required=True, help="shard table (sample_id, path, ...)")
     p.add_argument("--checkpoint", required=True, help="model checkpoint (.ckpt/.pth/.pt)")
-    p.add_argument("--family", required=True, choices=["adaface", "magface"])
+    p.add_argument("--family", required=True, choices=options.MODEL_FAMILIES)
     p.add_argument("--arch", required=True, help="e.g. ir_50 (adaface), iresnet100 (magface)")
-    p.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", required=True, choices=options.EMBED_DEVICES)
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--workers", type=int, required=True, help="decoding worker processes")
     p.add_argument(
@@ -193,13 +193,11 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         required=True,
         help="px; images with a shorter side get status too_small",
     )
-    p.add_argument(
-        "--flip-fusion", required=True, choices=["none", "pre_norm_vector_add", "norm_weighted_avg"]
-    )
+    p.add_argument("--flip-fusion", required=True, choices=tuple(options.FLIP_FUSIONS))
     p.add_argument(
         "--precision",
         required=True,
-        choices=["fp32", "bf16", "fp16"],
+        choices=options.EMBED_PRECISIONS,
         help="bf16/fp16: CUDA autocast",
     )
     p.add_argument(
@@ -284,9 +282,15 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--brisque", nargs="+", required=True, help="all BRISQUE shard tables")
     p.add_argument("--embed", nargs="+", required=True, help="all embedding shards of the model")
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        required=True,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--min-class-size", type=int, required=True)
-    p.add_argument("--ddof", type=int, required=True)
+    p.add_argument("--ddof", type=int, required=True, choices=options.DDOFS)
     p.add_argument("--residual-degree", type=int, required=True)
     p.add_argument("--samples", required=True, help="output: samples.parquet")
     p.add_argument("--class-stats", required=True, help="output: class_stats.parquet")
@@ -325,8 +329,8 @@ def run_merge(args: argparse.Namespace) -> None:
 def _correlate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True)
-    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--policies", nargs="*", required=True, choices=options.STANDARDISATION_POLICIES)
+    p.add_argument("--methods", nargs="+", required=True, choices=options.CORRELATION_METHODS)
     p.add_argument("--replicates", type=int, required=True)
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -356,9 +360,9 @@ def _contrast_args(
 ) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True)
+    p.add_argument("--policies", nargs="*", required=True, choices=options.STANDARDISATION_POLICIES)
     if methods:
-        p.add_argument("--methods", nargs="+", required=True)
+        p.add_argument("--methods", nargs="+", required=True, choices=options.CORRELATION_METHODS)
     if size_bins:
         p.add_argument(
             "--size-bins",

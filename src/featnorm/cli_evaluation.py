@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from featnorm import options
 from featnorm.steps import save_figure, step
 
 logger = logging.getLogger("featnorm")
@@ -80,7 +81,13 @@ def _edc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--pairs", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        required=True,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--fmrs", nargs="+", type=float, required=True)
     p.add_argument("--discard-limits", nargs="+", type=float, required=True)
     p.add_argument("--discard-step", type=float, required=True)

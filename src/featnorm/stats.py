@@ -35,13 +35,13 @@ import numpy as np
 from scipy import stats
 
 from featnorm.kendall import kendall_scores
+from featnorm.options import CORRELATION_METHODS
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CI_METHOD_BOOTSTRAP",
     "CI_METHOD_FISHER",
-    "METHODS",
     "CorrelationResult",
     "bootstrap_p",
     "cluster_bootstrap_weights",
@@ -56,7 +56,6 @@ __all__ = [
     "quality_aligned",
 ]
 
-METHODS = ("pearson", "spearman", "kendall")
 CI_METHOD_BOOTSTRAP = "cluster_bootstrap_percentile"
 CI_METHOD_FISHER = "fisher_z_iid"
 
@@ -245,8 +244,10 @@ def quality_aligned(r: np.ndarray | float, *, lower_is_better: bool):
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method = {method!r} is not known; use one of {', '.join(METHODS)}")
+    if method not in CORRELATION_METHODS:
+        raise ValueError(
+            f"method = {method!r} is not known; use one of {', '.join(CORRELATION_METHODS)}"
+        )
 
 
 def _finite_rows(*arrays: np.ndarray) -> np.ndarray:

@@ -24,10 +24,11 @@ from featnorm import models
 from featnorm.analysis import training_images
 from featnorm.io import atomic_path, write_text
 from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.options import TRAIN_PRECISIONS
 from featnorm.sources import read_image
 from featnorm.status import OK
 
-__all__ = ["PRECISIONS", "AdaFaceHead", "resolve_precision", "train_demo_model"]
+__all__ = ["AdaFaceHead", "resolve_precision", "train_demo_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ _NORM_CLIP = (0.001, 100.0)  # norms are clipped before the batch statistics, as
 _MOMENTUM, _WEIGHT_DECAY = 0.9, 5e-4  # SGD settings of the official recipe
 _WARMUP_FRACTION = 0.1  # share of steps with a linear learning-rate warm-up
 _LOG_EVERY_STEPS = 10
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision values (see resolve_precision)
 
 
 class AdaFaceHead(nn.Module):
@@ -96,9 +96,9 @@ def resolve_precision(precision: str) -> str:
 
     Without native support bf16 is emulated and slower than fp32, so ``auto`` never picks it there.
     """
-    if precision not in PRECISIONS:
+    if precision not in TRAIN_PRECISIONS:
         raise ValueError(
-            f"train.precision = {precision!r} is not known; use one of {', '.join(PRECISIONS)}"
+            f"train.precision = {precision!r} is not known; use one of {', '.join(TRAIN_PRECISIONS)}"
         )
     if precision != "auto":
         return precision

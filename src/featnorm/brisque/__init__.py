@@ -111,7 +111,6 @@ from featnorm.brisque.mscn import (
     FEATURE_NAMES,
     FLAVOUR,
     MIN_SIDE,
-    PRECISIONS,
     features,
     features_and_status,
 )
@@ -122,7 +121,6 @@ __all__ = [
     "DEFAULT_PRECISION",
     "FLAVOUR",
     "MIN_SIDE",
-    "PRECISIONS",
     "SvrModel",
     "features",
     "features_and_status",
