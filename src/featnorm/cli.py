@@ -430,11 +430,10 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
 @step("table1", _table1_args)
 def run_table1(args: argparse.Namespace) -> None:
     """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
-    import pandas as pd
 
     from featnorm import analysis, io
 
-    corr = pd.concat([pd.read_csv(p) for p in args.correlations], ignore_index=True)
+    corr = io.read_csvs(args.correlations)
     table = analysis.table1(corr)
     demo = bool((corr["y"] == analysis.GROUND_TRUTH_QUALITY).any())  # only the demo has it
     io.write_text(table.to_csv(index=False), args.csv)
@@ -460,10 +459,7 @@ def run_compare(args: argparse.Namespace) -> None:
 
     from featnorm import analysis, io, plots
 
-    corr = pd.concat(
-        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in args.correlations],
-        ignore_index=True,
-    )
+    corr = io.read_csvs(args.correlations)
     table = analysis.compare_models(corr)
     edc_table = _read_edc(args.edc)
     io.write_text(_with_pauc(table, edc_table).to_csv(index=False), args.output)
@@ -478,9 +474,9 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _read_edc(paths: list[str]):
     """Every model's edc.csv in one table, or None when there is none (EDC off)."""
-    import pandas as pd
+    from featnorm import io
 
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True) if paths else None
+    return io.read_csvs(paths) if paths else None
 
 
 def _with_pauc(table, edc_table):
@@ -519,7 +515,6 @@ def _training_length_args(p: argparse.ArgumentParser) -> None:
 @step("training-length", _training_length_args)
 def run_training_length(args: argparse.Namespace) -> None:
     """Class-size effect and proxy agreement against training length (table and figure)."""
-    import pandas as pd
 
     from featnorm import io, training_length
 
@@ -531,8 +526,8 @@ def run_training_length(args: argparse.Namespace) -> None:
         curves=args.curves,
     )
     table = training_length.collect(
-        {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
-        {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
+        {m: io.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
+        {m: io.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
         dict(zip(args.models, args.epochs, strict=True)),
         method=args.method,
     )
@@ -621,7 +616,6 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 @step("summary", _summary_args)
 def run_summary(args: argparse.Namespace) -> None:
     """The plain-text summary of the study (results/summary.md)."""
-    import pandas as pd
 
     from featnorm import io, summary
 
@@ -637,13 +631,13 @@ def run_summary(args: argparse.Namespace) -> None:
     )
     per_model = {
         m: summary.ModelResults(
-            correlations=pd.read_csv(c),
+            correlations=io.read_csv(c),
             class_stats=io.read_table(cs),
             samples=io.read_table(s, columns=["label", "status", "z_excluded"]),
             standardise=io.read_metadata(s).get("standardise", {}),
-            differences=pd.read_csv(d),
-            decomposition=pd.read_csv(dec),
-            by_class_size=pd.read_csv(b),
+            differences=io.read_csv(d),
+            decomposition=io.read_csv(dec),
+            by_class_size=io.read_csv(b),
         )
         for m, c, s, cs, d, dec, b in zip(
             args.models,

@@ -132,9 +132,7 @@ def _plot_edc_args(p: argparse.ArgumentParser) -> None:
 @step("plot-edc", _plot_edc_args)
 def run_plot_edc(args: argparse.Namespace) -> None:
     """EDC curves of one model, one panel per (split, fmr) (PNG and SVG)."""
-    import pandas as pd
+    from featnorm import edc_plots, io
 
-    from featnorm import edc_plots
-
-    fig = edc_plots.edc_curves(pd.read_csv(args.edc), pd.read_csv(args.curves), model=args.model)
+    fig = edc_plots.edc_curves(io.read_csv(args.edc), io.read_csv(args.curves), model=args.model)
     save_figure(fig, args.png, args.svg)
