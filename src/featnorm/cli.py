@@ -536,67 +536,41 @@ def run_training_length(args: argparse.Namespace) -> None:
 
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
-    # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
-    kinds = [
-        "by_class_size",
-        "class_norm_mean",
-        "class_sizes",
-        "forest",
-        "ground_truth",
-        "norm_vs_brisque",
-        "trends",
-        "two_levels",
-    ]
-    p.add_argument("--kind", required=True, choices=kinds)
+    p.add_argument("--kind", required=True, choices=options.FIGURES)
     p.add_argument("--model", required=True)
-    p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
-    p.add_argument("--class-stats", help="class_stats.parquet (class_sizes, class_norm_mean)")
-    p.add_argument("--correlations", help="correlations.csv (norm_vs_brisque, forest)")
-    p.add_argument("--decomposition", help="decomposition.csv (two_levels)")
-    p.add_argument("--by-class-size", help="by_class_size.csv (by_class_size)")
+    tables = dict.fromkeys(t for names in options.FIGURE_INPUTS.values() for t in names)
+    for table in tables:  # one flag per table that some figure is drawn from
+        figures = ", ".join(f for f, names in options.FIGURE_INPUTS.items() if table in names)
+        p.add_argument(_table_flag(table), help=f"{table} table ({figures})")
     p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
     p.add_argument("--png", required=True)
     p.add_argument("--svg", required=True)
 
 
+def _table_flag(table: str) -> str:
+    return "--" + table.replace("_", "-")
+
+
 @step("plot", _plot_args)
 def run_plot(args: argparse.Namespace) -> None:
     """One figure of one model (PNG and SVG)."""
-    import pandas as pd
-
     from featnorm import analysis, io, plots
 
     def need(flag: str, value):
         if value is None:
-            raise ValueError(f"plot --kind {args.kind} needs --{flag}")
+            raise ValueError(f"plot --kind {args.kind} needs {flag}")
         return value
 
+    def read(table: str):
+        path = need(_table_flag(table), getattr(args, table))
+        return io.read_table(path) if path.endswith(".parquet") else io.read_csv(path)
+
     kind = args.kind
-    if kind in ("class_sizes", "class_norm_mean"):
-        fig = plots.FIGURES[kind](
-            io.read_table(need("class-stats", args.class_stats)), model=args.model
-        )
-    elif kind == "by_class_size":
-        fig = plots.by_class_size(
-            pd.read_csv(need("by-class-size", args.by_class_size)), model=args.model
-        )
-    elif kind == "two_levels":
-        fig = plots.two_levels(
-            io.read_table(need("samples", args.samples)),
-            pd.read_csv(need("decomposition", args.decomposition)),
-            model=args.model,
-        )
-    elif kind == "forest":
-        corr = pd.read_csv(need("correlations", args.correlations))
-        fig = plots.forest(corr, title=f"All correlations of model {args.model}")
-    else:
-        x_columns = analysis.norm_columns(need("policies", args.policies))
-        samples = io.read_table(need("samples", args.samples))
-        if kind == "norm_vs_brisque":
-            corr = pd.read_csv(need("correlations", args.correlations))
-            fig = plots.norm_vs_brisque(samples, corr, x_columns=x_columns, model=args.model)
-        else:
-            fig = plots.FIGURES[kind](samples, x_columns=x_columns, model=args.model)
+    extra = {}
+    if kind in options.FIGURES_WITH_POLICIES:
+        extra["x_columns"] = analysis.norm_columns(need("--policies", args.policies))
+    tables = [read(table) for table in options.FIGURE_INPUTS[kind]]
+    fig = plots.FIGURES[kind](*tables, model=args.model, **extra)
     save_figure(fig, args.png, args.svg)
 
 
