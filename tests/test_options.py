@@ -52,6 +52,7 @@ CLI_CHOICES = {
     ("by-class-size", "--policies"): options.STANDARDISATION_POLICIES,
     ("by-class-size", "--methods"): options.CORRELATION_METHODS,
     ("plot", "--kind"): options.FIGURES,
+    ("plot", "--policies"): options.STANDARDISATION_POLICIES,
     ("edc", "--policies"): options.STANDARDISATION_POLICIES,
 }
 

@@ -174,7 +174,7 @@ def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_pa
         else:
             path = tmp_path / f"{name}.csv"
             io.write_text(tables[name].to_csv(index=False), path)
-        flags += ["--" + name.replace("_", "-"), str(path)]
+        flags += [options.table_flag(name), str(path)]
     if kind in options.FIGURES_WITH_POLICIES:
         flags += ["--policies", *POLICIES]
     png, svg = tmp_path / "f.png", tmp_path / "f.svg"

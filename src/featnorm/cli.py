@@ -541,14 +541,16 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
     tables = dict.fromkeys(t for names in options.FIGURE_INPUTS.values() for t in names)
     for table in tables:  # one flag per table that some figure is drawn from
         figures = ", ".join(f for f, names in options.FIGURE_INPUTS.items() if table in names)
-        p.add_argument(_table_flag(table), help=f"{table} table ({figures})")
-    p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
+        p.add_argument(options.table_flag(table), help=f"{table} table ({figures})")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        default=None,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--png", required=True)
     p.add_argument("--svg", required=True)
-
-
-def _table_flag(table: str) -> str:
-    return "--" + table.replace("_", "-")
 
 
 @step("plot", _plot_args)
@@ -562,7 +564,7 @@ def run_plot(args: argparse.Namespace) -> None:
         return value
 
     def read(table: str):
-        path = need(_table_flag(table), getattr(args, table))
+        path = need(options.table_flag(table), getattr(args, table))
         return io.read_table(path) if path.endswith(".parquet") else io.read_csv(path)
 
     kind = args.kind

@@ -28,6 +28,7 @@ __all__ = [
     "PRE_NORM_VECTOR_ADD",
     "STANDARDISATION_POLICIES",
     "TRAIN_PRECISIONS",
+    "table_flag",
 ]
 
 #: dataset.format: the embedded demo, root/<class>/<image>, a path,label list, insightface RecordIO.
@@ -83,3 +84,8 @@ FIGURES = tuple(FIGURE_INPUTS)
 FIGURES_WITH_POLICIES = ("norm_vs_brisque", "trends", "ground_truth")
 #: figures that need the demo's ground-truth quality (drawn on the demo dataset only).
 GROUND_TRUTH_FIGURES = ("ground_truth",)
+
+
+def table_flag(table: str) -> str:
+    """The `python -m featnorm plot` flag that names the file of ``table`` (``--class-stats``)."""
+    return "--" + table.replace("_", "-")

@@ -324,7 +324,7 @@ def figure_args(figure):
 
     def args(wildcards, input):
         flags = [
-            f"--{name.replace('_', '-')} {getattr(input, name)}"
+            f"{options.table_flag(name)} {getattr(input, name)}"
             for name in options.FIGURE_INPUTS[figure]
         ]
         if figure in options.FIGURES_WITH_POLICIES:
