@@ -101,7 +101,7 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def read_csvs(paths: list[str]) -> pd.DataFrame:
+def read_csvs(paths: list[str | os.PathLike]) -> pd.DataFrame:
     """The CSV tables at ``paths`` (one per model) in one table, in the order of ``paths``."""
     return pd.concat([read_csv(p) for p in paths], ignore_index=True)
 
