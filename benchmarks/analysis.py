@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featnorm import analysis, contrast_tables, io, standardisation, stats
+from featnorm import analysis, contrast_tables, io, options
 
 logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=500_000)
     p.add_argument("--classes", type=int, default=10_000)
     p.add_argument("--replicates", type=int, default=1000)
-    p.add_argument("--methods", nargs="+", default=list(stats.METHODS))
+    p.add_argument("--methods", nargs="+", default=list(options.CORRELATION_METHODS))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     manifest, brisque, embed = synthetic_tables(args.rows, args.classes, seed=0)
@@ -84,7 +84,7 @@ def main() -> None:
         t = time.perf_counter()
         samples, _ = analysis.standardise(
             merged,
-            policies=list(standardisation.POLICIES),
+            policies=list(options.STANDARDISATION_POLICIES),
             min_class_size=2,
             ddof=1,
             residual_degree=2,
@@ -97,7 +97,7 @@ def main() -> None:
         corr = analysis.correlation_table(
             samples,
             model="bench",
-            x_columns=analysis.norm_columns(list(standardisation.POLICIES)),
+            x_columns=analysis.norm_columns(list(options.STANDARDISATION_POLICIES)),
             methods=args.methods,
             replicates=args.replicates,
             confidence=0.95,
@@ -106,7 +106,7 @@ def main() -> None:
         times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = (
             time.perf_counter() - t
         )
-        columns = analysis.norm_columns(list(standardisation.POLICIES))
+        columns = analysis.norm_columns(list(options.STANDARDISATION_POLICIES))
         shared = {
             "model": "bench",
             "x_columns": columns,

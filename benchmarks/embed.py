@@ -60,6 +60,7 @@ import pandas as pd
 import torch
 
 from featnorm import demo, embed, models
+from featnorm.options import EMBED_DEVICES, EMBED_PRECISIONS
 
 # the golden-recipe weights live in tests/support, beside the tests, because the installed
 # featnorm never uses them
@@ -140,14 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=0, help="featnorm decoding workers")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="fp32", choices=list(embed.PRECISIONS))
+    p.add_argument("--device", default="cpu", choices=EMBED_DEVICES)
+    p.add_argument("--precision", default="fp32", choices=list(EMBED_PRECISIONS))
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     sweep_args = p.add_argument_group("sweep mode (on when --batch-sizes is given)")
     sweep_args.add_argument("--batch-sizes", type=int, nargs="+", default=None)
     sweep_args.add_argument(
-        "--precisions", nargs="+", default=["fp32"], choices=list(embed.PRECISIONS)
+        "--precisions", nargs="+", default=["fp32"], choices=list(EMBED_PRECISIONS)
     )
     sweep_args.add_argument(
         "--forward-images",

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from featnorm import analysis, contrast_tables, standardisation, stats, summary
+from featnorm import analysis, contrast_tables, options, summary
 
-POLICIES = list(standardisation.POLICIES)
+POLICIES = list(options.STANDARDISATION_POLICIES)
 
 
 def _tables(seed=0, n_classes=40, ground_truth=True):
@@ -147,7 +147,7 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
         samples,
         model="demo",
         x_columns=analysis.norm_columns(POLICIES),
-        methods=list(stats.METHODS),
+        methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
         seed=0,
@@ -179,7 +179,7 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
         samples,
         model="demo",
         x_columns=analysis.norm_columns(POLICIES),
-        methods=list(stats.METHODS),
+        methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
         seed=0,
@@ -252,7 +252,7 @@ def test_p_holm_adjusts_over_every_row_of_the_model():
         samples,
         model="m",
         x_columns=analysis.norm_columns(POLICIES),
-        methods=list(stats.METHODS),
+        methods=list(options.CORRELATION_METHODS),
         replicates=300,
         confidence=0.95,
         seed=3,

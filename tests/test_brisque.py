@@ -12,7 +12,7 @@ import pytest
 from scipy.special import gamma as gamma_fn
 from scipy.stats import spearmanr
 
-from featnorm import brisque, io, threads
+from featnorm import brisque, io, options, threads
 from featnorm.brisque import ggd, mscn
 from featnorm.cli import main as cli_main
 
@@ -417,7 +417,7 @@ def test_shipped_model_equals_live_files(shared_reference):
     assert (shipped.rho, shipped.gamma) == (parsed.rho, parsed.gamma)
 
 
-@pytest.mark.parametrize("precision", brisque.PRECISIONS)
+@pytest.mark.parametrize("precision", options.BRISQUE_PRECISIONS)
 def test_parity_with_pyiqa_scores(shared_reference, precision):
     real, images = _reference_images(shared_reference / "brisque")
     ours = brisque.score(images, precision=precision)

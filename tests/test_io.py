@@ -1,5 +1,6 @@
 """featnorm.io: atomic Parquet with provenance metadata."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,3 +25,14 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
+
+
+def test_read_csv_keeps_a_model_named_na_and_reads_empty_fields_as_missing(tmp_path):
+    table = pd.DataFrame({"model": ["NA", "None"], "r": [0.5, np.nan], "flag": ["", "constant"]})
+    io.write_text(table.to_csv(index=False), tmp_path / "a.csv")
+    io.write_text(table.to_csv(index=False), tmp_path / "b.csv")
+    back = io.read_csv(tmp_path / "a.csv")
+    assert back["model"].tolist() == ["NA", "None"]
+    assert np.isnan(back["r"].iloc[1]) and pd.isna(back["flag"].iloc[0])
+    both = io.read_csvs([tmp_path / "a.csv", tmp_path / "b.csv"])
+    assert both["model"].tolist() == ["NA", "None", "NA", "None"] and both.index.is_unique

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import analysis, contrast_tables, plots
+from featnorm import analysis, contrast_tables, io, options, plots
+from featnorm.cli import main as cli_main
 
 POLICIES = ["z", "rank"]
 
@@ -140,3 +141,44 @@ def test_by_class_size_has_one_point_per_band_and_column(study):
     plotted = ax.lines[0].get_ydata()  # the first series: feature_norm markers
     np.testing.assert_allclose(plotted, raw["r"].to_numpy())
     plt.close(fig)
+
+
+def test_every_figure_has_a_drawing_function():
+    assert sorted(plots.FIGURES) == sorted(options.FIGURES)
+
+
+@pytest.mark.parametrize("kind", options.FIGURES)
+def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_path, kind):
+    """`featnorm plot` reads exactly the tables of options.FIGURE_INPUTS[kind] (the ones the
+    workflow's rule passes) and draws the figure from them; without one it names the flag."""
+    samples, class_stats, corr = study
+    tables = {"samples": samples, "class_stats": class_stats, "correlations": corr}
+    tables["decomposition"] = contrast_tables.decomposition_table(
+        samples, model="m", x_columns=["feature_norm"], replicates=20, confidence=0.95, seed=0
+    )
+    tables["by_class_size"] = contrast_tables.by_class_size_table(
+        samples,
+        model="m",
+        x_columns=["feature_norm"],
+        methods=["pearson"],
+        size_bins=[2, 8],
+        replicates=20,
+        confidence=0.95,
+        seed=0,
+    )
+    flags = []
+    for name in options.FIGURE_INPUTS[kind]:
+        if name in ("samples", "class_stats"):
+            path = tmp_path / f"{name}.parquet"
+            io.write_table(tables[name], path)
+        else:
+            path = tmp_path / f"{name}.csv"
+            io.write_text(tables[name].to_csv(index=False), path)
+        flags += [options.table_flag(name), str(path)]
+    if kind in options.FIGURES_WITH_POLICIES:
+        flags += ["--policies", *POLICIES]
+    png, svg = tmp_path / "f.png", tmp_path / "f.svg"
+    common = ["plot", "--kind", kind, "--model", "m", "--png", str(png), "--svg", str(svg)]
+    assert cli_main(common + flags) == 0
+    assert png.stat().st_size > 0 and svg.stat().st_size > 0
+    assert cli_main(common + flags[2:]) == 1  # the first table left out

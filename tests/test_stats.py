@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from featnorm import contrasts, standardisation, stats
+from featnorm import contrasts, options, standardisation, stats
 
 
 def _grouped(rng, *, n_classes, rho_between, rho_within, var_between=1.0, var_within=1.0):
@@ -74,7 +74,7 @@ _RANK_TRUTH = {
 }
 
 
-@pytest.mark.parametrize("method", stats.METHODS)
+@pytest.mark.parametrize("method", options.CORRELATION_METHODS)
 def test_cluster_bootstrap_covers_true_r_and_naive_interval_does_not(method):
     """Coverage over 200 simulations of grouped data (100 classes of 2-29 images).
 
@@ -266,7 +266,7 @@ def test_class_size_residual_removes_the_trend():
     assert abs(np.corrcoef(resid, np.log(sizes))[0, 1]) < 1e-6
 
 
-@pytest.mark.parametrize("method", stats.METHODS)
+@pytest.mark.parametrize("method", options.CORRELATION_METHODS)
 def test_single_class_is_flagged_not_crashed(method):
     rng = np.random.default_rng(9)
     x, y = rng.normal(size=50), rng.normal(size=50)
@@ -275,7 +275,7 @@ def test_single_class_is_flagged_not_crashed(method):
     assert np.isfinite(res.r) and np.isnan(res.ci_low) and "single class" in res.flag
 
 
-@pytest.mark.parametrize("method", stats.METHODS)
+@pytest.mark.parametrize("method", options.CORRELATION_METHODS)
 def test_constant_norm_is_flagged(method):
     rng = np.random.default_rng(10)
     codes = np.repeat(np.arange(10), 5)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from featnorm import standardisation, stats
+from featnorm.options import STANDARDISATION_POLICIES
 from featnorm.status import MISSING, NON_FINITE, OK
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ _ID_COLUMNS = ("sample_id", "label", "class_name", "path")
 def norm_columns(policies: list[str] | tuple[str, ...]) -> list[str]:
     """The norm columns the analysis correlates: the raw norm, then one per policy."""
     for p in policies:
-        if p not in standardisation.POLICIES:
+        if p not in STANDARDISATION_POLICIES:
             raise ValueError(
-                f"analysis.policies contains {p!r}; use any of {', '.join(standardisation.POLICIES)}"
+                f"analysis.policies contains {p!r}; use any of {', '.join(STANDARDISATION_POLICIES)}"
             )
     return [NORM_COLUMN] + [f"{NORM_COLUMN}_{p}" for p in policies]
 

@@ -10,6 +10,7 @@ import argparse
 import logging
 from collections.abc import Callable
 
+from featnorm import options
 from featnorm.steps import save_figure, step
 
 logger = logging.getLogger("featnorm")
@@ -28,9 +29,15 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--brisque", nargs="+", required=True, help="all BRISQUE shard tables")
     p.add_argument("--embed", nargs="+", required=True, help="all embedding shards of the model")
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        required=True,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--min-class-size", type=int, required=True)
-    p.add_argument("--ddof", type=int, required=True)
+    p.add_argument("--ddof", type=int, required=True, choices=options.DDOFS)
     p.add_argument("--residual-degree", type=int, required=True)
     p.add_argument("--samples", required=True, help="output: samples.parquet")
     p.add_argument("--class-stats", required=True, help="output: class_stats.parquet")
@@ -69,8 +76,8 @@ def run_merge(args: argparse.Namespace) -> None:
 def _correlate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True)
-    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--policies", nargs="*", required=True, choices=options.STANDARDISATION_POLICIES)
+    p.add_argument("--methods", nargs="+", required=True, choices=options.CORRELATION_METHODS)
     p.add_argument("--replicates", type=int, required=True)
     p.add_argument("--confidence", type=float, required=True)
     p.add_argument("--seed", type=int, required=True)
@@ -100,9 +107,9 @@ def _contrast_args(
 ) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True)
+    p.add_argument("--policies", nargs="*", required=True, choices=options.STANDARDISATION_POLICIES)
     if methods:
-        p.add_argument("--methods", nargs="+", required=True)
+        p.add_argument("--methods", nargs="+", required=True, choices=options.CORRELATION_METHODS)
     if size_bins:
         p.add_argument(
             "--size-bins",
@@ -170,11 +177,10 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
 @step("table1", _table1_args)
 def run_table1(args: argparse.Namespace) -> None:
     """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
-    import pandas as pd
 
     from featnorm import analysis, io
 
-    corr = pd.concat([pd.read_csv(p) for p in args.correlations], ignore_index=True)
+    corr = io.read_csvs(args.correlations)
     table = analysis.table1(corr)
     demo = bool((corr["y"] == analysis.GROUND_TRUTH_QUALITY).any())  # only the demo has it
     io.write_text(table.to_csv(index=False), args.csv)
@@ -200,10 +206,7 @@ def run_compare(args: argparse.Namespace) -> None:
 
     from featnorm import analysis, io, plots
 
-    corr = pd.concat(
-        [pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in args.correlations],
-        ignore_index=True,
-    )
+    corr = io.read_csvs(args.correlations)
     table = analysis.compare_models(corr)
     edc_table = _read_edc(args.edc)
     io.write_text(_with_pauc(table, edc_table).to_csv(index=False), args.output)
@@ -218,9 +221,9 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _read_edc(paths: list[str]):
     """Every model's edc.csv in one table, or None when there is none (EDC off)."""
-    import pandas as pd
+    from featnorm import io
 
-    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True) if paths else None
+    return io.read_csvs(paths) if paths else None
 
 
 def _with_pauc(table, edc_table):
@@ -259,7 +262,6 @@ def _training_length_args(p: argparse.ArgumentParser) -> None:
 @step("training-length", _training_length_args)
 def run_training_length(args: argparse.Namespace) -> None:
     """Class-size effect and proxy agreement against training length (table and figure)."""
-    import pandas as pd
 
     from featnorm import io, training_length
 
@@ -271,8 +273,8 @@ def run_training_length(args: argparse.Namespace) -> None:
         curves=args.curves,
     )
     table = training_length.collect(
-        {m: pd.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
-        {m: pd.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
+        {m: io.read_csv(c) for m, c in zip(args.models, args.correlations, strict=True)},
+        {m: io.read_csv(c) for m, c in zip(args.models, args.curves, strict=True)},
         dict(zip(args.models, args.epochs, strict=True)),
         method=args.method,
     )
@@ -281,25 +283,19 @@ def run_training_length(args: argparse.Namespace) -> None:
 
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
-    # the keys of featnorm.plots.FIGURES, listed here so that parsing does not import matplotlib
-    kinds = [
-        "by_class_size",
-        "class_norm_mean",
-        "class_sizes",
-        "forest",
-        "ground_truth",
-        "norm_vs_brisque",
-        "trends",
-        "two_levels",
-    ]
-    p.add_argument("--kind", required=True, choices=kinds)
+    p.add_argument("--kind", required=True, choices=options.FIGURES)
     p.add_argument("--model", required=True)
-    p.add_argument("--samples", help="samples.parquet (norm_vs_brisque, trends, ground_truth)")
-    p.add_argument("--class-stats", help="class_stats.parquet (class_sizes, class_norm_mean)")
-    p.add_argument("--correlations", help="correlations.csv (norm_vs_brisque, forest)")
-    p.add_argument("--decomposition", help="decomposition.csv (two_levels)")
-    p.add_argument("--by-class-size", help="by_class_size.csv (by_class_size)")
-    p.add_argument("--policies", nargs="*", default=None, help="standardisation policies")
+    tables = dict.fromkeys(t for names in options.FIGURE_INPUTS.values() for t in names)
+    for table in tables:  # one flag per table that some figure is drawn from
+        figures = ", ".join(f for f, names in options.FIGURE_INPUTS.items() if table in names)
+        p.add_argument(options.table_flag(table), help=f"{table} table ({figures})")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        default=None,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--png", required=True)
     p.add_argument("--svg", required=True)
 
@@ -307,41 +303,23 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 @step("plot", _plot_args)
 def run_plot(args: argparse.Namespace) -> None:
     """One figure of one model (PNG and SVG)."""
-    import pandas as pd
-
     from featnorm import analysis, io, plots
 
     def need(flag: str, value):
         if value is None:
-            raise ValueError(f"plot --kind {args.kind} needs --{flag}")
+            raise ValueError(f"plot --kind {args.kind} needs {flag}")
         return value
 
+    def read(table: str):
+        path = need(options.table_flag(table), getattr(args, table))
+        return io.read_table(path) if path.endswith(".parquet") else io.read_csv(path)
+
     kind = args.kind
-    if kind in ("class_sizes", "class_norm_mean"):
-        fig = plots.FIGURES[kind](
-            io.read_table(need("class-stats", args.class_stats)), model=args.model
-        )
-    elif kind == "by_class_size":
-        fig = plots.by_class_size(
-            pd.read_csv(need("by-class-size", args.by_class_size)), model=args.model
-        )
-    elif kind == "two_levels":
-        fig = plots.two_levels(
-            io.read_table(need("samples", args.samples)),
-            pd.read_csv(need("decomposition", args.decomposition)),
-            model=args.model,
-        )
-    elif kind == "forest":
-        corr = pd.read_csv(need("correlations", args.correlations))
-        fig = plots.forest(corr, title=f"All correlations of model {args.model}")
-    else:
-        x_columns = analysis.norm_columns(need("policies", args.policies))
-        samples = io.read_table(need("samples", args.samples))
-        if kind == "norm_vs_brisque":
-            corr = pd.read_csv(need("correlations", args.correlations))
-            fig = plots.norm_vs_brisque(samples, corr, x_columns=x_columns, model=args.model)
-        else:
-            fig = plots.FIGURES[kind](samples, x_columns=x_columns, model=args.model)
+    extra = {}
+    if kind in options.FIGURES_WITH_POLICIES:
+        extra["x_columns"] = analysis.norm_columns(need("--policies", args.policies))
+    tables = [read(table) for table in options.FIGURE_INPUTS[kind]]
+    fig = plots.FIGURES[kind](*tables, model=args.model, **extra)
     save_figure(fig, args.png, args.svg)
 
 
@@ -361,7 +339,6 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 @step("summary", _summary_args)
 def run_summary(args: argparse.Namespace) -> None:
     """The plain-text summary of the study (results/summary.md)."""
-    import pandas as pd
 
     from featnorm import io, summary
 
@@ -377,13 +354,13 @@ def run_summary(args: argparse.Namespace) -> None:
     )
     per_model = {
         m: summary.ModelResults(
-            correlations=pd.read_csv(c),
+            correlations=io.read_csv(c),
             class_stats=io.read_table(cs),
             samples=io.read_table(s, columns=["label", "status", "z_excluded"]),
             standardise=io.read_metadata(s).get("standardise", {}),
-            differences=pd.read_csv(d),
-            decomposition=pd.read_csv(dec),
-            by_class_size=pd.read_csv(b),
+            differences=io.read_csv(d),
+            decomposition=io.read_csv(dec),
+            by_class_size=io.read_csv(b),
         )
         for m, c, s, cs, d, dec, b in zip(
             args.models,

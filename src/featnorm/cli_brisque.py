@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from featnorm import options
 from featnorm.steps import step
 
 logger = logging.getLogger("featnorm")
@@ -29,7 +30,7 @@ def _brisque_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         required=True,
-        choices=["float32", "float64"],
+        choices=options.BRISQUE_PRECISIONS,
         help="float32 (fast, within 0.3 of float64 on 95 %% of images) or float64",
     )
     p.add_argument("--output", required=True)

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 
+from featnorm import options
 from featnorm.steps import step
 
 logger = logging.getLogger("featnorm")
@@ -19,7 +20,7 @@ def _json_arg(text: str):
 
 
 def _manifest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", required=True, choices=["demo", "imagefolder", "list", "recordio"])
+    p.add_argument("--format", required=True, choices=options.DATASET_FORMATS)
     p.add_argument("--root", help="imagefolder/recordio: dataset folder")
     p.add_argument("--list", dest="list_file", help="list: CSV or Parquet with path,label")
     p.add_argument("--demo", type=_json_arg, default=None, help="demo generator parameters (JSON)")

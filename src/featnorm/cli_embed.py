@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 
+from featnorm import options
 from featnorm.steps import step
 
 logger = logging.getLogger("featnorm")
@@ -17,9 +18,9 @@ logger = logging.getLogger("featnorm")
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", required=True, help="shard table (sample_id, path, ...)")
     p.add_argument("--checkpoint", required=True, help="model checkpoint (.ckpt/.pth/.pt)")
-    p.add_argument("--family", required=True, choices=["adaface", "magface"])
+    p.add_argument("--family", required=True, choices=options.MODEL_FAMILIES)
     p.add_argument("--arch", required=True, help="e.g. ir_50 (adaface), iresnet100 (magface)")
-    p.add_argument("--device", required=True, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", required=True, choices=options.EMBED_DEVICES)
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--workers", type=int, required=True, help="decoding worker processes")
     p.add_argument(
@@ -28,13 +29,11 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         required=True,
         help="px; images with a shorter side get status too_small",
     )
-    p.add_argument(
-        "--flip-fusion", required=True, choices=["none", "pre_norm_vector_add", "norm_weighted_avg"]
-    )
+    p.add_argument("--flip-fusion", required=True, choices=tuple(options.FLIP_FUSIONS))
     p.add_argument(
         "--precision",
         required=True,
-        choices=["fp32", "bf16", "fp16"],
+        choices=options.EMBED_PRECISIONS,
         help="bf16/fp16: CUDA autocast",
     )
     p.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from featnorm import options
 from featnorm.steps import save_figure, step
 
 logger = logging.getLogger("featnorm")
@@ -80,7 +81,13 @@ def _edc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True)
     p.add_argument("--pairs", required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--policies", nargs="*", required=True, help="standardisation policies")
+    p.add_argument(
+        "--policies",
+        nargs="*",
+        required=True,
+        choices=options.STANDARDISATION_POLICIES,
+        help="standardisation policies",
+    )
     p.add_argument("--fmrs", nargs="+", type=float, required=True)
     p.add_argument("--discard-limits", nargs="+", type=float, required=True)
     p.add_argument("--discard-step", type=float, required=True)
@@ -125,9 +132,7 @@ def _plot_edc_args(p: argparse.ArgumentParser) -> None:
 @step("plot-edc", _plot_edc_args)
 def run_plot_edc(args: argparse.Namespace) -> None:
     """EDC curves of one model, one panel per (split, fmr) (PNG and SVG)."""
-    import pandas as pd
+    from featnorm import edc_plots, io
 
-    from featnorm import edc_plots
-
-    fig = edc_plots.edc_curves(pd.read_csv(args.edc), pd.read_csv(args.curves), model=args.model)
+    fig = edc_plots.edc_curves(io.read_csv(args.edc), io.read_csv(args.curves), model=args.model)
     save_figure(fig, args.png, args.svg)

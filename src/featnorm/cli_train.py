@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from featnorm import options
 from featnorm.steps import step
 
 logger = logging.getLogger("featnorm")
@@ -24,7 +25,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         required=True,
-        choices=["auto", "fp32", "bf16"],
+        choices=options.TRAIN_PRECISIONS,
         help="auto = bf16 autocast where the CPU has native bf16, else fp32",
     )
     p.add_argument("--output", required=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featnorm.options import DEMO_IMAGE_FORMATS
+
 __all__ = ["DemoParams", "class_sizes", "image_count"]
 
 
@@ -35,8 +37,11 @@ class DemoParams:
             )
         if self.holdout < 0:
             raise ValueError(f"dataset.demo.holdout = {self.holdout}; use 0 or more")
-        if self.image_format not in ("jpg", "png"):
-            raise ValueError(f"dataset.demo.image_format = {self.image_format!r}; use jpg or png")
+        if self.image_format not in DEMO_IMAGE_FORMATS:
+            raise ValueError(
+                f"dataset.demo.image_format = {self.image_format!r}; "
+                f"use {' or '.join(DEMO_IMAGE_FORMATS)}"
+            )
 
 
 def class_sizes(params: DemoParams) -> np.ndarray:

@@ -10,12 +10,9 @@ cannot be decoded, or whose shorter side is under ``min_side`` (status ``too_sma
 row, with its status and a NaN norm; nothing is dropped. A job that was given a GPU which torch
 cannot use stops (:func:`choose_device`) instead of running on the CPU.
 
-Flip fusion (optional) adds the horizontally flipped view, as AdaFace's validation code does:
-
-* ``pre_norm_vector_add``: sum of the two un-normalised features; the fused norm is the norm of
-  that sum, about **2x** the single-view norm;
-* ``norm_weighted_avg``: embeddings averaged with weights proportional to their norms, then
-  re-normalised; the fused norm is the mean of the two norms.
+Flip fusion (optional; :data:`featnorm.options.FLIP_FUSIONS` lists the rules and what each fused
+norm is) adds the horizontally flipped view, as AdaFace's validation code does: the vector-add
+rule's fused norm is about **2x** the single-view norm.
 """
 
 from __future__ import annotations
@@ -39,16 +36,20 @@ from torch.utils.data import DataLoader, Dataset
 from featnorm.models import EMBEDDING_DIM, INPUT_SIZE_PX, RESIZE_POLICY
 from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
 from featnorm.models.preprocessing import FAMILY_LUTS, to_input_array
+from featnorm.options import (
+    EMBED_DEVICES,
+    EMBED_PRECISIONS,
+    FLIP_FUSIONS,
+    NO_FLIP,
+    PRE_NORM_VECTOR_ADD,
+)
 from featnorm.sources import read_image
 from featnorm.status import OK, TOO_SMALL
 from featnorm.threads import decoding_worker_init
 
 __all__ = [
-    "DEVICES",
-    "FLIP_FUSIONS",
     "GPU_ENV_VARS",
     "MIN_SIDE_PX",
-    "PRECISIONS",
     "EmbedOptions",
     "ImageFiles",
     "choose_device",
@@ -64,20 +65,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 #: Environment variables through which the user or SLURM gives a job GPUs.
 GPU_ENV_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
 _NO_GPU_VALUES = frozenset({"nodevfiles", "none"})  # values that name no device (lower case)
-PRECISIONS = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-#: fusion rule -> what the fused norm is (written into the metadata).
-FLIP_FUSIONS: dict[str, str] = {
-    "none": "single view: the norm of the unflipped image",
-    "pre_norm_vector_add": "norm of (feature + flipped feature), un-normalised features; ~2x the "
-    "single-view norm",
-    "norm_weighted_avg": "mean of the two views' norms; embedding = norm-weighted average, "
-    "re-normalised",
-}
 _PROGRESS_LINES = 20  # default: about this many progress lines per shard
 #: Shorter side (px) below which an image is not embedded: up-sampled to 112x112 a patch that
 #: small carries no face, so its norm would measure nothing. BRISQUE's own limit, so both stages
@@ -91,7 +82,7 @@ class EmbedOptions:
 
     family: str
     device: torch.device
-    flip_fusion: str = "none"
+    flip_fusion: str = NO_FLIP
     precision: str = "fp32"
     channels_last: bool = False
 
@@ -137,8 +128,8 @@ def choose_device(
         A GPU is expected and torch sees none; the message names the cause (CPU-only build of
         torch, or driver/visibility) and the way out (``embed.device: cpu``).
     """
-    if device not in DEVICES:
-        raise ValueError(f"device {device!r} is not known; use one of {', '.join(DEVICES)}")
+    if device not in EMBED_DEVICES:
+        raise ValueError(f"device {device!r} is not known; use one of {', '.join(EMBED_DEVICES)}")
     if device == "cpu":
         return "cpu"
     if cuda_available:
@@ -197,9 +188,9 @@ def _check_options(flip_fusion: str, precision: str, device: torch.device) -> No
         raise ValueError(
             f"flip_fusion {flip_fusion!r} is not known; use one of {', '.join(FLIP_FUSIONS)}"
         )
-    if precision not in PRECISIONS:
+    if precision not in EMBED_PRECISIONS:
         raise ValueError(
-            f"precision {precision!r} is not known; use one of {', '.join(PRECISIONS)}"
+            f"precision {precision!r} is not known; use one of {', '.join(EMBED_PRECISIONS)}"
         )
     if precision != "fp32" and device.type != "cuda":
         raise ValueError(
@@ -237,11 +228,11 @@ def _fuse(
     flip_norm: torch.Tensor,
     rule: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if rule == "pre_norm_vector_add":
+    if rule == PRE_NORM_VECTOR_ADD:
         fused = emb * norm + flip_emb * flip_norm
         fused_norm = torch.linalg.vector_norm(fused, ord=2, dim=1, keepdim=True)
         return fused / fused_norm, fused_norm
-    # norm_weighted_avg
+    # NORM_WEIGHTED_AVG
     weights = torch.stack([norm, flip_norm]) / (norm + flip_norm)
     fused = weights[0] * emb + weights[1] * flip_emb
     fused = fused / torch.linalg.vector_norm(fused, ord=2, dim=1, keepdim=True)
@@ -262,8 +253,8 @@ def embed_batch(
     x = x.to(options.device, non_blocking=True)
     if options.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    views = [x] if options.flip_fusion == "none" else [x, torch.flip(x, dims=[3])]
-    if options.flip_fusion != "none":
+    views = [x] if options.flip_fusion == NO_FLIP else [x, torch.flip(x, dims=[3])]
+    if options.flip_fusion != NO_FLIP:
         x = torch.cat(views)  # one forward pass for both views
     if options.precision == "fp32":
         emb, norm = model(x)
@@ -271,7 +262,7 @@ def embed_batch(
         with torch.autocast(options.device.type, dtype=_AUTOCAST_DTYPES[options.precision]):
             emb, norm = model(x)
     emb, norm = emb.float(), norm.float()
-    if options.flip_fusion != "none":
+    if options.flip_fusion != NO_FLIP:
         n = len(views[0])
         emb, norm = _fuse(emb[:n], norm[:n], emb[n:], norm[n:], options.flip_fusion)
     return emb.cpu(), norm[:, 0].cpu()
@@ -307,7 +298,7 @@ def embed_table(
     batch_size: int = 64,
     workers: int = 0,
     min_side: int = MIN_SIDE_PX,
-    flip_fusion: str = "none",
+    flip_fusion: str = NO_FLIP,
     precision: str = "fp32",
     save_embeddings: bool = False,
     channels_last: bool = True,
@@ -332,8 +323,8 @@ def embed_table(
         Decoding worker processes; 0 decodes in this process.
     min_side : int >= 1
         Images whose shorter side is below this (px) get status ``too_small`` and a NaN norm.
-    flip_fusion : {"none", "pre_norm_vector_add", "norm_weighted_avg"}
-        See the module docstring; the fused norm of ``pre_norm_vector_add`` is ~2x the plain one.
+    flip_fusion : a key of :data:`featnorm.options.FLIP_FUSIONS`
+        See the module docstring; the vector-add rule's fused norm is ~2x the plain one.
     precision : {"fp32", "bf16", "fp16"}
         Non-fp32 runs the model under CUDA autocast (CUDA only; CPU raises ValueError).
     save_embeddings : bool

@@ -24,6 +24,8 @@ from featnorm import __version__
 __all__ = [
     "METADATA_KEY",
     "atomic_path",
+    "read_csv",
+    "read_csvs",
     "read_metadata",
     "read_table",
     "write_table",
@@ -88,6 +90,20 @@ def write_table(
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a featnorm Parquet table into a DataFrame."""
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV table that featnorm wrote (correlations.csv, edc.csv, training_curve.csv, ...).
+
+    Only empty fields are missing values (``to_csv`` writes NaN and None so); pandas' default
+    would also turn the text NA, None or nan into NaN, a model of that name among them.
+    """
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def read_csvs(paths: list[str | os.PathLike]) -> pd.DataFrame:
+    """The CSV tables at ``paths`` (one per model) in one table, in the order of ``paths``."""
+    return pd.concat([read_csv(p) for p in paths], ignore_index=True)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "class_sizes",
     "forest",
     "ground_truth",
+    "model_forest",
     "norm_vs_brisque",
     "trends",
     "two_levels",
@@ -351,14 +352,21 @@ def by_class_size(
     return fig
 
 
-# figure kind -> what it needs: used by the CLI's `plot` step
+def model_forest(correlations: pd.DataFrame, *, model: str) -> plt.Figure:
+    """Forest plot of one model's correlations (:func:`forest`, titled with the model)."""
+    return forest(correlations, title=f"All correlations of model {model}")
+
+
+# figure name (featnorm.options.FIGURES) -> function drawing it, for the CLI's `plot` step. Each
+# takes the tables of featnorm.options.FIGURE_INPUTS[name] in that order and ``model``, and
+# ``x_columns`` when the name is in featnorm.options.FIGURES_WITH_POLICIES.
 FIGURES = {
     "class_sizes": class_sizes,
     "class_norm_mean": class_norm_mean,
     "norm_vs_brisque": norm_vs_brisque,
     "trends": trends,
-    "forest": forest,
-    "ground_truth": ground_truth,
+    "forest": model_forest,
     "two_levels": two_levels,
     "by_class_size": by_class_size,
+    "ground_truth": ground_truth,
 }

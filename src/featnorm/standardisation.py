@@ -24,7 +24,6 @@ from scipy import special
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "POLICIES",
     "class_size_residual",
     "fit_f_dist",
     "shrinkage_z",
@@ -32,8 +31,6 @@ __all__ = [
     "within_class_z",
 ]
 
-# policy name -> suffix of its column: feature_norm_<suffix>
-POLICIES = ("z", "shrinkage_z", "rank", "residual")
 # A variance below this (relative to the squared scale of the data) counts as zero.
 _REL_EPS = 1e-12
 # limma's fitFDist raises exact-zero variances to this fraction of the median before log().

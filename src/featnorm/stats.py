@@ -35,12 +35,12 @@ import numpy as np
 from scipy import stats
 
 from featnorm.kendall import kendall_iid_p, kendall_replicates, kendall_scores
+from featnorm.options import CORRELATION_METHODS
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CI_METHOD_BOOTSTRAP",
-    "METHODS",
     "CorrelationResult",
     "bootstrap_p",
     "cluster_bootstrap_weights",
@@ -55,7 +55,6 @@ __all__ = [
     "quality_aligned",
 ]
 
-METHODS = ("pearson", "spearman", "kendall")
 CI_METHOD_BOOTSTRAP = "cluster_bootstrap_percentile"
 
 # Variance of atanh(r) is c / (n - d) (Fieller, Hartley & Pearson 1957): Pearson c = 1, d = 3;
@@ -244,8 +243,10 @@ def quality_aligned(r: np.ndarray | float, *, lower_is_better: bool):
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method = {method!r} is not known; use one of {', '.join(METHODS)}")
+    if method not in CORRELATION_METHODS:
+        raise ValueError(
+            f"method = {method!r} is not known; use one of {', '.join(CORRELATION_METHODS)}"
+        )
 
 
 def _finite_rows(*arrays: np.ndarray) -> np.ndarray:

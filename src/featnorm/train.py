@@ -29,11 +29,11 @@ from torch.nn import functional as F
 from featnorm import models
 from featnorm.analysis import training_images
 from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.options import TRAIN_PRECISIONS
 from featnorm.sources import read_image
 from featnorm.status import OK
 
 __all__ = [
-    "PRECISIONS",
     "AdaFaceHead",
     "TrainingImages",
     "TrainingResult",
@@ -53,7 +53,6 @@ _NORM_CLIP = (0.001, 100.0)  # norms are clipped before the batch statistics, as
 _MOMENTUM, _WEIGHT_DECAY = 0.9, 5e-4  # SGD settings of the official recipe
 _WARMUP_FRACTION = 0.1  # share of steps with a linear learning-rate warm-up
 _LOG_EVERY_STEPS = 10
-PRECISIONS = ("auto", "fp32", "bf16")  # train.precision values (see resolve_precision)
 
 
 class AdaFaceHead(nn.Module):
@@ -114,9 +113,9 @@ def resolve_precision(precision: str) -> str:
 
     Without native support bf16 is emulated and slower than fp32, so ``auto`` never picks it there.
     """
-    if precision not in PRECISIONS:
+    if precision not in TRAIN_PRECISIONS:
         raise ValueError(
-            f"train.precision = {precision!r} is not known; use one of {', '.join(PRECISIONS)}"
+            f"train.precision = {precision!r} is not known; use one of {', '.join(TRAIN_PRECISIONS)}"
         )
     if precision != "auto":
         return precision

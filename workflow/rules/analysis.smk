@@ -4,10 +4,10 @@
 
 rule correlate:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        samples=model_table("samples"),
     output:
         table=report(
-            f"{RESULTS}/{{model}}/correlations.csv",
+            model_table("correlations"),
             caption="../report/correlations.rst",
             category="correlations",
             labels={"model": "{model}", "table": "correlations"},
@@ -36,11 +36,11 @@ rule correlate:
 
 rule table1:
     input:
-        correlations=correlation_tables(),
+        correlations=model_tables("correlations"),
     output:
-        csv=f"{RESULTS}/table1.csv",
+        csv=study_file("table1.csv"),
         markdown=report(
-            f"{RESULTS}/table1.md",
+            study_file("table1.md"),
             caption="../report/table1.rst",
             category="correlations",
             labels={"table": "Table 1"},
@@ -61,22 +61,22 @@ rule table1:
 
 rule compare_models:
     input:
-        correlations=correlation_tables(),
+        correlations=model_tables("correlations"),
         edc=edc_tables(),
     output:
         table=report(
-            f"{RESULTS}/comparison.csv",
+            study_file("comparison.csv"),
             caption="../report/comparison.rst",
             category="comparison",
             labels={"table": "all models"},
         ),
         png=report(
-            f"{RESULTS}/figures/comparison_forest.png",
+            study_figure("comparison_forest", "png"),
             caption="../report/comparison_forest.rst",
             category="comparison",
             labels={"figure": "forest plot, all models"},
         ),
-        svg=f"{RESULTS}/figures/comparison_forest.svg",
+        svg=study_figure("comparison_forest", "svg"),
     log:
         f"{RESULTS}/logs/compare_models/compare_models.log",
     benchmark:
@@ -92,22 +92,16 @@ rule compare_models:
 
 rule summary:
     input:
-        correlations=correlation_tables(),
-        samples=expand(f"{RESULTS}/{{model}}/samples.parquet", model=model_names()),
-        class_stats=expand(
-            f"{RESULTS}/{{model}}/class_stats.parquet", model=model_names()
-        ),
-        differences=expand(f"{RESULTS}/{{model}}/differences.csv", model=model_names()),
-        decomposition=expand(
-            f"{RESULTS}/{{model}}/decomposition.csv", model=model_names()
-        ),
-        by_class_size=expand(
-            f"{RESULTS}/{{model}}/by_class_size.csv", model=model_names()
-        ),
+        correlations=model_tables("correlations"),
+        samples=expand(model_table("samples"), model=model_names()),
+        class_stats=expand(model_table("class_stats"), model=model_names()),
+        differences=expand(model_table("differences"), model=model_names()),
+        decomposition=expand(model_table("decomposition"), model=model_names()),
+        by_class_size=expand(model_table("by_class_size"), model=model_names()),
         edc=edc_tables(),
     output:
         summary=report(
-            f"{RESULTS}/summary.md",
+            study_file("summary.md"),
             caption="../report/summary.rst",
             category="summary",
             labels={"table": "summary"},
@@ -133,10 +127,10 @@ rule summary:
 
 rule paired_differences:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        samples=model_table("samples"),
     output:
         table=report(
-            f"{RESULTS}/{{model}}/differences.csv",
+            model_table("differences"),
             caption="../report/differences.rst",
             category="correlations",
             labels={"model": "{model}", "table": "paired differences"},
@@ -165,10 +159,10 @@ rule paired_differences:
 
 rule decompose_correlations:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        samples=model_table("samples"),
     output:
         table=report(
-            f"{RESULTS}/{{model}}/decomposition.csv",
+            model_table("decomposition"),
             caption="../report/decomposition.rst",
             category="correlations",
             labels={"model": "{model}", "table": "within/between decomposition"},
@@ -196,10 +190,10 @@ rule decompose_correlations:
 
 rule correlate_by_class_size:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        samples=model_table("samples"),
     output:
         table=report(
-            f"{RESULTS}/{{model}}/by_class_size.csv",
+            model_table("by_class_size"),
             caption="../report/by_class_size.rst",
             category="correlations",
             labels={"model": "{model}", "table": "correlations by class size"},

@@ -3,9 +3,9 @@
 
 rule score_brisque:
     input:
-        shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
+        shard=shard_table(),
     output:
-        table=f"{RESULTS}/brisque/shard-{{k}}.parquet",
+        table=brisque_table(),
     log:
         f"{RESULTS}/logs/score_brisque/shard-{{k}}.log",
     benchmark:

@@ -20,11 +20,12 @@ shell.prefix(
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from featnorm import config_checks
+from featnorm import config_checks, options
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # Outputs go under results/ of the working directory; use `snakemake --directory` to move them.
 RESULTS = "results"
+FIGURE_FORMATS = ["png", "svg"]  # every figure is written in both
 config_checks.check(config, results=RESULTS)
 
 
@@ -38,31 +39,93 @@ def shard_ids():
     return list(range(config["shards"]))
 
 
+# Per-model tables: name (as the steps and featnorm.options.FIGURE_INPUTS call them) -> file
+# under results/<model>/.
+MODEL_TABLES = {
+    "samples": "samples.parquet",
+    "class_stats": "class_stats.parquet",
+    "correlations": "correlations.csv",
+    "differences": "differences.csv",
+    "decomposition": "decomposition.csv",
+    "by_class_size": "by_class_size.csv",
+    "pairs": "pairs.parquet",
+    "edc": "edc.csv",
+    "edc_curve": "edc_curve.csv",
+}
+
+
+def model_table(name, model="{model}"):
+    """Table ``name`` of one model: of the {model} wildcard unless ``model`` is given."""
+    return f"{RESULTS}/{model}/{MODEL_TABLES[name]}"
+
+
+def model_tables(name, models=None):
+    """Table ``name`` of each of ``models`` (default: every configured model), in order."""
+    return [
+        model_table(name, model)
+        for model in (model_names() if models is None else models)
+    ]
+
+
+def model_figure(figure, ext, model="{model}"):
+    """A per-model figure file (ext png or svg), of the {model} wildcard unless given."""
+    return f"{RESULTS}/{model}/figures/{figure}.{ext}"
+
+
+def trained_checkpoint(model="{model}"):
+    """The checkpoint that train_demo_model writes for a model whose checkpoint is `train`."""
+    return f"{RESULTS}/models/{model}/checkpoint.ckpt"
+
+
+def training_curve(model="{model}"):
+    """The per-epoch training curve of a trained model."""
+    return f"{RESULTS}/models/{model}/training_curve.csv"
+
+
+def embed_table(model="{model}", k="{k}"):
+    """The embedding table of one model and shard (the {model} and {k} wildcards by default)."""
+    return f"{RESULTS}/embed/{model}/shard-{k}.parquet"
+
+
+def study_file(name):
+    """An output of the whole study (all models): results/<name>."""
+    return f"{RESULTS}/{name}"
+
+
+def study_figure(figure, ext):
+    """A figure of the whole study (all models), ext png or svg."""
+    return f"{RESULTS}/figures/{figure}.{ext}"
+
+
 def manifest_table():
-    return f"{RESULTS}/manifest.parquet"
+    return study_file("manifest.parquet")
+
+
+def shard_table(k="{k}"):
+    """One shard of the manifest (the {k} wildcard unless ``k`` is given)."""
+    return f"{RESULTS}/shards/shard-{k}.parquet"
+
+
+def brisque_table(k="{k}"):
+    """The BRISQUE table of one shard (the {k} wildcard unless ``k`` is given)."""
+    return f"{RESULTS}/brisque/shard-{k}.parquet"
 
 
 def shard_tables():
-    return expand(f"{RESULTS}/shards/shard-{{k}}.parquet", k=shard_ids())
+    return [shard_table(k) for k in shard_ids()]
 
 
 def brisque_tables():
-    return expand(f"{RESULTS}/brisque/shard-{{k}}.parquet", k=shard_ids())
+    return [brisque_table(k) for k in shard_ids()]
 
 
 def embed_tables(wildcards):
     """Embedding shard tables of one model (wildcards.model)."""
-    return expand(
-        f"{RESULTS}/embed/{wildcards.model}/shard-{{k}}.parquet", k=shard_ids()
-    )
+    return [embed_table(wildcards.model, k) for k in shard_ids()]
 
 
 def all_embed_tables():
-    return expand(
-        f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
-        model=model_names(),
-        k=shard_ids(),
-    )
+    return [embed_table(model, k) for model in model_names() for k in shard_ids()]
 
 
 def model_setting(wildcards, key):
@@ -82,7 +145,7 @@ def model_checkpoint(wildcards):
     """The checkpoint file: the user's, or the demo model trained by train_demo_model."""
     path = model_setting(wildcards, "checkpoint")
     if path == config_checks.TRAIN_CHECKPOINT:
-        return f"{RESULTS}/models/{wildcards.model}/checkpoint.ckpt"
+        return trained_checkpoint(wildcards.model)
     return path
 
 
@@ -128,10 +191,9 @@ def trained_model_epochs():
     ]
 
 
-def trained_model_files(name):
-    """Per trained model: its analysis table (correlations.csv) or its training curve."""
-    folder = "models/{model}/" if name == "training_curve.csv" else "{model}/"
-    return expand(f"{RESULTS}/{folder}{name}", model=trained_models())
+def trained_model_curves():
+    """The training curve of each trained model, in config order."""
+    return [training_curve(model) for model in trained_models()]
 
 
 def training_length_method():
@@ -145,8 +207,8 @@ def training_length_targets():
     if len(trained_models()) < 2:
         return []
     return [
-        f"{RESULTS}/training_length.csv",
-        *expand(f"{RESULTS}/figures/training_length.{{ext}}", ext=["png", "svg"]),
+        study_file("training_length.csv"),
+        *[study_figure("training_length", ext) for ext in FIGURE_FORMATS],
     ]
 
 
@@ -200,7 +262,7 @@ def edc_tables():
     """Every model's edc.csv, or nothing when the EDC is off."""
     if not edc_enabled():
         return []
-    return expand(f"{RESULTS}/{{model}}/edc.csv", model=model_names())
+    return model_tables("edc")
 
 
 def edc_option(option, paths):
@@ -212,16 +274,11 @@ def evaluation_targets():
     """Pairs, EDC tables and figures of every model (nothing when the EDC is off)."""
     if not edc_enabled():
         return []
-    tables = expand(
-        f"{RESULTS}/{{model}}/{{name}}",
-        model=model_names(),
-        name=["pairs.parquet", "edc.csv", "edc_curve.csv"],
-    )
-    figures = expand(
-        f"{RESULTS}/{{model}}/figures/edc.{{ext}}",
-        model=model_names(),
-        ext=["png", "svg"],
-    )
+    names = ["pairs", "edc", "edc_curve"]
+    tables = [model_table(name, m) for m in model_names() for name in names]
+    figures = [
+        model_figure("edc", ext, m) for m in model_names() for ext in FIGURE_FORMATS
+    ]
     return tables + figures
 
 
@@ -249,36 +306,50 @@ def has_ground_truth():
 
 def model_figure_names():
     """Per-model figure names (results/{model}/figures/<name>.png)."""
-    names = ["class_sizes", "class_norm_mean", "norm_vs_brisque", "trends", "forest"]
-    names += ["two_levels", "by_class_size"]
-    return names + (["ground_truth"] if has_ground_truth() else [])
+    return [
+        name
+        for name in options.FIGURES
+        if has_ground_truth() or name not in options.GROUND_TRUTH_FIGURES
+    ]
 
 
-def correlation_tables():
-    return expand(f"{RESULTS}/{{model}}/correlations.csv", model=model_names())
+def figure_inputs(figure):
+    """The tables one model's ``figure`` is drawn from, by name (featnorm.options.FIGURE_INPUTS)."""
+    return {name: model_table(name) for name in options.FIGURE_INPUTS[figure]}
+
+
+def figure_args(figure):
+    """Params function: `featnorm plot` flags naming the input tables of ``figure`` (one per
+    table, --<name>), and the policies when it draws one panel per norm column."""
+
+    def args(wildcards, input):
+        flags = [
+            f"{options.table_flag(name)} {getattr(input, name)}"
+            for name in options.FIGURE_INPUTS[figure]
+        ]
+        if figure in options.FIGURES_WITH_POLICIES:
+            flags.append(f"--policies {analysis_policies()}")
+        return " ".join(flags)
+
+    return args
 
 
 def analysis_targets():
     """Every final output of the analysis, for all configured models."""
-    per_model = expand(
-        f"{RESULTS}/{{model}}/{{name}}",
-        model=model_names(),
-        name=["samples.parquet", "class_stats.parquet", "correlations.csv"]
-        + ["differences.csv", "decomposition.csv", "by_class_size.csv"],
-    )
-    figures = expand(
-        f"{RESULTS}/{{model}}/figures/{{figure}}.{{ext}}",
-        model=model_names(),
-        figure=model_figure_names(),
-        ext=["png", "svg"],
-    )
+    names = ["samples", "class_stats", "correlations"]
+    names += ["differences", "decomposition", "by_class_size"]
+    per_model = [model_table(name, m) for m in model_names() for name in names]
+    figures = [
+        model_figure(figure, ext, m)
+        for m in model_names()
+        for figure in model_figure_names()
+        for ext in FIGURE_FORMATS
+    ]
     tables = [
-        f"{RESULTS}/{name}"
+        study_file(name)
         for name in ["table1.md", "table1.csv", "comparison.csv", "summary.md"]
     ]
-    comparison = expand(
-        f"{RESULTS}/figures/comparison_forest.{{ext}}", ext=["png", "svg"]
-    )
+    comparison = [study_figure("comparison_forest", ext) for ext in FIGURE_FORMATS]
     return per_model + figures + tables + comparison
 
 

@@ -4,10 +4,10 @@
 
 rule embed_shard:
     input:
-        shard=f"{RESULTS}/shards/shard-{{k}}.parquet",
+        shard=shard_table(),
         model_file=model_checkpoint,
     output:
-        table=f"{RESULTS}/embed/{{model}}/shard-{{k}}.parquet",
+        table=embed_table(),
     log:
         f"{RESULTS}/logs/embed_shard/{{model}}/shard-{{k}}.log",
     benchmark:

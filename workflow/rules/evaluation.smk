@@ -5,10 +5,10 @@
 
 rule draw_pairs:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        samples=model_table("samples"),
         embed=embed_tables,
     output:
-        pairs=f"{RESULTS}/{{model}}/pairs.parquet",
+        pairs=model_table("pairs"),
     log:
         f"{RESULTS}/logs/draw_pairs/{{model}}.log",
     benchmark:
@@ -30,17 +30,17 @@ rule draw_pairs:
 
 rule compute_edc:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
-        pairs=f"{RESULTS}/{{model}}/pairs.parquet",
+        samples=model_table("samples"),
+        pairs=model_table("pairs"),
     output:
         table=report(
-            f"{RESULTS}/{{model}}/edc.csv",
+            model_table("edc"),
             caption="../report/edc.rst",
             category="quality utility",
             labels={"model": "{model}", "table": "EDC pAUC"},
         ),
         curves=report(
-            f"{RESULTS}/{{model}}/edc_curve.csv",
+            model_table("edc_curve"),
             caption="../report/edc_curve.rst",
             category="quality utility",
             labels={"model": "{model}", "table": "EDC curves"},
@@ -72,16 +72,16 @@ rule compute_edc:
 
 rule plot_edc:
     input:
-        table=f"{RESULTS}/{{model}}/edc.csv",
-        curves=f"{RESULTS}/{{model}}/edc_curve.csv",
+        table=model_table("edc"),
+        curves=model_table("edc_curve"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/edc.png",
+            model_figure("edc", "png"),
             caption="../report/edc_figure.rst",
             category="quality utility",
             labels={"model": "{model}", "figure": "EDC"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/edc.svg",
+        svg=model_figure("edc", "svg"),
     log:
         f"{RESULTS}/logs/plot_edc/{{model}}.log",
     benchmark:

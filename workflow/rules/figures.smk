@@ -1,65 +1,69 @@
 # Figures per model (PNG for the report, SVG beside it); one rule per figure so each has its
-# caption. ground_truth exists only on the demo dataset (see model_figure_names()).
+# caption. Each is drawn from the tables featnorm.options.FIGURE_INPUTS names for it (input and
+# flags alike); ground_truth exists only on the demo dataset (see model_figure_names()).
 
 
 rule plot_class_sizes:
     input:
-        class_stats=f"{RESULTS}/{{model}}/class_stats.parquet",
+        **figure_inputs("class_sizes"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/class_sizes.png",
+            model_figure("class_sizes", "png"),
             caption="../report/class_sizes.rst",
             category="figures",
             labels={"model": "{model}", "figure": "class sizes"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/class_sizes.svg",
+        svg=model_figure("class_sizes", "svg"),
     log:
         f"{RESULTS}/logs/plot_class_sizes/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_class_sizes/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        args=figure_args("class_sizes"),
     shell:
         "python -m featnorm plot --kind class_sizes --model {wildcards.model}"
-        " --class-stats {input.class_stats}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_class_norm_mean:
     input:
-        class_stats=f"{RESULTS}/{{model}}/class_stats.parquet",
+        **figure_inputs("class_norm_mean"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/class_norm_mean.png",
+            model_figure("class_norm_mean", "png"),
             caption="../report/class_norm_mean.rst",
             category="figures",
             labels={"model": "{model}", "figure": "class norm mean"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/class_norm_mean.svg",
+        svg=model_figure("class_norm_mean", "svg"),
     log:
         f"{RESULTS}/logs/plot_class_norm_mean/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_class_norm_mean/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        args=figure_args("class_norm_mean"),
     shell:
         "python -m featnorm plot --kind class_norm_mean --model {wildcards.model}"
-        " --class-stats {input.class_stats}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_norm_vs_brisque:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
-        correlations=f"{RESULTS}/{{model}}/correlations.csv",
+        **figure_inputs("norm_vs_brisque"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/norm_vs_brisque.png",
+            model_figure("norm_vs_brisque", "png"),
             caption="../report/norm_vs_brisque.rst",
             category="figures",
             labels={"model": "{model}", "figure": "norm vs BRISQUE"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/norm_vs_brisque.svg",
+        svg=model_figure("norm_vs_brisque", "svg"),
     log:
         f"{RESULTS}/logs/plot_norm_vs_brisque/{{model}}.log",
     benchmark:
@@ -67,24 +71,24 @@ rule plot_norm_vs_brisque:
     conda:
         "../../envs/featnorm.yaml"
     params:
-        policies=analysis_policies(),
+        args=figure_args("norm_vs_brisque"),
     shell:
         "python -m featnorm plot --kind norm_vs_brisque --model {wildcards.model}"
-        " --samples {input.samples} --correlations {input.correlations} --policies {params.policies}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_trends:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        **figure_inputs("trends"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/trends.png",
+            model_figure("trends", "png"),
             caption="../report/trends.rst",
             category="figures",
             labels={"model": "{model}", "figure": "binned trends"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/trends.svg",
+        svg=model_figure("trends", "svg"),
     log:
         f"{RESULTS}/logs/plot_trends/{{model}}.log",
     benchmark:
@@ -92,47 +96,49 @@ rule plot_trends:
     conda:
         "../../envs/featnorm.yaml"
     params:
-        policies=analysis_policies(),
+        args=figure_args("trends"),
     shell:
         "python -m featnorm plot --kind trends --model {wildcards.model}"
-        " --samples {input.samples} --policies {params.policies}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_forest:
     input:
-        correlations=f"{RESULTS}/{{model}}/correlations.csv",
+        **figure_inputs("forest"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/forest.png",
+            model_figure("forest", "png"),
             caption="../report/forest.rst",
             category="figures",
             labels={"model": "{model}", "figure": "forest plot"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/forest.svg",
+        svg=model_figure("forest", "svg"),
     log:
         f"{RESULTS}/logs/plot_forest/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_forest/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        args=figure_args("forest"),
     shell:
         "python -m featnorm plot --kind forest --model {wildcards.model}"
-        " --correlations {input.correlations}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_ground_truth:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
+        **figure_inputs("ground_truth"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/ground_truth.png",
+            model_figure("ground_truth", "png"),
             caption="../report/ground_truth.rst",
             category="figures",
             labels={"model": "{model}", "figure": "ground truth"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/ground_truth.svg",
+        svg=model_figure("ground_truth", "svg"),
     log:
         f"{RESULTS}/logs/plot_ground_truth/{{model}}.log",
     benchmark:
@@ -140,55 +146,58 @@ rule plot_ground_truth:
     conda:
         "../../envs/featnorm.yaml"
     params:
-        policies=analysis_policies(),
+        args=figure_args("ground_truth"),
     shell:
         "python -m featnorm plot --kind ground_truth --model {wildcards.model}"
-        " --samples {input.samples} --policies {params.policies}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_two_levels:
     input:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
-        decomposition=f"{RESULTS}/{{model}}/decomposition.csv",
+        **figure_inputs("two_levels"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/two_levels.png",
+            model_figure("two_levels", "png"),
             caption="../report/two_levels.rst",
             category="figures",
             labels={"model": "{model}", "figure": "between and within classes"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/two_levels.svg",
+        svg=model_figure("two_levels", "svg"),
     log:
         f"{RESULTS}/logs/plot_two_levels/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_two_levels/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        args=figure_args("two_levels"),
     shell:
         "python -m featnorm plot --kind two_levels --model {wildcards.model}"
-        " --samples {input.samples} --decomposition {input.decomposition}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"
 
 
 rule plot_by_class_size:
     input:
-        table=f"{RESULTS}/{{model}}/by_class_size.csv",
+        **figure_inputs("by_class_size"),
     output:
         png=report(
-            f"{RESULTS}/{{model}}/figures/by_class_size.png",
+            model_figure("by_class_size", "png"),
             caption="../report/by_class_size_figure.rst",
             category="figures",
             labels={"model": "{model}", "figure": "r by class size"},
         ),
-        svg=f"{RESULTS}/{{model}}/figures/by_class_size.svg",
+        svg=model_figure("by_class_size", "svg"),
     log:
         f"{RESULTS}/logs/plot_by_class_size/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/plot_by_class_size/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
+    params:
+        args=figure_args("by_class_size"),
     shell:
         "python -m featnorm plot --kind by_class_size --model {wildcards.model}"
-        " --by-class-size {input.table}"
+        " {params.args}"
         " --png {output.png} --svg {output.svg} --log {log}"

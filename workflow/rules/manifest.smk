@@ -3,7 +3,7 @@
 
 rule make_manifest:
     output:
-        table=f"{RESULTS}/manifest.parquet",
+        table=manifest_table(),
     log:
         f"{RESULTS}/logs/make_manifest.log",
     benchmark:

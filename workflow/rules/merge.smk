@@ -9,8 +9,8 @@ rule merge_samples:
         brisque=brisque_tables(),
         embed=embed_tables,
     output:
-        samples=f"{RESULTS}/{{model}}/samples.parquet",
-        class_stats=f"{RESULTS}/{{model}}/class_stats.parquet",
+        samples=model_table("samples"),
+        class_stats=model_table("class_stats"),
     log:
         f"{RESULTS}/logs/merge_samples/{{model}}.log",
     benchmark:

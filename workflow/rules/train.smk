@@ -7,8 +7,8 @@ rule train_demo_model:
     input:
         manifest=rules.make_manifest.output.table,
     output:
-        model_file=f"{RESULTS}/models/{{model}}/checkpoint.ckpt",
-        curve=f"{RESULTS}/models/{{model}}/training_curve.csv",
+        model_file=trained_checkpoint(),
+        curve=training_curve(),
     log:
         f"{RESULTS}/logs/train_demo_model/{{model}}.log",
     benchmark:
@@ -37,17 +37,17 @@ rule train_demo_model:
 # their class-size effect and proxy agreement side by side against the epochs they trained for.
 rule training_length:
     input:
-        correlations=trained_model_files("correlations.csv"),
-        curves=trained_model_files("training_curve.csv"),
+        correlations=model_tables("correlations", trained_models()),
+        curves=trained_model_curves(),
     output:
-        table=f"{RESULTS}/training_length.csv",
+        table=study_file("training_length.csv"),
         png=report(
-            f"{RESULTS}/figures/training_length.png",
+            study_figure("training_length", "png"),
             caption="../report/training_length.rst",
             category="comparison",
             labels={"figure": "training length"},
         ),
-        svg=f"{RESULTS}/figures/training_length.svg",
+        svg=study_figure("training_length", "svg"),
     log:
         f"{RESULTS}/logs/training_length.log",
     benchmark:

@@ -112,7 +112,6 @@ from featnorm.brisque.mscn import (
     FEATURE_NAMES,
     FLAVOUR,
     MIN_SIDE,
-    PRECISIONS,
     features,
     features_and_status,
 )
@@ -123,7 +122,6 @@ __all__ = [
     "DEFAULT_PRECISION",
     "FLAVOUR",
     "MIN_SIDE",
-    "PRECISIONS",
     "SvrModel",
     "features",
     "features_and_status",

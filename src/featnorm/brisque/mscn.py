@@ -16,6 +16,7 @@ import numpy as np
 
 from featnorm.brisque.ggd import N_BASE, N_PAIR, N_SUMS, SUM_MAPS, features_from_sums
 from featnorm.images import to_uint8
+from featnorm.options import BRISQUE_PRECISIONS
 from featnorm.status import (
     DEGENERATE_FEATURES,
     FLAT_IMAGE,
@@ -53,7 +54,6 @@ HALF_SCALE_OFFSET = -3  # output pixel i reads input pixels 2*i - 3 .. 2*i + 4
 # faster overall and moves scores by 0.05 on average, up to ~1 point (variance cancellation, grid
 # flips). float32 is the default: it reaches the 3x-OpenCV throughput target, float64 does not
 # (module docstring).
-PRECISIONS = ("float64", "float32")
 DEFAULT_PRECISION = "float32"
 
 # --- our policy ---------------------------------------------------------------------------------
@@ -111,8 +111,8 @@ class _Workspace:
     """
 
     def __init__(self, precision: str = "float64") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+        if precision not in BRISQUE_PRECISIONS:
+            raise ValueError(f"precision={precision!r}; expected one of {BRISQUE_PRECISIONS}")
         self.dtype = np.dtype(precision)
         self.depth = cv2.CV_64F if self.dtype == np.float64 else cv2.CV_32F
         self._bufs: dict[tuple[str, type], np.ndarray] = {}
@@ -469,7 +469,7 @@ def features_and_status(
         Decoded images, (H, W) grey or (H, W, 3) BGR uint8 as ``cv2.imread`` gives them (other
         dtypes and channel counts: see the module's input policy).
     precision : {"float32", "float64"}
-        Arithmetic of the local mean and variance (:data:`PRECISIONS`, default
+        Arithmetic of the local mean and variance (:data:`featnorm.options.BRISQUE_PRECISIONS`, default
         :data:`DEFAULT_PRECISION`); float64 is the MATLAB release's, float32 (pyiqa's) differs
         by ~0.05 points (max ~1) and is ~1.25x faster.
 

@@ -30,11 +30,11 @@ from featnorm.models.checkpoint import (
 from featnorm.models.iresnet import EMBEDDING_DIM, INPUT_SIZE_PX, IR_ARCHS, IR_UNITS, build_ir
 from featnorm.models.magface import MAGFACE_ARCHS, build_iresnet
 from featnorm.models.preprocessing import RESIZE_POLICY, fit_input_size, preprocess, to_bgr
+from featnorm.options import MODEL_FAMILIES
 
 __all__ = [
     "ARCHS",
     "EMBEDDING_DIM",
-    "FAMILIES",
     "INPUT_SIZE_PX",
     "IR_ARCHS",
     "IR_UNITS",
@@ -51,12 +51,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _BUILDERS: dict[str, Callable[[str], nn.Module]] = {"adaface": build_ir, "magface": build_iresnet}
-FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def _check_family_arch(family: str, arch: str) -> None:
     if family not in _BUILDERS:
-        raise ValueError(f"family {family!r} is not known; use one of {', '.join(FAMILIES)}")
+        raise ValueError(f"family {family!r} is not known; use one of {', '.join(MODEL_FAMILIES)}")
     if arch not in ARCHS[family]:
         hint = next((f for f, names in ARCHS.items() if arch in names), None)
         also = f" ({arch!r} is a {hint} arch: set family={hint!r})" if hint else ""
