@@ -4,7 +4,7 @@
   batch 32 (featnorm's trainer before the converged demo);
 * featnorm: the training set held as one uint8 tensor, flipped and mapped to [-1, 1] through
   the AdaFace lookup table per batch, bf16 autocast on CPU where supported (``train.precision:
-  auto``), batch 64 (the defaults of ``train:``).
+  auto``), channels-last (NHWC) activations and weights, batch 64 (the defaults of ``train:``).
 
 Both train the same ``ir_demo`` backbone with the AdaFace head on random pixels of the demo's
 size (speed does not depend on the values). They alternate, one chunk of images at a time, and
@@ -35,9 +35,11 @@ POOL = 1024  # images held in memory for sampling batches
 BUSY_SHARE = 0.9  # a chunk counts when CPU time >= this share of threads x wall
 
 
-def _setup(seed: int):
+def _setup(seed: int, *, channels_last: bool):
     torch.manual_seed(seed)
     backbone = models.build("adaface", "ir_demo").train()
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
     head = train.AdaFaceHead(CLASSES, generator=torch.Generator().manual_seed(seed))
     optimiser = torch.optim.SGD(
         list(backbone.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9
@@ -82,11 +84,16 @@ def main() -> None:
             x = pixels[idx]
             flip = torch.rand(64, generator=gen) < 0.5
             x = lut[torch.where(flip[:, None, None, None], x.flip(3), x).long()]
+            x = x.contiguous(memory_format=torch.channels_last)
             _step(*state, x, labels[idx], bf16=bf16)
 
     runs = {
-        "seed (fp32, batch 32)": (seed_chunk, _setup(0), []),
-        f"featnorm ({'bf16' if bf16 else 'fp32'}, batch 64)": (featnorm_chunk, _setup(0), []),
+        "seed (fp32, batch 32)": (seed_chunk, _setup(0, channels_last=False), []),
+        f"featnorm ({'bf16' if bf16 else 'fp32'}, batch 64, NHWC)": (
+            featnorm_chunk,
+            _setup(0, channels_last=True),
+            [],
+        ),
     }
     warm_up = {seed_chunk: False, featnorm_chunk: bf16}  # oneDNN creates its primitives once
     for chunk, state, _ in runs.values():

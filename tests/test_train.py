@@ -98,6 +98,8 @@ def test_train_demo_step_writes_a_checkpoint_in_the_official_layout_that_loads(t
     assert {"head.kernel", "head.t", "head.batch_mean", "head.batch_std"} <= set(keys)
     assert saved["state_dict"]["head.kernel"].shape == (512, 3)
     assert all(k.startswith(("model.", "head.")) for k in keys)
+    # trained channels-last, stored in the official (contiguous NCHW) layout
+    assert all(v.is_contiguous() for v in saved["state_dict"].values())
     assert math.isfinite(saved["hyper_parameters"]["loss"])
     assert pd.read_csv(curve_file)["epoch"].tolist() == [1]
     model = models.load(ckpt, family="adaface", arch="ir_demo")

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 ALL_STRATUM = "all"
 MIXED_STRATUM = "mixed"
 SCORE_BLOCK = 32768  # pairs per scored block: 2 x 32768 x 512 float32 = 128 MB at most
+LIFT_BYTES = 512 * 2**20  # a float32 copy of the embeddings up to this size is made once
 IMPOSTOR_STREAM = 2**31 - 1  # rng stream id of the impostor draw (labels are the genuine ids)
 # Impostors are enumerated (then sampled) rather than drawn by rejection when the request is at
 # least this share of all existing impostor pairs: rejection would then take many rounds.
@@ -382,16 +383,23 @@ def cosine_scores(
     re-normalised there (float16 storage moves a unit vector's norm by about 1e-3), so the score
     is the cosine of the stored vectors up to float32 rounding. A zero row gives NaN.
     """
+    # float16 -> float32 conversion is numpy's slow part: done once for the whole matrix when
+    # that copy is small, else per gathered block; the values (and so the scores) are the same
+    lifted = embeddings.astype(np.float32) if embeddings.size * 4 <= LIFT_BYTES else None
+
+    def rows(index) -> np.ndarray:
+        return lifted[index] if lifted is not None else embeddings[index].astype(np.float32)
+
     out = np.empty(len(a), dtype=np.float32)
     inv = np.empty(len(embeddings), dtype=np.float32)
     for s in range(0, len(embeddings), block):
-        rows = embeddings[s : s + block].astype(np.float32)
+        part = rows(slice(s, s + block))
         with np.errstate(divide="ignore"):
-            inv[s : s + block] = 1.0 / np.sqrt(np.einsum("ij,ij->i", rows, rows))
+            inv[s : s + block] = 1.0 / np.sqrt(np.einsum("ij,ij->i", part, part))
     inv[~np.isfinite(inv)] = np.nan
     for s in range(0, len(a), block):
-        xa = embeddings[a[s : s + block]].astype(np.float32)
-        xb = embeddings[b[s : s + block]].astype(np.float32)
+        xa = rows(a[s : s + block])
+        xb = rows(b[s : s + block])
         out[s : s + block] = (
             np.einsum("ij,ij->i", xa, xb) * inv[a[s : s + block]] * inv[b[s : s + block]]
         )

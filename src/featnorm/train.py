@@ -255,7 +255,9 @@ def train_demo_model(
         lr,
         epochs,
     )
-    backbone = models.build("adaface", arch)
+    # NHWC activations and weights: oneDNN's convolutions take fewer CPU-seconds on them than on
+    # NCHW (ir_demo, bf16 forward and backward; benchmarks/train_demo.py)
+    backbone = models.build("adaface", arch).to(memory_format=torch.channels_last)
     head = AdaFaceHead(images.classes, generator=generator)
     params = list(backbone.parameters()) + list(head.parameters())
     optimiser = torch.optim.SGD(params, lr=lr, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY)
@@ -339,7 +341,7 @@ def _train_step(
     """
     flip = torch.rand(len(x), generator=run.generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    x = lut[x.long()]
+    x = lut[x.long()].contiguous(memory_format=torch.channels_last)
     for group in run.optimiser.param_groups:
         group["lr"] = _lr_at(run.step, run.total, run.peak_lr)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.precision == "bf16"):
@@ -371,7 +373,8 @@ def _checkpoint(run: _Run, images: TrainingImages, hyper: dict, last: dict) -> d
         "epoch": hyper["epochs"],
         "global_step": run.step,
         "state_dict": {
-            **{f"model.{k}": v for k, v in run.backbone.state_dict().items()},
+            # contiguous: the checkpoint stores the official (NCHW) tensor layout
+            **{f"model.{k}": v.contiguous() for k, v in run.backbone.state_dict().items()},
             **{f"head.{k}": v for k, v in run.head.state_dict().items()},
         },
         "hyper_parameters": {
