@@ -305,8 +305,8 @@ def test_classes_of_size_one_keep_the_bootstrap_valid():
 
 
 def test_quality_aligned_flips_lower_is_better():
-    assert stats.quality_aligned(-0.3, lower_is_better=True) == pytest.approx(0.3)
-    assert stats.quality_aligned(-0.3, lower_is_better=False) == pytest.approx(-0.3)
+    assert stats.quality_aligned(-0.3, -0.5, -0.1, lower_is_better=True) == (0.3, 0.1, 0.5)
+    assert stats.quality_aligned(-0.3, -0.5, -0.1, lower_is_better=False) == (-0.3, -0.5, -0.1)
 
 
 def test_unknown_method_names_the_allowed_ones():

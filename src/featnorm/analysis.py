@@ -340,11 +340,10 @@ def _row(
         d["quality_aligned_ci_low"] = np.nan
         d["quality_aligned_ci_high"] = np.nan
     else:
-        sign = -1.0 if lower_is_better else 1.0
-        lo, hi = sign * res.ci_low, sign * res.ci_high
-        d["quality_aligned_r"] = sign * res.r
-        d["quality_aligned_ci_low"] = min(lo, hi)
-        d["quality_aligned_ci_high"] = max(lo, hi)
+        aligned = stats.quality_aligned(
+            res.r, res.ci_low, res.ci_high, lower_is_better=lower_is_better
+        )
+        d["quality_aligned_r"], d["quality_aligned_ci_low"], d["quality_aligned_ci_high"] = aligned
     return d
 
 

@@ -83,11 +83,8 @@ def _aligned(
     prefix: str = "quality_aligned_",
 ) -> None:
     """Add ``quality_aligned_<value>`` and its interval to row ``d`` (sign flipped for BRISQUE)."""
-    sign = -1.0 if lower_is_better else 1.0
-    lo, hi = sign * d[low], sign * d[high]
-    d[f"{prefix}{value}"] = sign * d[value]
-    d[f"{prefix}ci_low"] = min(lo, hi)
-    d[f"{prefix}ci_high"] = max(lo, hi)
+    aligned = stats.quality_aligned(d[value], d[low], d[high], lower_is_better=lower_is_better)
+    d[f"{prefix}{value}"], d[f"{prefix}ci_low"], d[f"{prefix}ci_high"] = aligned
 
 
 def _finish(

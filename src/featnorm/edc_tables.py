@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from featnorm.analysis import QUALITY_REFERENCES
 from featnorm.edc import CURVE_COLUMNS, TABLE_COLUMNS, EdcResult, edc, pair_quality
 from featnorm.pairs import MIXED_STRATUM
 
@@ -18,7 +19,8 @@ __all__ = ["ALL_SCOPE", "LOWER_IS_BETTER", "EdcSettings", "evaluate", "proxy_col
 logger = logging.getLogger(__name__)
 
 ALL_SCOPE = "all"
-LOWER_IS_BETTER = {"brisque"}  # negated so that every quality is higher = better
+# negated so that every quality is higher = better
+LOWER_IS_BETTER = {name for name, lower in QUALITY_REFERENCES.items() if lower}
 
 
 def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:

@@ -130,7 +130,7 @@ def _existing_impostors(labels_a: np.ndarray, labels_b: np.ndarray | None) -> in
         return int(n * (n - 1) // 2 - (sizes * (sizes - 1) // 2).sum())
     ua, ca = np.unique(labels_a, return_counts=True)
     ub, cb = np.unique(labels_b, return_counts=True)
-    common, ia, ib = np.intersect1d(ua, ub, return_indices=True)
+    _, ia, ib = np.intersect1d(ua, ub, return_indices=True)
     return int(len(labels_a) * len(labels_b) - (ca[ia].astype(np.int64) * cb[ib]).sum())
 
 

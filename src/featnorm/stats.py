@@ -232,9 +232,15 @@ def fisher_z_interval(
     return (float(np.tanh(z - half)), float(np.tanh(z + half)))
 
 
-def quality_aligned(r: np.ndarray | float, *, lower_is_better: bool):
-    """Flip the sign of r for a lower-is-better reference (BRISQUE), so agreement reads positive."""
-    return -np.asarray(r) if lower_is_better else np.asarray(r)
+def quality_aligned(
+    value: float, low: float, high: float, *, lower_is_better: bool
+) -> tuple[float, float, float]:
+    """A signed coefficient (or difference) and its interval, oriented so that agreement with the
+    reference reads positive: the sign is flipped for a lower-is-better reference (BRISQUE) and
+    the interval bounds are swapped with it. Returns ``(value, low, high)``, ``low <= high``."""
+    sign = -1.0 if lower_is_better else 1.0
+    lo, hi = sign * low, sign * high
+    return sign * value, min(lo, hi), max(lo, hi)
 
 
 # ---------------------------------------------------------------------------------------------
