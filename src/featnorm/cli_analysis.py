@@ -177,7 +177,6 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
 @step("table1", _table1_args)
 def run_table1(args: argparse.Namespace) -> None:
     """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
-
     from featnorm import analysis, io
 
     corr = io.read_csvs(args.correlations)
@@ -262,7 +261,6 @@ def _training_length_args(p: argparse.ArgumentParser) -> None:
 @step("training-length", _training_length_args)
 def run_training_length(args: argparse.Namespace) -> None:
     """Class-size effect and proxy agreement against training length (table and figure)."""
-
     from featnorm import io, training_length
 
     _check_one_per_model(
@@ -339,7 +337,6 @@ def _summary_args(p: argparse.ArgumentParser) -> None:
 @step("summary", _summary_args)
 def run_summary(args: argparse.Namespace) -> None:
     """The plain-text summary of the study (results/summary.md)."""
-
     from featnorm import io, summary
 
     _check_one_per_model(

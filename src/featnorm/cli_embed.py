@@ -51,7 +51,6 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
 @step("embed", _embed_args)
 def run_embed(args: argparse.Namespace) -> None:
     """Feature norm (and optionally embedding) of every image of one shard."""
-
     from featnorm import embed, io, models, threads
 
     threads.set_torch_threads(args.threads)  # the job's share of the CPU, as the scheduler gave it
