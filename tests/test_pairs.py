@@ -122,6 +122,19 @@ def test_cosine_scores_match_a_plain_loop():
     assert got.dtype == np.float32
 
 
+def test_cosine_scores_are_the_same_whether_the_matrix_is_converted_once_or_per_block(
+    monkeypatch,
+):
+    rng = np.random.default_rng(5)
+    emb16 = rng.normal(size=(40, 16)).astype(np.float16)
+    emb16[3] = 0  # a zero row: NaN either way
+    a, b = rng.integers(0, 40, size=(2, 200))
+    once = pairs.cosine_scores(emb16, a, b, block=9)
+    monkeypatch.setattr(pairs, "LIFT_BYTES", 0)  # too big to convert once: per block
+    per_block = pairs.cosine_scores(emb16, a, b, block=9)
+    np.testing.assert_array_equal(once, per_block)
+
+
 def test_pairs_table_uses_sample_ids_and_excludes_nothing_it_is_given():
     rng = np.random.default_rng(6)
     samples = pd.DataFrame({"sample_id": np.arange(len(LABELS)) * 10 + 3, "label": LABELS})
