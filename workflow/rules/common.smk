@@ -203,8 +203,9 @@ def training_length_method():
 
 
 def training_length_targets():
-    """The training-length table and figure, when two or more models are trained here."""
-    if len(trained_models()) < 2:
+    """The training-length table and figure, when models are trained here for two or more
+    different lengths (models that differ only in seed have no length axis)."""
+    if len(set(trained_model_epochs())) < 2:
         return []
     return [
         study_file("training_length.csv"),
