@@ -33,7 +33,7 @@ rule train_demo_model:
         " --output {output.model_file} --curve {output.curve} --log {log}"
 
 
-# The training-length experiment: with two or more trained models (docs/training_length.yaml),
+# The training-length experiment: with trained models of two or more lengths (docs/training_length.yaml),
 # their class-size effect and proxy agreement side by side against the epochs they trained for.
 rule training_length:
     input:
