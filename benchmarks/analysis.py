@@ -4,7 +4,7 @@ class-size bands, with 1,000 cluster-bootstrap replicates (target: <= 60 s on 2 
 
 Writes synthetic Parquet shards (a long-tailed class-size law like CASIA-WebFace's, BRISQUE and
 feature norms with class effects) to a temporary folder, reads them back as the workflow does
-and logs the time of each stage. Run: ``python benchmarks/analysis.py [--rows N --classes G]``.
+and logs the time of each stage. Run: ``python benchmarks/correlations.py [--rows N --classes G]``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featnorm import analysis, contrast_tables, io, options
+from featnorm import options, tableio
+from featnorm.analysis import contrast_tables, correlations
 
 logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
@@ -70,19 +71,19 @@ def main() -> None:
     manifest, brisque, embed = synthetic_tables(args.rows, args.classes, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        io.write_table(manifest, tmp / "manifest.parquet")
+        tableio.write_table(manifest, tmp / "manifest.parquet")
         for k, idx in enumerate(np.array_split(np.arange(args.rows), SHARDS)):
-            io.write_table(brisque.iloc[idx], tmp / f"brisque-{k}.parquet")
-            io.write_table(embed.iloc[idx], tmp / f"embed-{k}.parquet")
+            tableio.write_table(brisque.iloc[idx], tmp / f"brisque-{k}.parquet")
+            tableio.write_table(embed.iloc[idx], tmp / f"embed-{k}.parquet")
         times = {}
         t0 = time.perf_counter()
-        m = io.read_table(tmp / "manifest.parquet")
-        b = pd.concat([io.read_table(tmp / f"brisque-{k}.parquet") for k in range(SHARDS)])
-        e = pd.concat([io.read_table(tmp / f"embed-{k}.parquet") for k in range(SHARDS)])
-        merged = analysis.merge_samples(m, b, e)
+        m = tableio.read_table(tmp / "manifest.parquet")
+        b = pd.concat([tableio.read_table(tmp / f"brisque-{k}.parquet") for k in range(SHARDS)])
+        e = pd.concat([tableio.read_table(tmp / f"embed-{k}.parquet") for k in range(SHARDS)])
+        merged = correlations.merge_samples(m, b, e)
         times["read + merge"] = time.perf_counter() - t0
         t = time.perf_counter()
-        samples, _ = analysis.standardise(
+        samples, _ = correlations.standardise(
             merged,
             policies=list(options.STANDARDISATION_POLICIES),
             min_class_size=2,
@@ -91,13 +92,13 @@ def main() -> None:
         )
         times["standardise (4 policies)"] = time.perf_counter() - t
         t = time.perf_counter()
-        analysis.class_stats(samples)
+        correlations.class_stats(samples)
         times["class statistics"] = time.perf_counter() - t
         t = time.perf_counter()
-        corr = analysis.correlation_table(
+        corr = correlations.correlation_table(
             samples,
             model="bench",
-            x_columns=analysis.norm_columns(list(options.STANDARDISATION_POLICIES)),
+            x_columns=correlations.norm_columns(list(options.STANDARDISATION_POLICIES)),
             methods=args.methods,
             replicates=args.replicates,
             confidence=0.95,
@@ -106,7 +107,7 @@ def main() -> None:
         times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = (
             time.perf_counter() - t
         )
-        columns = analysis.norm_columns(list(options.STANDARDISATION_POLICIES))
+        columns = correlations.norm_columns(list(options.STANDARDISATION_POLICIES))
         shared = {
             "model": "bench",
             "x_columns": columns,
@@ -126,7 +127,7 @@ def main() -> None:
         )
         times[f"class-size bands ({len(bands)} rows)"] = time.perf_counter() - t
         t = time.perf_counter()
-        io.write_table(samples, tmp / "samples.parquet")
+        tableio.write_table(samples, tmp / "samples.parquet")
         times["write samples"] = time.perf_counter() - t
         total = time.perf_counter() - t0
     for name, secs in times.items():

@@ -1,7 +1,7 @@
-"""Throughput of featnorm.brisque against OpenCV-contrib's cv2.quality.QualityBRISQUE.
+"""Throughput of featnorm.quality.brisque against OpenCV-contrib's cv2.quality.QualityBRISQUE.
 
 Measures images per second on 250x250 colour JPEGs, one process and one thread, with decoding
-excluded (arrays decoded beforehand) and included (``featnorm.sources.read_image`` of each file),
+excluded (arrays decoded beforehand) and included (``featnorm.data.sources.read_image`` of each file),
 both implementations side by side, and prints the speed ratio; then the same with two worker
 processes (one thread each) sharing the images.
 
@@ -37,8 +37,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from featnorm import brisque, threads
-from featnorm.sources import read_image
+from featnorm import threads
+from featnorm.data.sources import read_image
+from featnorm.quality import brisque
 
 logger = logging.getLogger("benchmarks.brisque")
 

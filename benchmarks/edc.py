@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from featnorm import edc, pairs
+from featnorm.evaluation import edc, pairs
 
 logger = logging.getLogger("benchmarks.edc")
 DIM = 512

@@ -5,11 +5,11 @@ The official AdaFace ``inference.py`` path, re-created faithfully:
 ``(x / 255. - 0.5) / 0.5`` in float64, ``torch.tensor([chw]).float()``) -> the unmodified
 (unfolded, contiguous NCHW) backbone, one image per forward call, under ``torch.no_grad()``.
 
-featnorm: the pipeline of :func:`featnorm.embed.embed_table` on the same files (OpenCV decoding,
+featnorm: the pipeline of :func:`featnorm.embedding.embed.embed_table` on the same files (OpenCV decoding,
 lookup-table preprocessing, BatchNorm folding, channels-last, batching).
 
 Both use the same model weights (the deterministic golden recipe, ``tests/support/recipe.py``;
-speed does not depend on the values) and the same PNG images (demo faces from ``featnorm.demo``;
+speed does not depend on the values) and the same PNG images (demo faces from ``featnorm.data.demo``;
 PNG so both decoders see identical pixels and the deviation measures the compute only). The two
 alternate one batch of images at a time, and only chunks where both kept the cores busy (process
 CPU time >= 0.9 x threads x wall) count, since on a shared machine the others measure the
@@ -24,9 +24,9 @@ Run from the repository root::
 **Sweep mode** (``--batch-sizes``; used by ``benchmarks/gpu.sh``): for each ``--arch`` and
 ``--precisions`` entry and each batch size it measures, on ``--device``,
 
-* ``forward_ips``: :func:`featnorm.embed.embed_batch` on already decoded images held in (pinned,
+* ``forward_ips``: :func:`featnorm.embedding.embed.embed_batch` on already decoded images held in (pinned,
   on CUDA) host memory: copy in, forward, copy the results out; the model side of the stage;
-* ``pipeline_ips``: :func:`featnorm.embed.embed_table` end to end over ``--pipeline-images``
+* ``pipeline_ips``: :func:`featnorm.embedding.embed.embed_table` end to end over ``--pipeline-images``
   image files (the ``--images`` files cycled; decoding in ``--workers`` DataLoader processes, model
   preparation included), i.e. what one embed job achieves once started;
 * ``max_rel_norm_dev``: the largest ``|norm / norm_cpu_fp32 - 1|`` over the first
@@ -59,7 +59,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from featnorm import demo, embed, models
+from featnorm.data import demo
+from featnorm.embedding import embed, models
 from featnorm.options import EMBED_DEVICES, EMBED_PRECISIONS
 
 # the golden-recipe weights live in tests/support, beside the tests, because the installed
@@ -359,7 +360,7 @@ def forward_rate(
     batch_size: int,
     images: int,
 ) -> float:
-    """Images/s of :func:`featnorm.embed.embed_batch` on host batches (copy in, forward, out)."""
+    """Images/s of :func:`featnorm.embedding.embed.embed_batch` on host batches (copy in, forward, out)."""
     x = _tiled(decoded, batch_size, options.device)
     batches = max(1, math.ceil(images / batch_size))
     with torch.inference_mode():

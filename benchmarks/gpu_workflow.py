@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import scale  # noqa: E402  (benchmarks/scale.py: dataset, Snakemake runner, job tables, checks)
 from support.recipe import golden_state_dict  # noqa: E402
 
-from featnorm import models  # noqa: E402
+from featnorm.embedding import models  # noqa: E402
 
 logger = logging.getLogger("benchmarks.gpu_workflow")
 

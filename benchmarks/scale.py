@@ -5,7 +5,7 @@ What it does, in order:
 1. **Demo checkpoint, once.** A small demo dataset (``featnorm manifest --format demo``) and
    ``featnorm train-demo`` give an ``ir_demo`` checkpoint under ``OUT/model/``; every scale run
    passes it as ``models.demo.checkpoint`` so training does not grow with N. Reused if present.
-2. **Dataset, once per N** (not measured): N JPEG face images drawn with ``featnorm.demo``'s
+2. **Dataset, once per N** (not measured): N JPEG face images drawn with ``featnorm.data.demo``'s
    renderer and degradations, identities with a CASIA-WebFace-like long tail (identities =
    N x 10,575 / 494,414, 2 .. 800 images per identity, Zipf exponent solved so sizes sum to N).
    Two worker processes render; the main process writes each JPEG to the image folder
@@ -60,8 +60,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from featnorm import demo, io, models
-from featnorm.sources import read_image
+from featnorm import tableio
+from featnorm.data import demo
+from featnorm.data.sources import read_image
+from featnorm.embedding import models
 
 # the RecordIO writer lives in tests/support, beside the tests, because the installed featnorm
 # only reads RecordIO
@@ -96,7 +98,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def casia_like_sizes(n_images: int) -> np.ndarray:
     """Images per identity, (identities,) int64 descending, summing exactly to ``n_images``.
 
-    Identities scale with CASIA's ratio; sizes follow ``featnorm.demo.class_sizes`` (Zipf law
+    Identities scale with CASIA's ratio; sizes follow ``featnorm.data.demo.class_sizes`` (Zipf law
     clipped to [2, 800]) with the exponent found by bisection, then the remainder is spread one
     image at a time over the largest identities that have room.
     """
@@ -128,7 +130,7 @@ def casia_like_sizes(n_images: int) -> np.ndarray:
 
 
 def _render_identity(job: tuple[int, int, int]) -> tuple[int, list[bytes]]:
-    """Worker: JPEG bytes of all images of identity ``label`` (featnorm.demo seeding scheme)."""
+    """Worker: JPEG bytes of all images of identity ``label`` (featnorm.data.demo seeding scheme)."""
     seed, label, n = job
     traits = demo._identity_traits(np.random.default_rng([seed, label, 0]))
     out = []
@@ -260,7 +262,7 @@ def demo_checkpoint(out: Path) -> tuple[Path, dict]:
     info = {
         "demo": CHECKPOINT_DEMO,
         "train": t,
-        "images": len(io.read_table(manifest)),
+        "images": len(tableio.read_table(manifest)),
         "demo_s": round(made - started, 1),
         "train_s": round(time.perf_counter() - made, 1),
     }
@@ -397,12 +399,12 @@ def per_rule(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _concat(paths) -> pd.DataFrame:
-    return pd.concat([io.read_table(p) for p in sorted(paths)], ignore_index=True)
+    return pd.concat([tableio.read_table(p) for p in sorted(paths)], ignore_index=True)
 
 
 def reconcile(results: Path, n_images: int, identities: int, *, model: str = MODEL_NAME) -> dict:
     """Raise unless every per-image table holds every manifest row exactly once (``model``'s)."""
-    manifest = io.read_table(results / "manifest.parquet")
+    manifest = tableio.read_table(results / "manifest.parquet")
     ids = manifest["sample_id"].to_numpy()
     problems = []
     if len(manifest) != n_images:
@@ -417,7 +419,7 @@ def reconcile(results: Path, n_images: int, identities: int, *, model: str = MOD
         "shards": _concat((results / "shards").glob("shard-*.parquet")),
         "brisque": _concat((results / "brisque").glob("shard-*.parquet")),
         "embed": _concat((results / "embed" / model).glob("shard-*.parquet")),
-        "samples": io.read_table(results / model / "samples.parquet"),
+        "samples": tableio.read_table(results / model / "samples.parquet"),
     }
     status = {}
     for name, table in tables.items():
@@ -425,7 +427,7 @@ def reconcile(results: Path, n_images: int, identities: int, *, model: str = MOD
             problems.append(f"{name}: {len(table)} rows do not match the manifest's sample_ids")
         if "status" in table.columns:
             status[name] = {str(k): int(v) for k, v in table["status"].value_counts().items()}
-    stats = io.read_table(results / model / "class_stats.parquet")
+    stats = tableio.read_table(results / model / "class_stats.parquet")
     if int(stats["n"].sum()) != n_images:
         problems.append(f"class_stats n sums to {int(stats['n'].sum())}, expected {n_images}")
     if problems:
@@ -443,8 +445,8 @@ def compare_formats(runs: dict[str, Path]) -> dict | None:
     if len(runs) < 2:
         return None
     (fa, ra), (fb, rb) = list(runs.items())[:2]
-    a = io.read_table(ra / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
-    b = io.read_table(rb / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
+    a = tableio.read_table(ra / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
+    b = tableio.read_table(rb / MODEL_NAME / "class_stats.parquet").set_index("label").sort_index()
     out = {
         "formats": [fa, fb],
         "same_classes": bool(a.index.equals(b.index)),
@@ -462,7 +464,7 @@ def compare_formats(runs: dict[str, Path]) -> dict | None:
 
 def decode_cost(results: Path, images: int) -> float:
     """CPU seconds per image to decode and preprocess (the embed input side), one thread."""
-    manifest = io.read_table(results / "manifest.parquet")
+    manifest = tableio.read_table(results / "manifest.parquet")
     paths = manifest["path"].iloc[:: max(1, len(manifest) // images)].tolist()[:images]
     cv2.setNumThreads(1)
     started = time.process_time()

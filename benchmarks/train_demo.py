@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from featnorm import models, train
-from featnorm.models.preprocessing import FAMILY_LUTS
+from featnorm.embedding import models, train
+from featnorm.embedding.models.preprocessing import FAMILY_LUTS
 
 CLASSES = 320  # identities of the default demo
 POOL = 1024  # images held in memory for sampling batches

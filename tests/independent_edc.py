@@ -1,7 +1,7 @@
 """Independent recomputation of edc.csv from pairs.parquet and samples.parquet (not a test module:
 run it by hand after a workflow run).
 
-It shares no code with featnorm.edc: plain pandas / Python loops, and a different discretisation
+It shares no code with featnorm.evaluation.edc: plain pandas / Python loops, and a different discretisation
 of the pAUC (one point per discarded pair, f = k/n, instead of featnorm's fixed grid), so
 agreement within a few per cent checks the definitions, not the implementation against itself.
 

@@ -1,4 +1,4 @@
-"""Tests of featnorm.analysis: merge contract, class statistics, policies, correlation table."""
+"""Tests of featnorm.analysis.correlations: merge contract, class statistics, policies, correlation table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from featnorm import analysis, contrast_tables, options, summary
+from featnorm import options
+from featnorm.analysis import contrast_tables, correlations
+from featnorm.report import summary
 
 POLICIES = list(options.STANDARDISATION_POLICIES)
 
@@ -45,8 +47,8 @@ def _tables(seed=0, n_classes=40, ground_truth=True):
 
 def _prepared(**kw):
     m, b, e = _tables(**kw)
-    merged = analysis.merge_samples(m, b, e)
-    samples, info = analysis.standardise(
+    merged = correlations.merge_samples(m, b, e)
+    samples, info = correlations.standardise(
         merged, policies=POLICIES, min_class_size=2, ddof=1, residual_degree=2
     )
     return samples, info
@@ -57,7 +59,7 @@ def test_rows_in_equal_rows_out_with_failed_and_missing_rows():
     b.loc[3, ["brisque", "status"]] = [np.nan, "decode_failed"]
     e = e.drop(index=5)
     b.loc[7, "brisque"] = np.inf  # marked ok but not finite
-    out = analysis.merge_samples(m, b, e)
+    out = correlations.merge_samples(m, b, e)
     assert len(out) == len(m) and out["sample_id"].tolist() == m["sample_id"].tolist()
     assert out.loc[3, "status"] == "brisque:decode_failed"
     assert out.loc[5, "status"] == "embed:missing" and np.isnan(out.loc[5, "feature_norm"])
@@ -70,16 +72,16 @@ def test_merge_refuses_ids_not_in_manifest_and_duplicates():
     m, b, e = _tables()
     extra = pd.concat([b, pd.DataFrame({"sample_id": [10**6], "brisque": [1.0], "status": ["ok"]})])
     with pytest.raises(ValueError, match="not in the manifest"):
-        analysis.merge_samples(m, extra, e)
+        correlations.merge_samples(m, extra, e)
     with pytest.raises(ValueError, match="repeats sample_id"):
-        analysis.merge_samples(m, b, pd.concat([e, e.iloc[:1]]))
+        correlations.merge_samples(m, b, pd.concat([e, e.iloc[:1]]))
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['feature_norm'\]"):
-        analysis.merge_samples(m, b, e.drop(columns="feature_norm"))
+        correlations.merge_samples(m, b, e.drop(columns="feature_norm"))
 
 
 def test_standardise_adds_one_column_per_policy_and_counts_exclusions():
     samples, info = _prepared()
-    for col in analysis.norm_columns(POLICIES):
+    for col in correlations.norm_columns(POLICIES):
         assert samples[col].dtype == np.float64
     singletons = samples.groupby("label")["sample_id"].transform("size") < 2
     assert samples.loc[singletons, "z_excluded"].all()
@@ -90,12 +92,12 @@ def test_standardise_adds_one_column_per_policy_and_counts_exclusions():
 
 def test_unknown_policy_names_the_allowed_ones():
     with pytest.raises(ValueError, match="'zscore'; use any of z, shrinkage_z, rank, residual"):
-        analysis.norm_columns(["zscore"])
+        correlations.norm_columns(["zscore"])
 
 
 def test_class_stats_by_hand():
     samples, _ = _prepared()
-    cs = analysis.class_stats(samples)
+    cs = correlations.class_stats(samples)
     assert cs["n"].is_monotonic_decreasing
     one = cs.iloc[0]
     rows = samples[samples["label"] == one["label"]]
@@ -116,10 +118,10 @@ def test_class_size_counts_the_training_split_only():
     holdout = rng.random(len(m)) < 0.3
     m["split"] = np.where(holdout, "holdout", "train")
     e.loc[holdout, "feature_norm"] = np.float32(1.0)
-    merged = analysis.merge_samples(m, b, e)
+    merged = correlations.merge_samples(m, b, e)
     train_counts = pd.Series(~holdout).groupby(m["label"]).sum()  # an independent count
     assert merged["class_size"].tolist() == m["label"].map(train_counts).tolist()
-    cs = analysis.class_stats(merged).set_index("label")
+    cs = correlations.class_stats(merged).set_index("label")
     kept = train_counts[train_counts > 0]
     assert sorted(cs.index) == sorted(kept.index)
     assert cs["n"].sort_index().tolist() == kept.sort_index().tolist()
@@ -127,7 +129,7 @@ def test_class_size_counts_the_training_split_only():
         e.loc[~holdout, "feature_norm"].astype(float).groupby(m.loc[~holdout, "label"]).mean()
     )
     assert np.allclose(cs["norm_mean"].sort_index(), train_means.sort_index())
-    c = analysis.correlation_table(
+    c = correlations.correlation_table(
         merged,
         model="demo",
         x_columns=["feature_norm"],
@@ -143,10 +145,10 @@ def test_class_size_counts_the_training_split_only():
 
 def test_correlation_table_contract_sign_convention_and_class_size_effect():
     samples, _ = _prepared()
-    c = analysis.correlation_table(
+    c = correlations.correlation_table(
         samples,
         model="demo",
-        x_columns=analysis.norm_columns(POLICIES),
+        x_columns=correlations.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
@@ -175,10 +177,10 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
     assert size["r"] > 0.5 and size["ci_low"] > 0  # built in: norm grows with log class size
     assert (c["ci_low"] <= c["r"]).all() and (c["r"] <= c["ci_high"]).all()
     # same seed, same table
-    again = analysis.correlation_table(
+    again = correlations.correlation_table(
         samples,
         model="demo",
-        x_columns=analysis.norm_columns(POLICIES),
+        x_columns=correlations.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
@@ -189,13 +191,17 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
 
 def test_without_ground_truth_only_brisque_is_a_reference():
     m, b, e = _tables(ground_truth=False)
-    samples, _ = analysis.standardise(
-        analysis.merge_samples(m, b, e), policies=["z"], min_class_size=2, ddof=1, residual_degree=1
+    samples, _ = correlations.standardise(
+        correlations.merge_samples(m, b, e),
+        policies=["z"],
+        min_class_size=2,
+        ddof=1,
+        residual_degree=1,
     )
-    c = analysis.correlation_table(
+    c = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=analysis.norm_columns(["z"]),
+        x_columns=correlations.norm_columns(["z"]),
         methods=["pearson"],
         replicates=50,
         confidence=0.9,
@@ -206,9 +212,9 @@ def test_without_ground_truth_only_brisque_is_a_reference():
 
 def test_table1_and_comparison_across_models():
     samples, _ = _prepared()
-    cols = analysis.norm_columns(["z"])
+    cols = correlations.norm_columns(["z"])
     tables = [
-        analysis.correlation_table(
+        correlations.correlation_table(
             samples,
             model=m,
             x_columns=cols,
@@ -220,18 +226,18 @@ def test_table1_and_comparison_across_models():
         for m, s in (("a", 0), ("b", 1))
     ]
     corr = pd.concat(tables, ignore_index=True)
-    t1 = analysis.table1(corr)
+    t1 = correlations.table1(corr)
     assert t1["norm"].tolist() == cols
     assert t1["seed_r"].tolist() == [0.053, 0.204]
     assert t1["seed_sign"].tolist() == ["ambiguous", "ambiguous"]
     assert t1["a_r"].tolist() == t1["b_r"].tolist()  # same data, same point estimates
     np.testing.assert_allclose(t1["a_quality_aligned_r"], -t1["a_r"])  # BRISQUE: flipped
-    md = analysis.table1_markdown(t1, confidence=0.95, demo=True)
+    md = correlations.table1_markdown(t1, confidence=0.95, demo=True)
     assert "negative" in md and "0.204" in md and "| feature_norm_z |" in md
     assert "a: quality-aligned r" in md and "b: quality-aligned r" in md
     assert "sign ambiguous" in md and "pipeline check on synthetic data" in md
-    assert "pipeline check" not in analysis.table1_markdown(t1, confidence=0.95)
-    comp = analysis.compare_models(corr)
+    assert "pipeline check" not in correlations.table1_markdown(t1, confidence=0.95)
+    comp = correlations.compare_models(corr)
     assert len(comp) == len(corr) and np.allclose(comp["r_minus_first"], 0)
 
 
@@ -248,10 +254,10 @@ def _holm_loop(p):
 
 def test_p_holm_adjusts_over_every_row_of_the_model():
     samples, _ = _prepared()
-    c = analysis.correlation_table(
+    c = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=analysis.norm_columns(POLICIES),
+        x_columns=correlations.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=300,
         confidence=0.95,
@@ -264,9 +270,9 @@ def test_p_holm_adjusts_over_every_row_of_the_model():
 
 def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
     samples, _ = _prepared()
-    cols = analysis.norm_columns(POLICIES)
+    cols = correlations.norm_columns(POLICIES)
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 4}
-    corr = analysis.correlation_table(samples, methods=["pearson", "spearman"], **kw)
+    corr = correlations.correlation_table(samples, methods=["pearson", "spearman"], **kw)
     diff = contrast_tables.differences_table(samples, methods=["pearson", "spearman"], **kw)
     assert list(diff.columns[:12]) == [
         "model",
@@ -312,11 +318,11 @@ def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
 
 def test_summary_states_the_change_with_its_ci_and_does_not_read_the_seed():
     samples, info = _prepared()
-    cols = analysis.norm_columns(POLICIES)
+    cols = correlations.norm_columns(POLICIES)
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 0}
     res = summary.ModelResults(
-        correlations=analysis.correlation_table(samples, methods=["pearson"], **kw),
-        class_stats=analysis.class_stats(samples),
+        correlations=correlations.correlation_table(samples, methods=["pearson"], **kw),
+        class_stats=correlations.class_stats(samples),
         samples=samples,
         standardise=info,
         differences=contrast_tables.differences_table(samples, methods=["pearson"], **kw),

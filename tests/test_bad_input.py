@@ -2,8 +2,8 @@
 
 One image-folder dataset holds every kind of broken, odd or extreme image; the real workflow
 scores it with a small demo model trained once for this module. Every image keeps its row in the
-BRISQUE, embedding and merged tables, with the status that :mod:`featnorm.images` and
-:mod:`featnorm.brisque` document. A missing file goes through ``dataset.format: list``. Bad
+BRISQUE, embedding and merged tables, with the status that :mod:`featnorm.data.images` and
+:mod:`featnorm.quality.brisque` document. A missing file goes through ``dataset.format: list``. Bad
 configurations are refused before any job, or, where only the job can tell (a checkpoint that
 does not fit its architecture, more shards than images), by that job with a message saying what
 to change.
@@ -26,7 +26,7 @@ import pytest
 import yaml
 from snakemake_cli import run_snakemake
 
-from featnorm import io
+from featnorm import tableio
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE_TIMEOUT_S = 600
@@ -268,10 +268,12 @@ def bad_run(tmp_path_factory, demo_model, bad_folder) -> Path:
 def per_image(workdir: Path) -> pd.DataFrame:
     """Manifest joined with the BRISQUE and embedding shards, one row per manifest row."""
     results = workdir / "results"
-    manifest = io.read_table(results / "manifest.parquet")
-    brisque = pd.concat([io.read_table(p) for p in sorted((results / "brisque").glob("*.parquet"))])
+    manifest = tableio.read_table(results / "manifest.parquet")
+    brisque = pd.concat(
+        [tableio.read_table(p) for p in sorted((results / "brisque").glob("*.parquet"))]
+    )
     embed = pd.concat(
-        [io.read_table(p) for p in sorted((results / "embed" / MODEL).glob("*.parquet"))]
+        [tableio.read_table(p) for p in sorted((results / "embed" / MODEL).glob("*.parquet"))]
     )
     for name, table in (("brisque", brisque), ("embed", embed)):
         assert sorted(table["sample_id"]) == manifest["sample_id"].tolist(), name
@@ -292,7 +294,7 @@ def test_rows_in_equal_rows_out(bad_run: Path, bad_folder):
     files = sorted(p.name for p in root.glob("*/*"))
     table = per_image(bad_run)
     assert sorted(table.index) == files and len(files) == len(written)
-    samples = io.read_table(bad_run / "results" / MODEL / "samples.parquet")
+    samples = tableio.read_table(bad_run / "results" / MODEL / "samples.parquet")
     assert sorted(samples["sample_id"]) == sorted(table["sample_id"])
 
 
@@ -310,7 +312,9 @@ def test_each_case_gets_its_documented_status(bad_run: Path, bad_folder, case: s
     if embed_status == "ok":
         assert row["feature_norm"] > 0
 
-    samples = io.read_table(bad_run / "results" / MODEL / "samples.parquet").set_index("sample_id")
+    samples = tableio.read_table(bad_run / "results" / MODEL / "samples.parquet").set_index(
+        "sample_id"
+    )
     merged = samples.loc[row["sample_id"]]
     reasons = [f"brisque:{brisque_status}"] * (brisque_status != "ok") + [
         f"embed:{embed_status}"
@@ -334,7 +338,7 @@ def test_format_variants_score_like_their_plain_twin(bad_run: Path, case: str, t
 def test_exif_orientation_is_ignored_as_documented(bad_folder):
     """The EXIF file is one OpenCV would rotate (IMREAD_COLOR), but featnorm decodes the stored
     pixels: 80 x 120, identical to the file without EXIF."""
-    from featnorm.images import decode_bytes
+    from featnorm.data.images import decode_bytes
 
     _, written = bad_folder
     rotated, plain = written["exif_rotated"], written["exif_twin"]
@@ -347,7 +351,7 @@ def test_exif_orientation_is_ignored_as_documented(bad_folder):
 
 def test_cmyk_jpeg_decodes_to_the_right_colours(bad_folder):
     """A CMYK JPEG decodes to BGR close to the colours it was written from (not inverted)."""
-    from featnorm.images import decode_bytes
+    from featnorm.data.images import decode_bytes
 
     _, written = bad_folder
     if "cmyk_jpeg" not in written:
@@ -386,7 +390,7 @@ def test_empty_class_folder_has_no_rows_and_is_logged(bad_run: Path, bad_folder)
     """An empty class folder has no image to score: no rows; its label index stays reserved
     (labels are the sorted folder indices) and the manifest log names it."""
     root, _ = bad_folder
-    manifest = io.read_table(bad_run / "results" / "manifest.parquet")
+    manifest = tableio.read_table(bad_run / "results" / "manifest.parquet")
     folders = sorted(p.name for p in root.iterdir())
     assert EMPTY_CLASS not in set(manifest["class_name"])
     expected = {name: folders.index(name) for name in set(manifest["class_name"])}
@@ -396,7 +400,7 @@ def test_empty_class_folder_has_no_rows_and_is_logged(bad_run: Path, bad_folder)
 
 
 def test_non_ascii_paths_survive_the_tables(bad_run: Path):
-    manifest = io.read_table(bad_run / "results" / "manifest.parquet")
+    manifest = tableio.read_table(bad_run / "results" / "manifest.parquet")
     names = {Path(p).name for p in manifest["path"]}
     assert {"фото 1.jpg", "顔.png"} <= names
     assert "Zoë" in set(manifest["class_name"])
@@ -425,7 +429,7 @@ def test_missing_file_in_a_list_gets_a_status(tmp_path: Path, demo_model):
     assert (row["brisque_status"], row["embed_status"]) == ("missing_file", "missing_file")
     assert np.isnan(row["brisque"]) and np.isnan(row["feature_norm"])
     assert (table.drop(index="nowhere.jpg")["embed_status"] == "ok").all()
-    samples = io.read_table(tmp_path / "results" / MODEL / "samples.parquet")
+    samples = tableio.read_table(tmp_path / "results" / MODEL / "samples.parquet")
     assert len(samples) == 3
     assert "brisque:missing_file; embed:missing_file" in set(samples["status"])
 

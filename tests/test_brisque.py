@@ -1,4 +1,4 @@
-"""featnorm.brisque: parity with the reference scores, the fast sums against brute force, policy."""
+"""featnorm.quality.brisque: parity with the reference scores, the fast sums against brute force, policy."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import pytest
 from scipy.special import gamma as gamma_fn
 from scipy.stats import spearmanr
 
-from featnorm import brisque, io, options, threads
-from featnorm.brisque import ggd, mscn
-from featnorm.cli import main as cli_main
+from featnorm import options, tableio, threads
+from featnorm.cli.main import main
+from featnorm.quality import brisque
+from featnorm.quality.brisque import ggd, mscn
 
 # Tolerances of issue 4 against the pyiqa column (MATLAB-style pipeline, float32, LIVE model).
 PARITY_MEDIAN = 0.1
@@ -211,7 +212,7 @@ def test_shipped_model_is_consistent():
     # gamma 0.05 and rho as in the LIVE allmodel header
     assert model.gamma == 0.05 and model.rho == pytest.approx(-153.591)
     assert (model.feature_max > model.feature_min).all()
-    notice = Path(brisque.__file__).parents[1] / "data" / "LIVE_NOTICE.txt"
+    notice = Path(brisque.__file__).parent / "LIVE_NOTICE.txt"
     assert "Copyright (c) 2011 The University of Texas at Austin" in notice.read_text()
 
 
@@ -368,9 +369,9 @@ def test_score_table_rows_and_statuses(tmp_path):
 
 def test_cli_step_writes_table_with_flavour(tmp_path):
     shard_path = tmp_path / "shard-0.parquet"
-    io.write_table(_shard(tmp_path), shard_path, params={"shard": 0})
+    tableio.write_table(_shard(tmp_path), shard_path, params={"shard": 0})
     out_path = tmp_path / "brisque" / "shard-0.parquet"
-    rc = cli_main(
+    rc = main(
         [
             "brisque",
             "--shard",
@@ -386,10 +387,10 @@ def test_cli_step_writes_table_with_flavour(tmp_path):
         ]
     )
     assert rc == 0
-    table = io.read_table(out_path)
+    table = tableio.read_table(out_path)
     assert list(table.columns) == ["sample_id", "brisque", "status"]
     assert table["status"].tolist() == EXPECTED_STATUS
-    meta = io.read_metadata(out_path)
+    meta = tableio.read_metadata(out_path)
     assert meta["brisque_flavour"] == brisque.FLAVOUR == "live-matlab"
     assert meta["rows"] == len(table) and meta["shard"] == 0
     assert meta["brisque_precision"] == "float64"

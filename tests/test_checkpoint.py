@@ -1,4 +1,4 @@
-"""Checkpoint loading (featnorm.models.load / featnorm.models.checkpoint): formats, round trips,
+"""Checkpoint loading (featnorm.embedding.models.load / featnorm.embedding.models.checkpoint): formats, round trips,
 clear errors and refusal of unsafe pickles."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 from support.recipe import golden_state_dict
 
-from featnorm import models
-from featnorm.models import CheckpointError
+from featnorm.embedding import models
+from featnorm.embedding.models import CheckpointError
 
 
 def _source(family: str, arch: str) -> torch.nn.Module:

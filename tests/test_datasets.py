@@ -1,11 +1,11 @@
-"""featnorm.datasets and featnorm.shards: manifests from folders and lists, stable ids, shards."""
+"""featnorm.data.datasets and featnorm.data.shards: manifests from folders and lists, stable ids, shards."""
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import datasets, shards
+from featnorm.data import datasets, shards
 
 
 def _write(path, value=128):

@@ -1,12 +1,12 @@
-"""featnorm.demo: the synthetic long-tailed face dataset."""
+"""featnorm.data.demo: the synthetic long-tailed face dataset."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from featnorm import demo
-from featnorm.sources import read_image
+from featnorm.data import demo
+from featnorm.data.sources import read_image
 
 
 def test_default_class_sizes_are_long_tailed_like_casia():

@@ -14,8 +14,9 @@ import torch
 from snakemake_cli import run_snakemake
 from user_data import USER_MODEL, checkout_like, make_user_data, user_config
 
-from featnorm import embed, io
-from featnorm.cli import main
+from featnorm import tableio
+from featnorm.cli.main import main
+from featnorm.embedding import embed
 
 CPU_ONLY_TORCH = torch.version.cuda is None and not torch.cuda.is_available()
 
@@ -128,7 +129,7 @@ def test_images_below_min_side_are_too_small_with_nan(tmp_path: Path, user_data)
         assert cv2.imwrite(str(tmp_path / name), cv2.resize(face, (cols, rows)))
         paths.append(str(tmp_path / name))
     shard = pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64), "path": paths})
-    from featnorm import models
+    from featnorm.embedding import models
 
     model = models.load(checkpoint, "adaface", "ir_demo")
     table = embed.embed_table(shard, model, family="adaface", device="cpu", batch_size=2)
@@ -149,7 +150,7 @@ def test_cli_records_device_name_precision_and_min_side(tmp_path: Path, user_dat
         tmp_path / "e.parquet",
         tmp_path / "e.log",
     )
-    io.write_table(
+    tableio.write_table(
         pd.DataFrame({"sample_id": np.arange(len(paths), dtype=np.int64), "path": paths}),
         shard_path,
         params={"shard": 0},
@@ -186,7 +187,7 @@ def test_cli_records_device_name_precision_and_min_side(tmp_path: Path, user_dat
         ]
     )
     assert code == 0
-    meta = io.read_metadata(output)
+    meta = tableio.read_metadata(output)
     assert meta["device"] == "cpu" and meta["precision"] == "fp32" and meta["min_side_px"] == 32
     assert meta["device_name"] == embed.device_name(torch.device("cpu"))
     assert meta["device_name"].startswith("CPU ")

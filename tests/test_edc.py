@@ -1,4 +1,4 @@
-"""featnorm.edc: thresholds, FNMR after discarding, pAUC, ties, references and the bootstrap."""
+"""featnorm.evaluation.edc: thresholds, FNMR after discarding, pAUC, ties, references and the bootstrap."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import edc, edc_tables
+from featnorm.evaluation import edc, edc_tables
 
 IMPOSTORS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95], np.float32)
 GENUINE = np.array([0.5, 0.96, 0.97, 0.8, 0.99], np.float32)
@@ -244,8 +244,8 @@ def test_bad_parameters_are_refused(kwargs, message):
 
 
 def _frames(with_split: bool):
-    """samples + pairs frames as the workflow writes them, from featnorm.pairs."""
-    from featnorm import pairs
+    """samples + pairs frames as the workflow writes them, from featnorm.evaluation.pairs."""
+    from featnorm.evaluation import pairs
 
     rng = np.random.default_rng(21)
     n_ids, per_id = 40, 8

@@ -1,4 +1,4 @@
-"""Per-shard extraction (featnorm.embed) and the ``embed`` CLI step."""
+"""Per-shard extraction (featnorm.embedding.embed) and the ``embed`` CLI step."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 from support.recipe import golden_state_dict
 
-from featnorm import embed, io, models
-from featnorm.cli import main
+from featnorm import tableio
+from featnorm.cli.main import main
+from featnorm.embedding import embed, models
 
 NORM_RTOL = 1e-5  # BN folding and batching move norms by float32 rounding (~1e-7) only
 # golden_ir_18.npz: official norms and pre_norm_vector_add flip-fused norms of images 1..3
@@ -182,8 +183,8 @@ def test_saved_embeddings_are_float16_unit_vectors_and_survive_parquet(
     np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float64), axis=1), 1.0, atol=2e-3)
     assert out.loc[~ok, "embedding"].isna().all()
     path = tmp_path / "out.parquet"
-    io.write_table(out, path, params={"step": "embed"}, schema=embed.output_schema(True))
-    back = io.read_table(path)
+    tableio.write_table(out, path, params={"step": "embed"}, schema=embed.output_schema(True))
+    back = tableio.read_table(path)
     assert back["status"].tolist() == statuses
     np.testing.assert_array_equal(np.stack(back.loc[ok, "embedding"]).astype(np.float16), vectors)
 
@@ -233,7 +234,7 @@ def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files
     shard_path, ckpt, output, log = (
         tmp_path / n for n in ("shard-0.parquet", "demo.ckpt", "embed.parquet", "embed.log")
     )
-    io.write_table(_shard(paths), shard_path, params={"shard": 0, "shards": 1})
+    tableio.write_table(_shard(paths), shard_path, params={"shard": 0, "shards": 1})
     torch.save(
         {
             "epoch": 1,
@@ -276,9 +277,9 @@ def test_cli_embed_writes_table_metadata_and_a_plain_log(demo_model, mixed_files
         ]
     )
     assert code == 0
-    table = io.read_table(output)
+    table = tableio.read_table(output)
     assert table["status"].tolist() == statuses
-    meta = io.read_metadata(output)
+    meta = tableio.read_metadata(output)
     assert meta["family"] == "adaface" and meta["arch"] == "ir_demo"
     assert meta["flip_fusion"] == "none" and meta["shard"] == 0
     assert meta["status_counts"] == {"ok": 6, "undecodable": 1, "empty_file": 1, "missing_file": 1}

@@ -24,7 +24,7 @@ import psutil
 import pytest
 from snakemake_cli import run_snakemake, snakemake_command
 
-from featnorm import io
+from featnorm import tableio
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "tests" / "workflow" / "faults" / "config.yaml"
@@ -51,7 +51,7 @@ def tables(workdir: Path) -> dict[str, pd.DataFrame]:
         (workdir / "results").rglob("*.csv")
     )
     return {
-        p.relative_to(workdir).as_posix(): io.read_table(p)
+        p.relative_to(workdir).as_posix(): tableio.read_table(p)
         if p.suffix == ".parquet"
         else pd.read_csv(p)
         for p in found

@@ -97,8 +97,9 @@ def run_cases(folder: Path) -> None:
     """Decode, score and embed every case; write ``folder/records.json``."""
     import torch
 
-    from featnorm import brisque, embed, models
-    from featnorm.images import decode_bytes
+    from featnorm.data.images import decode_bytes
+    from featnorm.embedding import embed, models
+    from featnorm.quality import brisque
 
     torch.manual_seed(SEED)  # the untrained model's weights: fixed, so a failure reproduces
     model = models.build("adaface", "ir_demo").eval()

@@ -1,11 +1,11 @@
-"""featnorm.images: one decoding policy, failures as statuses."""
+"""featnorm.data.images: one decoding policy, failures as statuses."""
 
 import cv2
 import numpy as np
 import pytest
 
-from featnorm.images import decode_bytes, to_uint8
-from featnorm.sources import read_image
+from featnorm.data.images import decode_bytes, to_uint8
+from featnorm.data.sources import read_image
 
 
 def _encode(ext, image):
@@ -69,7 +69,7 @@ def test_headers_declaring_huge_images_are_refused_without_decoding():
 
 
 def test_declared_size_reads_the_real_jpeg_and_png_headers():
-    from featnorm.images import _declared_pixels
+    from featnorm.data.images import _declared_pixels
 
     jpeg = np.frombuffer(_encode(".jpg", np.zeros((30, 20, 3), np.uint8)), np.uint8)
     png = np.frombuffer(_encode(".png", np.zeros((30, 20), np.uint8)), np.uint8)

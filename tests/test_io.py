@@ -1,17 +1,17 @@
-"""featnorm.io: atomic Parquet with provenance metadata."""
+"""featnorm.tableio: atomic Parquet with provenance metadata."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import __version__, io
+from featnorm import __version__, tableio
 
 
 def test_tables_round_trip_with_metadata(tmp_path):
     df = pd.DataFrame({"sample_id": [0, 1], "brisque": [1.5, float("nan")]})
-    io.write_table(df, tmp_path / "t.parquet", params={"flavour": "live"})
-    assert io.read_table(tmp_path / "t.parquet").equals(df)
-    assert io.read_metadata(tmp_path / "t.parquet") == {
+    tableio.write_table(df, tmp_path / "t.parquet", params={"flavour": "live"})
+    assert tableio.read_table(tmp_path / "t.parquet").equals(df)
+    assert tableio.read_metadata(tmp_path / "t.parquet") == {
         "featnorm_version": __version__,
         "flavour": "live",
     }
@@ -19,8 +19,8 @@ def test_tables_round_trip_with_metadata(tmp_path):
 
 def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
     target = tmp_path / "t.txt"
-    io.write_text("old", target)
-    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+    tableio.write_text("old", target)
+    with pytest.raises(RuntimeError), tableio.atomic_path(target) as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert target.read_text() == "old"
@@ -29,10 +29,10 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
 
 def test_read_csv_keeps_a_model_named_na_and_reads_empty_fields_as_missing(tmp_path):
     table = pd.DataFrame({"model": ["NA", "None"], "r": [0.5, np.nan], "flag": ["", "constant"]})
-    io.write_text(table.to_csv(index=False), tmp_path / "a.csv")
-    io.write_text(table.to_csv(index=False), tmp_path / "b.csv")
-    back = io.read_csv(tmp_path / "a.csv")
+    tableio.write_text(table.to_csv(index=False), tmp_path / "a.csv")
+    tableio.write_text(table.to_csv(index=False), tmp_path / "b.csv")
+    back = tableio.read_csv(tmp_path / "a.csv")
     assert back["model"].tolist() == ["NA", "None"]
     assert np.isnan(back["r"].iloc[1]) and pd.isna(back["flag"].iloc[0])
-    both = io.read_csvs([tmp_path / "a.csv", tmp_path / "b.csv"])
+    both = tableio.read_csvs([tmp_path / "a.csv", tmp_path / "b.csv"])
     assert both["model"].tolist() == ["NA", "None", "NA", "None"] and both.index.is_unique

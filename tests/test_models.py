@@ -1,4 +1,4 @@
-"""Backbones, preprocessing and golden parity with the official AdaFace code (featnorm.models).
+"""Backbones, preprocessing and golden parity with the official AdaFace code (featnorm.embedding.models).
 
 Golden data: ``shared/reference/adaface/golden_<arch>.npz`` hold the official ``net.py`` outputs
 for 4 images with weights from the documented "golden recipe v1" (regenerated here by
@@ -25,9 +25,9 @@ import torch
 from support.recipe import golden_state_dict
 from torch import nn
 
-from featnorm import models
-from featnorm.models.fold import fold_batchnorm, replace_subsample_pools
-from featnorm.sources import read_image
+from featnorm.data.sources import read_image
+from featnorm.embedding import models
+from featnorm.embedding.models.fold import fold_batchnorm, replace_subsample_pools
 
 GOLDEN_ARCHS = ("ir_18", "ir_50", "ir_101")
 # golden_<arch>.npz["norm"][:, 0]: feature norms of images 0..3 (official model, recipe v1).

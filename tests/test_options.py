@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featnorm import archs, options
-from featnorm.cli import build_parser
+from featnorm import options
+from featnorm.cli.main import build_parser
+from featnorm.config import archs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -120,7 +121,7 @@ def test_options_and_the_parser_import_no_heavy_library():
     """The workflow imports featnorm.options while planning, and every step parses its flags
     before it imports what it needs: neither may pull in torch, OpenCV or matplotlib."""
     code = (
-        "import sys; from featnorm.cli import build_parser; build_parser(); "
+        "import sys; from featnorm.cli.main import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'cv2', 'matplotlib') if m in sys.modules))"
     )
     result = subprocess.run(

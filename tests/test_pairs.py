@@ -1,4 +1,4 @@
-"""featnorm.pairs: genuine and impostor pairs never cross identity wrongly, are distinct,
+"""featnorm.evaluation.pairs: genuine and impostor pairs never cross identity wrongly, are distinct,
 respect the caps, are deterministic for a seed; scores are cosine similarities."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from featnorm import pairs
+from featnorm.evaluation import pairs
 
 LABELS = np.repeat(np.arange(6), [2, 3, 7, 1, 12, 4])
 
@@ -160,8 +160,8 @@ def test_embedding_matrix_reads_fixed_size_lists():
 def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
     """`featnorm pairs` and `featnorm edc` on written tables: non-ok images take no part, the
     split column (when present) gives per-split EDC rows."""
-    from featnorm import io
-    from featnorm.cli import main
+    from featnorm import tableio
+    from featnorm.cli.main import main
 
     rng = np.random.default_rng(9)
     label = np.repeat(np.arange(20), 6)
@@ -181,7 +181,7 @@ def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
     )
     if with_split:
         samples["split"] = np.where(np.arange(n) % 6 < 2, "holdout", "train")
-    io.write_table(samples, tmp_path / "samples.parquet")
+    tableio.write_table(samples, tmp_path / "samples.parquet")
     shards = []
     for k, idx in enumerate(np.array_split(np.arange(n), 2)):
         part = pd.DataFrame(
@@ -203,7 +203,7 @@ def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
                 ("embedding", pa.list_(pa.float16(), 512)),
             ]
         )
-        io.write_table(part, path, schema=schema)
+        tableio.write_table(part, path, schema=schema)
         shards.append(str(path))
     out = tmp_path / "pairs.parquet"
     assert (
@@ -226,10 +226,10 @@ def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
         )
         == 0
     )
-    table = io.read_table(out)
+    table = tableio.read_table(out)
     bad = set(samples.loc[samples["status"] != "ok", "sample_id"])
     assert not bad & (set(table["sample_id_a"]) | set(table["sample_id_b"]))
-    assert io.read_metadata(out)["images_excluded"] == len(bad)
+    assert tableio.read_metadata(out)["images_excluded"] == len(bad)
     assert (
         main(
             [

@@ -1,4 +1,4 @@
-"""Tests of featnorm.plots: each figure draws the data it claims, from small tables."""
+"""Tests of featnorm.report.plots: each figure draws the data it claims, from small tables."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm import analysis, contrast_tables, io, options, plots
-from featnorm.cli import main as cli_main
+from featnorm import options, tableio
+from featnorm.analysis import contrast_tables, correlations
+from featnorm.cli.main import main
+from featnorm.report import plots
 
 POLICIES = ["z", "rank"]
 
@@ -34,23 +36,23 @@ def study():
     embed = pd.DataFrame(
         {"sample_id": np.arange(n), "feature_norm": rng.normal(20, 1, n), "status": "ok"}
     )
-    samples, _ = analysis.standardise(
-        analysis.merge_samples(manifest, brisque, embed),
+    samples, _ = correlations.standardise(
+        correlations.merge_samples(manifest, brisque, embed),
         policies=POLICIES,
         min_class_size=2,
         ddof=1,
         residual_degree=1,
     )
-    corr = analysis.correlation_table(
+    corr = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=analysis.norm_columns(POLICIES),
+        x_columns=correlations.norm_columns(POLICIES),
         methods=["pearson"],
         replicates=50,
         confidence=0.95,
         seed=0,
     )
-    return samples, analysis.class_stats(samples), corr
+    return samples, correlations.class_stats(samples), corr
 
 
 def test_class_sizes_plots_sizes_sorted_descending(study):
@@ -73,7 +75,7 @@ def test_class_norm_mean_follows_class_size_order(study):
 
 def test_norm_vs_brisque_titles_carry_signed_r_and_sign_note(study):
     samples, _, corr = study
-    cols = analysis.norm_columns(POLICIES)
+    cols = correlations.norm_columns(POLICIES)
     fig = plots.norm_vs_brisque(samples, corr, x_columns=cols, model="m")
     r = corr[
         (corr["x"] == "feature_norm_z") & (corr["y"] == "brisque") & (corr["method"] == "pearson")
@@ -94,7 +96,7 @@ def test_forest_has_one_row_per_correlation(study):
 @pytest.mark.parametrize("kind", ["trends", "ground_truth"])
 def test_sample_figures_have_a_panel_per_column(study, kind):
     samples, _, _ = study
-    cols = analysis.norm_columns(POLICIES)
+    cols = correlations.norm_columns(POLICIES)
     fig = plots.FIGURES[kind](samples, x_columns=cols, model="m")
     if kind == "trends":
         assert len(fig.axes[0].get_legend().get_texts()) == len(cols)
@@ -121,7 +123,7 @@ def test_two_levels_draws_class_means_and_centred_images(study):
 
 def test_by_class_size_has_one_point_per_band_and_column(study):
     samples, _, _ = study
-    cols = analysis.norm_columns(POLICIES)
+    cols = correlations.norm_columns(POLICIES)
     table = contrast_tables.by_class_size_table(
         samples,
         model="m",
@@ -170,15 +172,15 @@ def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_pa
     for name in options.FIGURE_INPUTS[kind]:
         if name in ("samples", "class_stats"):
             path = tmp_path / f"{name}.parquet"
-            io.write_table(tables[name], path)
+            tableio.write_table(tables[name], path)
         else:
             path = tmp_path / f"{name}.csv"
-            io.write_text(tables[name].to_csv(index=False), path)
+            tableio.write_text(tables[name].to_csv(index=False), path)
         flags += [options.table_flag(name), str(path)]
     if kind in options.FIGURES_WITH_POLICIES:
         flags += ["--policies", *POLICIES]
     png, svg = tmp_path / "f.png", tmp_path / "f.svg"
     common = ["plot", "--kind", kind, "--model", "m", "--png", str(png), "--svg", str(svg)]
-    assert cli_main(common + flags) == 0
+    assert main(common + flags) == 0
     assert png.stat().st_size > 0 and svg.stat().st_size > 0
-    assert cli_main(common + flags[2:]) == 1  # the first table left out
+    assert main(common + flags[2:]) == 1  # the first table left out

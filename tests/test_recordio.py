@@ -1,4 +1,4 @@
-"""Tests for featnorm.recordio: insightface RecordIO read/write without mxnet.
+"""Tests for featnorm.data.recordio: insightface RecordIO read/write without mxnet.
 
 Files are either written by ``write_recordio`` or built byte by byte here with ``struct`` from the
 format description (dmlc-core framing, mxnet IRHeader, insightface header/identity records), so
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from support.recordio_writer import RecordIOWriter, write_recordio
 
-from featnorm import recordio
-from featnorm.recordio import (
+from featnorm.data import recordio
+from featnorm.data.recordio import (
     RECORD_MAGIC,
     RecordHeader,
     RecordIOError,

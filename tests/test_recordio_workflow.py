@@ -15,8 +15,9 @@ import yaml
 from snakemake_cli import run_snakemake
 from support.recordio_writer import write_recordio
 
-from featnorm import demo, io
-from featnorm.cli import main as featnorm_main
+from featnorm import tableio
+from featnorm.cli.main import main as featnorm_main
+from featnorm.data import demo
 
 pytestmark = pytest.mark.workflow
 
@@ -28,7 +29,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
         demo.DemoParams(identities=10, min_images=2, max_images=8, seed=3), base / "folder"
     )
     manifest = base / "manifest.parquet"
-    io.write_table(table.assign(sample_id=range(len(table))), manifest)
+    tableio.write_table(table.assign(sample_id=range(len(table))), manifest)
     checkpoint = base / "demo.ckpt"
     assert (
         featnorm_main(
@@ -86,7 +87,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_recordio_manifest_matches_the_image_folder(two_runs):
-    folder, rec = (io.read_table(run / "results" / "manifest.parquet") for run in two_runs)
+    folder, rec = (tableio.read_table(run / "results" / "manifest.parquet") for run in two_runs)
     assert len(rec) == len(folder)
     assert rec["label"].tolist() == folder["label"].tolist()
     assert rec["path"].str.contains(r"train\.rec#\d+$").all()
@@ -95,7 +96,8 @@ def test_recordio_manifest_matches_the_image_folder(two_runs):
 def test_recordio_gives_the_same_statistics_as_the_image_folder(two_runs):
     columns = ["sample_id", "label", "brisque", "feature_norm", "feature_norm_z"]
     folder, rec = (
-        io.read_table(run / "results" / "demo" / "samples.parquet")[columns] for run in two_runs
+        tableio.read_table(run / "results" / "demo" / "samples.parquet")[columns]
+        for run in two_runs
     )
     pd.testing.assert_frame_equal(rec, folder)
     folder_corr, rec_corr = (

@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from featnorm.io import read_table
+from featnorm.tableio import read_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAIN_PROFILE = Path("profiles/slurm")

@@ -1,4 +1,4 @@
-"""Tests of featnorm.stats: known answers, scipy agreement, bootstrap coverage, degenerate input."""
+"""Tests of featnorm.analysis.stats: known answers, scipy agreement, bootstrap coverage, degenerate input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from featnorm import contrasts, options, standardisation, stats
+from featnorm import options
+from featnorm.analysis import contrasts, standardisation, stats
 
 
 def _grouped(rng, *, n_classes, rho_between, rho_within, var_between=1.0, var_within=1.0):
@@ -380,7 +381,7 @@ def test_rank_replicates_match_exact_recomputation(method, ref, ties):
 
 
 # ---------------------------------------------------------------------------------------------
-# featnorm.contrasts: paired differences, within/between split, class-size bands
+# featnorm.analysis.contrasts: paired differences, within/between split, class-size bands
 # ---------------------------------------------------------------------------------------------
 
 

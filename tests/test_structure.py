@@ -42,7 +42,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            # `from featnorm import images` imports the module featnorm.images
+            # `from featnorm import images` imports the module featnorm.data.images
             targets = [
                 f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known
             ] or [base]
@@ -85,10 +85,10 @@ def test_the_graph_sees_imports_inside_functions():
     """The parser counts a function-level import (cli_embed imports embed inside its step
     function, cli imports the cli_* modules inside build_parser)."""
     graph = _graph()
-    assert "featnorm.embed" in graph["featnorm.cli_embed"]
-    assert "featnorm.cli_embed" in graph["featnorm.cli"]
-    assert "featnorm.recordio" in graph["featnorm.sources"]
-    assert "featnorm.images" in graph["featnorm.recordio.reader"]
+    assert "featnorm.embedding.embed" in graph["featnorm.cli.embed"]
+    assert "featnorm.cli.embed" in graph["featnorm.cli.main"]
+    assert "featnorm.data.recordio" in graph["featnorm.data.sources"]
+    assert "featnorm.data.images" in graph["featnorm.data.recordio.reader"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
@@ -99,9 +99,9 @@ def test_no_import_cycle_inside_featnorm():
 
 
 def test_images_knows_no_recordio():
-    """featnorm.images decodes files and bytes; the choice of source lives in featnorm.sources."""
+    """featnorm.data.images decodes files and bytes; the choice of source lives in featnorm.data.sources."""
     graph = _graph()
-    assert not {m for m in graph["featnorm.images"] if m.startswith("featnorm.recordio")}
+    assert not {m for m in graph["featnorm.data.images"] if m.startswith("featnorm.data.recordio")}
 
 
 def _status_names() -> dict[str, str]:

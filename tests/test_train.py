@@ -1,4 +1,4 @@
-"""featnorm.train: the AdaFace margin head and the demo model's checkpoint layout."""
+"""featnorm.embedding.train: the AdaFace margin head and the demo model's checkpoint layout."""
 
 import logging
 import math
@@ -8,10 +8,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from featnorm import demo, io, models
-from featnorm.cli import main
-from featnorm.sources import read_image
-from featnorm.train import (
+from featnorm import tableio
+from featnorm.cli.main import main
+from featnorm.data import demo
+from featnorm.data.sources import read_image
+from featnorm.embedding import models
+from featnorm.embedding.train import (
     AdaFaceHead,
     TrainingResult,
     _lr_at,
@@ -84,7 +86,7 @@ def test_train_demo_step_writes_a_checkpoint_in_the_official_layout_that_loads(t
     table = demo.generate(
         demo.DemoParams(identities=3, min_images=2, max_images=4), tmp_path / "img"
     )
-    io.write_table(table, tmp_path / "manifest.parquet")
+    tableio.write_table(table, tmp_path / "manifest.parquet")
     ckpt, curve_file = tmp_path / "model.ckpt", tmp_path / "curve.csv"
     options = ["--arch", "ir_demo", "--epochs", "1", "--batch-size", "4", "--lr", "0.05"]
     options += ["--seed", "0", "--threads", "1", "--precision", "fp32"]
@@ -140,7 +142,7 @@ def test_training_skips_unusable_images_and_counts_them(tmp_path, caplog):
         }
     )
     table = pd.concat([table, bad], ignore_index=True)
-    with caplog.at_level(logging.INFO, logger="featnorm.train"):
+    with caplog.at_level(logging.INFO, logger="featnorm.embedding.train"):
         result = _train(table)
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 1 and "skipped 2 unusable training images" in skipped[0]
@@ -194,8 +196,8 @@ def test_lr_schedule_is_one_cycle():
 
 
 def test_a_models_train_block_overrides_the_global_train_keys():
-    """config_checks.train_settings: per-model keys win, the rest come from `train:`."""
-    from featnorm import config_checks
+    """checks.train_settings: per-model keys win, the rest come from `train:`."""
+    from featnorm.config import checks
 
     config = {
         "train": {"epochs": 8, "batch_size": 64, "lr": 0.2, "seed": 0, "precision": "auto"},
@@ -208,8 +210,8 @@ def test_a_models_train_block_overrides_the_global_train_keys():
             },
         },
     }
-    assert config_checks.train_settings(config, "short") == config["train"]
-    assert config_checks.train_settings(config, "long") == {
+    assert checks.train_settings(config, "short") == config["train"]
+    assert checks.train_settings(config, "long") == {
         "epochs": 20,
         "batch_size": 64,
         "lr": 0.2,
@@ -220,12 +222,12 @@ def test_a_models_train_block_overrides_the_global_train_keys():
 
 
 def test_a_train_block_on_a_checkpoint_file_is_refused(tmp_path):
-    from featnorm import config_checks
+    from featnorm.config import checks
 
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"")
     config = {
         "models": {"mine": {"arch": "ir_50", "checkpoint": str(ckpt), "train": {"epochs": 3}}}
     }
-    with pytest.raises(config_checks.ConfigError, match="models.mine.train is set but"):
-        config_checks._check_models(config)
+    with pytest.raises(checks.ConfigError, match="models.mine.train is set but"):
+        checks._check_models(config)

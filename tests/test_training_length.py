@@ -1,4 +1,4 @@
-"""featnorm.training_length: gathering each trained model's rows against its epochs."""
+"""featnorm.report.training_length: gathering each trained model's rows against its epochs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from featnorm import training_length
+from featnorm.report import training_length
 
 
 def _correlations(model: str, effect: float) -> pd.DataFrame:

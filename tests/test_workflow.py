@@ -12,7 +12,7 @@ import pytest
 import yaml
 from snakemake_cli import run_snakemake
 
-from featnorm import io
+from featnorm import tableio
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "workflow" / "tiny" / "config.yaml"
@@ -60,16 +60,19 @@ def finished_run(tmp_path_factory) -> Path:
 def test_outputs_follow_the_contracts(finished_run: Path):
     """Every contract file exists with its columns; per-image tables keep every manifest row."""
     results = finished_run / "results"
-    manifest = io.read_table(results / "manifest.parquet")
+    manifest = tableio.read_table(results / "manifest.parquet")
     assert {"sample_id", "path", "label", "class_name", "true_quality"} <= set(manifest.columns)
     assert manifest["sample_id"].tolist() == list(range(len(manifest)))
 
-    shards = [io.read_table(p) for p in sorted((results / "shards").glob("shard-*.parquet"))]
+    shards = [tableio.read_table(p) for p in sorted((results / "shards").glob("shard-*.parquet"))]
     brisque = pd.concat(
-        [io.read_table(p) for p in sorted((results / "brisque").glob("shard-*.parquet"))]
+        [tableio.read_table(p) for p in sorted((results / "brisque").glob("shard-*.parquet"))]
     )
     embed = pd.concat(
-        [io.read_table(p) for p in sorted((results / "embed" / "demo").glob("shard-*.parquet"))]
+        [
+            tableio.read_table(p)
+            for p in sorted((results / "embed" / "demo").glob("shard-*.parquet"))
+        ]
     )
     assert len(shards) == 2
     for table in (pd.concat(shards), brisque, embed):
@@ -80,10 +83,10 @@ def test_outputs_follow_the_contracts(finished_run: Path):
     ].dtype == "float32"
     assert (embed["status"] == "ok").all() and (embed["feature_norm"] > 0).all()
 
-    samples = io.read_table(results / "demo" / "samples.parquet")
+    samples = tableio.read_table(results / "demo" / "samples.parquet")
     assert len(samples) == len(manifest)
     assert {"brisque", "feature_norm", "feature_norm_z"} <= set(samples.columns)
-    stats = io.read_table(results / "demo" / "class_stats.parquet")
+    stats = tableio.read_table(results / "demo" / "class_stats.parquet")
     assert {"label", "n", "norm_mean", "norm_std", "brisque_mean", "brisque_std"} <= set(
         stats.columns
     )
@@ -142,7 +145,7 @@ def test_outputs_follow_the_contracts(finished_run: Path):
 
 def test_provenance_metadata_is_recorded(finished_run: Path):
     """Tables carry the featnorm version and the parameters that made them."""
-    meta = io.read_metadata(finished_run / "results" / "manifest.parquet")
+    meta = tableio.read_metadata(finished_run / "results" / "manifest.parquet")
     assert meta["format"] == "demo" and meta["demo"]["seed"] == 1 and "featnorm_version" in meta
 
 
@@ -260,11 +263,11 @@ def test_edc_outputs_follow_the_contract(finished_run: Path):
     """Embeddings stored, pairs within/between identities as labelled, one EDC row per
     (split, quality, fmr, limit) including the references."""
     results = finished_run / "results"
-    embed = io.read_table(next((results / "embed" / "demo").glob("shard-*.parquet")))
+    embed = tableio.read_table(next((results / "embed" / "demo").glob("shard-*.parquet")))
     assert "embedding" in embed.columns and len(embed["embedding"].iloc[0]) == 512
-    samples = io.read_table(results / "demo" / "samples.parquet")
+    samples = tableio.read_table(results / "demo" / "samples.parquet")
     label = dict(zip(samples["sample_id"], samples["label"], strict=True))
-    pairs = io.read_table(results / "demo" / "pairs.parquet")
+    pairs = tableio.read_table(results / "demo" / "pairs.parquet")
     assert list(pairs.columns) == ["sample_id_a", "sample_id_b", "score", "genuine", "split"]
     same = pairs["sample_id_a"].map(label) == pairs["sample_id_b"].map(label)
     assert (same == pairs["genuine"]).all() and pairs["genuine"].any() and (~pairs["genuine"]).any()

@@ -13,7 +13,7 @@ import torch
 from snakemake_cli import run_snakemake
 from test_workflow import planned_jobs
 
-from featnorm import io
+from featnorm import tableio
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "tests" / "workflow" / "training_length" / "config.yaml"
@@ -32,7 +32,7 @@ def test_two_training_lengths_share_brisque_and_are_compared(tmp_path: Path):
     run_snakemake(tmp_path, config, "--cores", "2", *TARGETS)
 
     results = tmp_path / "results"
-    manifest = io.read_table(results / "manifest.parquet")
+    manifest = tableio.read_table(results / "manifest.parquet")
     assert set(manifest["split"]) == {"train", "holdout"}
     for model, epochs, precision in (("short", 1, None), ("long", 2, "fp32")):
         hyper = torch.load(
@@ -48,8 +48,8 @@ def test_two_training_lengths_share_brisque_and_are_compared(tmp_path: Path):
         "shard-0.parquet",
         "shard-1.parquet",
     ]
-    short = io.read_table(results / "short" / "samples.parquet")
-    long = io.read_table(results / "long" / "samples.parquet")
+    short = tableio.read_table(results / "short" / "samples.parquet")
+    long = tableio.read_table(results / "long" / "samples.parquet")
     pd.testing.assert_series_equal(short["brisque"], long["brisque"])
     assert not short["feature_norm"].equals(long["feature_norm"])
 

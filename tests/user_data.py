@@ -12,7 +12,7 @@ import torch
 import yaml
 from support.recipe import golden_state_dict
 
-from featnorm import models
+from featnorm.embedding import models
 
 REPO = Path(__file__).resolve().parents[1]
 USER_MODEL = "mine"

@@ -1,3 +1,3 @@
-from featnorm.cli import main
+from featnorm.cli.main import main
 
 raise SystemExit(main())

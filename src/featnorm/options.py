@@ -37,7 +37,7 @@ DATASET_FORMATS = ("demo", "imagefolder", "list", "recordio")
 DEMO_IMAGE_FORMATS = ("jpg", "png")
 #: models.<name>.family: decides the architecture table, preprocessing and checkpoint layout.
 MODEL_FAMILIES = ("adaface", "magface")
-#: train.precision (and models.<name>.train.precision); see featnorm.train.resolve_precision.
+#: train.precision (and models.<name>.train.precision); see featnorm.embedding.train.resolve_precision.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 #: embed.device: auto = CUDA when present, else CPU.
 EMBED_DEVICES = ("auto", "cpu", "cuda")
@@ -56,7 +56,7 @@ FLIP_FUSIONS: dict[str, str] = {
     "re-normalised",
 }
 
-#: brisque.precision: arithmetic of the local mean and variance (see featnorm.brisque.mscn).
+#: brisque.precision: arithmetic of the local mean and variance (see featnorm.quality.brisque.mscn).
 BRISQUE_PRECISIONS = ("float32", "float64")
 #: analysis.ddof: delta degrees of freedom of the per-class std in the z-score.
 DDOFS = (0, 1)

@@ -38,7 +38,7 @@ __all__ = [
 
 OK = "ok"
 
-# reading and decoding a file or a record (featnorm.images, featnorm.sources, featnorm.recordio)
+# reading and decoding a file or a record (featnorm.data.images, featnorm.data.sources, featnorm.data.recordio)
 MISSING_FILE = "missing_file"
 EMPTY_FILE = "empty_file"
 UNREADABLE_FILE = "unreadable_file"
@@ -53,7 +53,7 @@ RECORD_TRUNCATED = "record_truncated"
 RECORD_BAD_CONTINUATION = "record_bad_continuation"
 RECORD_BAD_HEADER = "record_bad_header"
 
-# the image is decoded but cannot be scored (featnorm.brisque, featnorm.embed)
+# the image is decoded but cannot be scored (featnorm.quality.brisque, featnorm.embedding.embed)
 TOO_SMALL = "too_small"
 FLAT_IMAGE = "flat_image"
 NEAR_FLAT_IMAGE = "near_flat_image"
@@ -61,7 +61,7 @@ DEGENERATE_FEATURES = "degenerate_features"
 FLOAT_OUT_OF_RANGE = "float_out_of_range"
 UNSUPPORTED_INPUT = "unsupported_input"
 
-# joining the per-image tables (featnorm.analysis.merge_samples)
+# joining the per-image tables (featnorm.analysis.correlations.merge_samples)
 MISSING = "missing"
 NON_FINITE = "non_finite"
 

@@ -1,6 +1,6 @@
 """Streaming, atomic writer of insightface RecordIO datasets, for tests and benchmarks only.
 
-featnorm itself only reads RecordIO (``featnorm.recordio``); tests and benchmarks write small and
+featnorm itself only reads RecordIO (``featnorm.data.recordio``); tests and benchmarks write small and
 large synthetic datasets with ``write_recordio``.
 """
 
@@ -16,8 +16,7 @@ from typing import Self
 
 import numpy as np
 
-from featnorm.io import atomic_path
-from featnorm.recordio.format import (
+from featnorm.data.recordio.format import (
     _ALIGN,
     _CFLAG_FIRST,
     _CFLAG_LAST,
@@ -35,6 +34,7 @@ from featnorm.recordio.format import (
     RecordHeader,
     pack,
 )
+from featnorm.tableio import atomic_path
 
 __all__ = ["RecordIOSummary", "RecordIOWriter", "write_recordio"]
 

@@ -20,13 +20,15 @@ shell.prefix(
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
 )
 
-from featnorm import config_checks, options
+from featnorm import options
+
+from featnorm.config import checks
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # Outputs go under results/ of the working directory; use `snakemake --directory` to move them.
 RESULTS = "results"
 FIGURE_FORMATS = ["png", "svg"]  # every figure is written in both
-config_checks.check(config, results=RESULTS)
+checks.check(config, results=RESULTS)
 
 
 def model_names():
@@ -130,7 +132,7 @@ def all_embed_tables():
 
 def model_setting(wildcards, key):
     """One setting of model wildcards.model, with the schema's defaults applied."""
-    return config_checks.model_settings(config, wildcards.model)[key]
+    return checks.model_settings(config, wildcards.model)[key]
 
 
 def model_family(wildcards):
@@ -144,14 +146,14 @@ def model_arch(wildcards):
 def model_checkpoint(wildcards):
     """The checkpoint file: the user's, or the demo model trained by train_demo_model."""
     path = model_setting(wildcards, "checkpoint")
-    if path == config_checks.TRAIN_CHECKPOINT:
+    if path == checks.TRAIN_CHECKPOINT:
         return trained_checkpoint(wildcards.model)
     return path
 
 
 def train_setting(wildcards, key):
     """One training setting of demo model wildcards.model (its `train` block over `train:`)."""
-    return config_checks.train_settings(config, wildcards.model)[key]
+    return checks.train_settings(config, wildcards.model)[key]
 
 
 def train_epochs(wildcards):
@@ -179,14 +181,14 @@ def trained_models():
     return [
         name
         for name in model_names()
-        if config_checks.model_settings(config, name)["checkpoint"]
-        == config_checks.TRAIN_CHECKPOINT
+        if checks.model_settings(config, name)["checkpoint"]
+        == checks.TRAIN_CHECKPOINT
     ]
 
 
 def trained_model_epochs():
     return [
-        config_checks.train_settings(config, name)["epochs"]
+        checks.train_settings(config, name)["epochs"]
         for name in trained_models()
     ]
 
@@ -296,7 +298,7 @@ def analysis_methods():
 def analysis_size_bins():
     """Lower edges of the class-size bands, space-separated for the CLI (checked here, so a
     bad list is refused before any job runs)."""
-    edges = config_checks.check_size_bins(config["analysis"]["size_bins"])
+    edges = checks.check_size_bins(config["analysis"]["size_bins"])
     return " ".join(str(edge) for edge in edges)
 
 

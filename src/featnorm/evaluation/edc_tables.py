@@ -1,0 +1,146 @@
+"""The error-versus-discard characteristic from the workflow's tables: ``edc.csv`` and
+``edc_curve.csv`` of one model, on all pairs and per split stratum (the characteristic itself,
+its definitions and references are in :mod:`featnorm.evaluation.edc`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from featnorm.analysis.correlations import QUALITY_REFERENCES
+from featnorm.evaluation.edc import CURVE_COLUMNS, TABLE_COLUMNS, EdcResult, edc, pair_quality
+from featnorm.evaluation.pairs import MIXED_STRATUM
+
+__all__ = ["ALL_SCOPE", "LOWER_IS_BETTER", "EdcSettings", "evaluate", "proxy_columns", "scopes"]
+
+logger = logging.getLogger(__name__)
+
+ALL_SCOPE = "all"
+# negated so that every quality is higher = better
+LOWER_IS_BETTER = {name for name, lower in QUALITY_REFERENCES.items() if lower}
+
+
+def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
+    """The quality proxies present in ``samples``: the norm columns, BRISQUE, ``true_quality``."""
+    wanted = [*norm_columns, "brisque", "true_quality"]
+    return [c for c in wanted if c in samples.columns]
+
+
+def scopes(pairs: pd.DataFrame) -> list[str]:
+    """``all``, then every split stratum of ``pairs`` other than ``all`` and ``mixed``."""
+    names = (
+        []
+        if "split" not in pairs.columns
+        else sorted(s for s in pd.unique(pairs["split"]) if s not in (ALL_SCOPE, MIXED_STRATUM))
+    )
+    return [ALL_SCOPE, *names]
+
+
+@dataclass(frozen=True)
+class EdcSettings:
+    """The options of :func:`edc` (see there), as the workflow's ``evaluation:`` keys give them."""
+
+    fmrs: list[float]
+    limits: list[float]
+    step: float
+    replicates: int
+    confidence: float
+    seed: int
+
+
+def _pair_members(
+    samples: pd.DataFrame, pairs: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows in ``samples`` of the pairs' members a and b, labels, genuine mask; checked."""
+    index = pd.Index(samples["sample_id"].to_numpy())
+    a = index.get_indexer(pairs["sample_id_a"].to_numpy())
+    b = index.get_indexer(pairs["sample_id_b"].to_numpy())
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError(
+            f"{int((a < 0).sum() + (b < 0).sum())} pair member(s) are not in "
+            "samples.parquet; the pairs come from other samples: re-run draw_pairs"
+        )
+    labels = samples["label"].to_numpy()
+    genuine = pairs["genuine"].to_numpy(bool)
+    if (labels[a][genuine] != labels[b][genuine]).any():
+        raise ValueError(
+            "a genuine pair joins two identities: pairs.parquet does not match "
+            "samples.parquet; re-run draw_pairs"
+        )
+    return a, b, labels, genuine
+
+
+def evaluate(
+    samples: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    model: str,
+    proxies: list[str],
+    settings: EdcSettings,
+) -> EdcResult:
+    """``edc.csv`` and ``edc_curve.csv`` of one model, on all pairs and per split stratum.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        ``samples.parquet``: ``sample_id``, ``label`` and the proxy columns.
+    pairs : DataFrame
+        ``pairs.parquet``: ``sample_id_a``, ``sample_id_b``, ``score``, ``genuine`` (+ ``split``).
+    proxies : list of str
+        Columns of ``samples`` to evaluate; those in ``LOWER_IS_BETTER`` are negated.
+    settings : EdcSettings
+
+    Returns
+    -------
+    EdcResult with ``model`` and ``split`` (``all`` or the stratum) in front of each table.
+    """
+    a, b, labels, genuine = _pair_members(samples, pairs)
+    image_q = {name: samples[name].to_numpy(np.float64) for name in proxies}
+    image_q = {name: -q if name in LOWER_IS_BETTER else q for name, q in image_q.items()}
+    tables, curves = [], []
+    for scope in scopes(pairs):
+        sel = (
+            np.ones(len(pairs), bool)
+            if scope == ALL_SCOPE
+            else (pairs["split"] == scope).to_numpy()
+        )
+        g = sel & genuine
+        imp = sel & ~genuine
+        if not g.any() or not imp.any():
+            logger.warning(
+                "scope %s: %d genuine, %d impostor pairs; no EDC",
+                scope,
+                int(g.sum()),
+                int(imp.sum()),
+            )
+            continue
+        qualities = {name: pair_quality(q, a[g], b[g]) for name, q in image_q.items()}
+        res = edc(
+            pairs["score"].to_numpy()[g],
+            labels[a[g]],
+            pairs["score"].to_numpy()[imp],
+            qualities,
+            **asdict(settings),
+        )
+        for frame, out in ((res.table, tables), (res.curves, curves)):
+            frame.insert(0, "split", scope)
+            frame.insert(0, "model", model)
+            out.append(frame)
+    if not tables:  # an empty result, not a failed workflow: the summary says why
+        return _no_scope_result()
+    return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))
+
+
+def _no_scope_result() -> EdcResult:
+    """The empty tables (with their columns) of a model with no scope to evaluate, logged."""
+    logger.warning(
+        "no scope has both genuine and impostor pairs (they need identities with "
+        "two ok images, and two identities): edc.csv has no rows"
+    )
+    return EdcResult(
+        pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
+        pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
+    )

@@ -1,0 +1,1 @@
+"""Image-quality references: BRISQUE (LIVE release)."""

@@ -1,0 +1,335 @@
+"""``results/summary.md``: the study's findings in plain text, written from the result tables.
+
+Every sentence is derived from the numbers it quotes; the wording follows the signs and whether
+the cluster-bootstrap interval excludes zero, so the summary never claims more than the data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from featnorm.analysis.correlations import (
+    DEMO_NOTE,
+    GROUND_TRUTH_QUALITY,
+    SEED_SIGN_NOTE,
+    SEED_TABLE1,
+)
+from featnorm.status import OK
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelResults", "edc_section", "render"]
+
+
+@dataclass
+class ModelResults:
+    """What the summary needs of one model."""
+
+    correlations: pd.DataFrame  # correlations.csv
+    class_stats: pd.DataFrame  # class_stats.parquet
+    samples: pd.DataFrame  # at least label, status, z_excluded
+    standardise: dict  # the `standardise` metadata of samples.parquet
+    # tests of the seed's claim (issue 10): differences.csv, decomposition.csv, by_class_size.csv
+    differences: pd.DataFrame | None = None
+    decomposition: pd.DataFrame | None = None
+    by_class_size: pd.DataFrame | None = None
+
+
+def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
+    if not np.isfinite(row["r"]):
+        return f"n/a ({row['flag']})"
+    ci = (
+        "no CI"
+        if not np.isfinite(row["ci_low"])
+        else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+    )
+    if over_classes:
+        return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} classes"
+    return f"{row['r']:+.3f} {ci}, n = {int(row['n'])} images in {int(row['n_classes'])} classes"
+
+
+def _excludes_zero(row: pd.Series) -> bool:
+    return bool(np.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0))
+
+
+def _pick(c: pd.DataFrame, x: str, y: str, method: str) -> pd.Series | None:
+    sel = c[(c["x"] == x) & (c["y"] == y) & (c["method"] == method)]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _brisque_lines(c: pd.DataFrame) -> list[str]:
+    """One line per norm column: its Pearson r with BRISQUE and what the sign means."""
+    lines = []
+    for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
+        row = _pick(c, x, "brisque", "pearson")
+        if row is None:
+            continue
+        agree = ""
+        if _excludes_zero(row):
+            agree = (
+                " — agrees with BRISQUE (higher norm, better image)"
+                if row["r"] < 0
+                else " — *disagrees* with BRISQUE (higher norm, worse BRISQUE)"
+            )
+        else:
+            agree = " — not distinguishable from zero"
+        lines.append(f"- Pearson r({x}, BRISQUE) = {_fmt(row)}{agree}.")
+    return lines
+
+
+def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
+    c = res.correlations
+    s = res.samples
+    ok = int((s["status"] == OK).sum())
+    lines = [f"## Model `{model}`", ""]
+    lines.append(
+        f"- Images: {len(s)} in {s['label'].nunique()} classes; {ok} with both a "
+        f"feature norm and a BRISQUE score (status ok), {len(s) - ok} without."
+    )
+    statuses = s.loc[s["status"] != OK, "status"].value_counts()
+    if len(statuses):
+        lines.append("  Not ok: " + ", ".join(f"{k}: {v}" for k, v in statuses.items()) + ".")
+    info = res.standardise
+    if info:
+        lines.append(
+            f"- Per-class z-score (ddof = {info.get('ddof')}): {info.get('z_excluded_classes')} "
+            f"classes ({info.get('z_excluded_images')} images) excluded for fewer than "
+            f"{info.get('min_class_size')} images or zero spread."
+        )
+    size = _pick(c, "class_size", "class_norm_mean", "spearman")
+    if size is not None:
+        verdict = (
+            ("rises" if size["r"] > 0 else "falls")
+            if _excludes_zero(size)
+            else "shows no clear trend"
+        )
+        lines.append(
+            f"- Class-size effect: the mean feature norm of a class {verdict} with the "
+            f"class size (Spearman over classes {_fmt(size, over_classes=True)})."
+        )
+    lines.extend(_brisque_lines(c))
+    part = _pick(c, "feature_norm", "brisque | log class_size", "partial_pearson")
+    if part is not None:
+        lines.append(f"- Partial r(feature_norm, BRISQUE | log class size) = {_fmt(part)}.")
+    if GROUND_TRUTH_QUALITY in set(c["y"]):
+        lines.append("- Against the demo's ground-truth quality (higher = better; Spearman):")
+        for x in pd.unique(c.loc[c["y"] == GROUND_TRUTH_QUALITY, "x"]):
+            row = _pick(c, x, GROUND_TRUTH_QUALITY, "spearman")
+            if row is not None:
+                lines.append(f"  - {x}: {_fmt(row)}")
+    lines.extend(_claim_lines(res, pct))
+    flagged = c[c["flag"].fillna("").astype(str) != ""]
+    if len(flagged):
+        lines.append(
+            f"- {len(flagged)} statistic(s) flagged: "
+            + "; ".join(f"{r.x} ~ {r.y} ({r.method}): {r.flag}" for r in flagged.itertuples())
+            + "."
+        )
+    lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# tests of the seed's claim: paired differences, within/between split, class-size bands
+# ---------------------------------------------------------------------------------------------
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "no CI" if not np.isfinite(lo) else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def _r_ci(r: float, lo: float, hi: float) -> str:
+    return "n/a" if not np.isfinite(r) else f"{r:+.3f} {_ci(lo, hi)}"
+
+
+def _difference_line(row: pd.Series, pct: str) -> str:
+    """Did standardising change the agreement with BRISQUE, in which direction, with the CI."""
+    if not np.isfinite(row["delta"]):
+        return f"  - {row['x']}: n/a ({row['flag']})"
+    if np.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0):
+        verdict = (
+            "**strengthened** agreement with BRISQUE"
+            if row["quality_aligned_delta"] > 0
+            else "**weakened** agreement with BRISQUE"
+        )
+        verdict = f"changed agreement: it {verdict} (the {pct} CI excludes 0)"
+    else:
+        verdict = f"no change distinguishable from zero (the {pct} CI includes 0)"
+    return (
+        f"  - {row['x']}: delta = {row['delta']:+.3f} {_ci(row['ci_low'], row['ci_high'])} "
+        f"(r {row['r_x']:+.3f} vs {row['r_reference']:+.3f} on the same "
+        f"{int(row['n'])} images; bootstrap p = {row['p_value']:.3g}): {verdict}."
+    )
+
+
+def _claim_lines(res: ModelResults, pct: str) -> list[str]:
+    """Summary lines from differences.csv, decomposition.csv and by_class_size.csv."""
+    lines: list[str] = []
+    d = res.differences
+    if d is not None and len(d):
+        sel = d[(d["y"] == "brisque") & (d["method"] == "pearson")]
+        if len(sel):
+            lines.append(
+                "- Does standardising change the agreement with BRISQUE? Paired "
+                "delta = r(standardised, BRISQUE) - r(feature_norm, BRISQUE), Pearson, "
+                "same images and same bootstrap draws (negative delta = closer to "
+                "BRISQUE):"
+            )
+            lines.extend(_difference_line(row, pct) for _, row in sel.iterrows())
+    dec = res.decomposition
+    if dec is not None and len(dec):
+        sel = dec[(dec["x"] == "feature_norm") & (dec["y"] == "brisque")]
+        if len(sel):
+            r = sel.iloc[0]
+            lines.append(
+                f"- Two levels: {r['between_share_x']:.0%} of the feature norm's variance "
+                f"(and {r['between_share_y']:.0%} of BRISQUE's) lies between classes. "
+                "Within classes (class-centred) r = "
+                f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}; between "
+                "classes (class means, one point per class) r = "
+                f"{_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}. A "
+                "within-class z-score keeps only the within-class part."
+            )
+    b = res.by_class_size
+    if b is not None and len(b):
+        for x in ("feature_norm_z", "feature_norm"):
+            sel = b[(b["x"] == x) & (b["y"] == "brisque") & (b["method"] == "pearson")]
+            if len(sel):
+                bands = "; ".join(
+                    f"{int(r.size_low)}-{int(r.size_high)} images: "
+                    f"{_r_ci(r.r, r.ci_low, r.ci_high)} (n = {int(r.n)} in {int(r.n_classes)} "
+                    "classes)"
+                    for r in sel.itertuples()
+                )
+                lines.append(f"- Pearson r({x}, BRISQUE) by class size: {bands}.")
+    return lines
+
+
+def _holm_family(per_model: dict[str, ModelResults]) -> str:
+    """The sentence that states the Holm family and the smallest p it can reach."""
+    parts = []
+    for model, res in per_model.items():
+        c = res.correlations
+        m = int(np.isfinite(c["p_value"]).sum())
+        reps = int(c["replicates"].max()) if len(c) else 0
+        floor = min(1.0, m * 2 / (1 + reps)) if reps else np.nan
+        parts.append(f"`{model}`: {m} tests, smallest reachable p_holm {floor:.3g}")
+    return (
+        "`p_value` in `correlations.csv` is a two-sided cluster-bootstrap p, never below "
+        "2 / (1 + replicates); `p_holm` adjusts it by Holm's method over the family of "
+        "every row of that model's `correlations.csv` that has a p ("
+        + "; ".join(parts)
+        + "). More replicates (`analysis.bootstrap_replicates`) resolve smaller p-values."
+    )
+
+
+def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
+    """The Markdown text of ``results/summary.md``.
+
+    Parameters
+    ----------
+    per_model : dict of model name -> ModelResults
+    confidence : float
+        The confidence level the intervals were computed at (for the text).
+    """
+    pct = f"{confidence * 100:g} %"
+    lines = [
+        "# featnorm summary",
+        "",
+        "Is the feature norm a measure of image quality, or of how familiar the model is with "
+        "the identity? Correlations are **signed**: BRISQUE is lower for better images, so a "
+        "norm that agrees with BRISQUE has a **negative** r. Intervals are "
+        f"{pct} cluster-bootstrap percentile intervals that resample classes (identities); "
+        "`correlations.csv` also has the naive i.i.d. Fisher-z intervals and a "
+        "`quality_aligned_r` column (positive = agrees).",
+        "",
+    ]
+    if any(GROUND_TRUTH_QUALITY in set(res.correlations["y"]) for res in per_model.values()):
+        lines += [DEMO_NOTE, ""]
+    seed = ", ".join(f"{k}: {v:+.3f}" for k, v in SEED_TABLE1.items())
+    lines += [
+        f"Kim & Sohn printed Pearson r with BRISQUE of {seed}. {SEED_SIGN_NOTE}",
+        "",
+        _holm_family(per_model),
+        "",
+    ]
+    for model, res in per_model.items():
+        lines.extend(_model_section(model, res, pct))
+    lines.append("See `table1.md` for the seed's Table 1 and `comparison.csv` for all models.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# quality utility (EDC)
+# ---------------------------------------------------------------------------------------------
+
+_REFERENCES = ("random", "ideal")
+
+
+def _pauc_text(row: pd.Series) -> str:
+    return f"{row['pauc']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+
+
+def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
+    """Markdown: the best quality proxy per model by EDC pAUC, and whether the standardised
+    norm beats the raw norm (paired cluster-bootstrap difference of pAUC).
+
+    One line per (model, split, fmr, discard_limit). Lower pAUC = discarding by that proxy
+    removes more false non-matches. "Beats" needs the paired interval of
+    pAUC(standardised) - pAUC(raw) to lie below zero.
+    """
+    pct = f"{confidence * 100:g} %"
+    lines = [
+        "",
+        "## Quality utility: error-versus-discard characteristic",
+        "",
+        "Discarding the lowest-quality genuine pairs (pair quality = the lower of the two; "
+        "BRISQUE negated so that higher = better) should lower the false non-match rate at a "
+        "threshold fixed by the false match rate. pAUC = area under FNMR(discarded fraction) "
+        f"up to the discard limit, lower = better; intervals are {pct} cluster-bootstrap "
+        "intervals over identities. `random` is the expectation without quality "
+        "(fnmr_at_0 x limit), `ideal` discards the errors first. See `edc.csv` per model.",
+        "",
+    ]
+    if edc_table.empty:
+        lines.append("- No EDC: no split had both genuine and impostor pairs.")
+    for (model, split, fmr, limit), part in edc_table.groupby(
+        ["model", "split", "fmr", "discard_limit"], sort=False
+    ):
+        p = part.set_index("quality")
+        proxies = p.drop(index=[r for r in _REFERENCES if r in p.index])
+        if proxies.empty or not np.isfinite(proxies["pauc"]).any():
+            continue
+        best = proxies["pauc"].idxmin()
+        head = (
+            f"- `{model}`, {split} pairs, FMR {fmr:g}, discard <= {limit:g}: best proxy "
+            f"**{best}**, pAUC {_pauc_text(p.loc[best])}"
+        )
+        refs = [f"{r} {p.loc[r, 'pauc']:.4f}" for r in _REFERENCES if r in p.index]
+        lines.append(head + (f" ({', '.join(refs)})" if refs else "") + ".")
+        if "feature_norm" in p.index:
+            parts = []
+            for z in [q for q in proxies.index if q.startswith("feature_norm_")]:
+                d, lo, hi = (
+                    p.loc[z, c] for c in ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high")
+                )
+                if not np.isfinite(lo):
+                    verdict = "no interval"
+                elif hi < 0:
+                    verdict = "**beats** the raw norm"
+                elif lo > 0:
+                    verdict = "**worse** than the raw norm"
+                else:
+                    verdict = "no clear difference"
+                parts.append(f"{z} {d:+.4f} [{lo:+.4f}, {hi:+.4f}], {verdict}")
+            if parts:
+                lines.append(
+                    "  - Standardised minus raw norm (paired pAUC difference): "
+                    + "; ".join(parts)
+                    + "."
+                )
+    return "\n".join(lines) + "\n"
