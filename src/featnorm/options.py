@@ -2,7 +2,7 @@
 
 The config schema (``workflow/schemas/config.schema.yaml``), the ``python -m featnorm`` argument
 parser (``choices=``), the workflow and the modules that check their arguments all take their
-values from here; tests/test_options.py checks that every ``enum`` of the schema equals its
+values from here; tests/unit/test_options.py checks that every ``enum`` of the schema equals its
 constant. Plain data, free of torch, OpenCV and matplotlib: planning (``snakemake -n``) and
 argument parsing import it.
 """

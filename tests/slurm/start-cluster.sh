@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a real single-node SLURM cluster on this machine, for tests/test_slurm.py and .ci/run.
+# Start a real single-node SLURM cluster on this machine, for tests/workflow/test_slurm.py and .ci/run.
 #
 # What it does (as root, Debian/Ubuntu):
 #   1. installs slurmctld slurmd slurm-client munge with apt-get (skipped when already installed);

@@ -471,7 +471,7 @@ def correlation_replicates(
       ``s_i`` summed per class and ``k = tau_b / tau_a``.
 
     Measured error of the two approximations against exact recomputation on the same draws
-    (re-ranking the resampled rows, duplicated classes included; ``tests/test_stats.py::
+    (re-ranking the resampled rows, duplicated classes included; ``tests/unit/analysis/test_stats.py::
     test_rank_replicates_match_exact_recomputation``): 2,034 rows in 200 classes of 2-18
     images, 200 replicates, Spearman rho about 0.57: RMS 0.0018 (Spearman) and 0.0015
     (Kendall) without ties, 0.0017 and 0.0016 with x and y cut to 8 levels. The error falls

@@ -14,7 +14,7 @@ from featnorm import options
 from featnorm.cli.main import build_parser
 from featnorm.config import archs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
 # schema path (properties joined by ".", <name> for a per-model entry, [] for array items) ->

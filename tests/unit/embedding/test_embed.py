@@ -15,7 +15,7 @@ from featnorm.embedding import embed, models
 
 NORM_RTOL = 1e-5  # BN folding and batching move norms by float32 rounding (~1e-7) only
 # golden_ir_18.npz: official norms and pre_norm_vector_add flip-fused norms of images 1..3
-# (see tests/test_models.py for provenance; images 1..3 are rebuilt from their formulas).
+# (see tests/unit/embedding/test_models.py for provenance; images 1..3 are rebuilt from their formulas).
 GOLDEN_IR18_NORMS = (13.309061050415039, 13.126277923583984, 13.379095077514648)
 GOLDEN_IR18_FLIP_FUSED = (25.142330169677734, 25.03850555419922, 25.2624568939209)
 

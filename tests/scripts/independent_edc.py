@@ -5,7 +5,7 @@ It shares no code with featnorm.evaluation.edc: plain pandas / Python loops, and
 of the pAUC (one point per discarded pair, f = k/n, instead of featnorm's fixed grid), so
 agreement within a few per cent checks the definitions, not the implementation against itself.
 
-Run: ``python tests/independent_edc.py results/demo`` (prints one line per checked row and exits
+Run: ``python tests/scripts/independent_edc.py results/demo`` (prints one line per checked row and exits
 non-zero when any value differs by more than 5 % + 5e-4).
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from snakemake_cli import run_snakemake
 from support.recordio_writer import write_recordio
+from support.snakemake_cli import run_snakemake
 
 from featnorm import tableio
 from featnorm.cli.main import main as featnorm_main

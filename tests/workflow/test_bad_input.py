@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from snakemake_cli import run_snakemake
+from support.snakemake_cli import run_snakemake
 
 from featnorm import tableio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE_TIMEOUT_S = 600
 MODEL = "tiny"
 SHARDS = 2

@@ -5,7 +5,7 @@ It shares no code with featnorm: numpy/pandas/scipy only on results/<model>/samp
 plain pandas-loop cluster bootstrap with its own seed, pandas group operations for the two levels,
 and Smyth (2004)'s formulas with trigamma inverted by brentq for the shrinkage z.
 
-Run: ``python tests/independent_analysis.py results [MODEL]``; exits non-zero when delta,
+Run: ``python tests/scripts/independent_analysis.py results [MODEL]``; exits non-zero when delta,
 r_within, r_between, the between shares or the shrinkage z differ by more than 1e-6, or a delta
 CI bound by more than 0.02 from the plain bootstrap (Monte Carlo error of two 1000/2000-draw
 percentile bounds).

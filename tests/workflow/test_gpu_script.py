@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import embed as embed_bench  # noqa: E402  (benchmarks/embed.py)
 import gpu_workflow  # noqa: E402  (benchmarks/gpu_workflow.py)

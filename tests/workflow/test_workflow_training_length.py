@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from snakemake_cli import run_snakemake
+from support.snakemake_cli import run_snakemake
 from test_workflow import planned_jobs
 
 from featnorm import tableio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "workflow" / "training_length" / "config.yaml"
 TARGETS = ("results/comparison.csv", "results/training_length.csv")
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from snakemake_cli import run_snakemake
+from support.snakemake_cli import run_snakemake
 
 from featnorm import tableio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "tests" / "workflow" / "tiny" / "config.yaml"
 
 pytestmark = pytest.mark.workflow

@@ -22,8 +22,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake_cli import SNAKEMAKE_TIMEOUT_S, run_snakemake
-from user_data import REPO, USER_MODEL, USER_SHARDS, checkout_like, make_user_data, user_config
+from support.snakemake_cli import SNAKEMAKE_TIMEOUT_S, run_snakemake
+from support.user_data import (
+    REPO,
+    USER_MODEL,
+    USER_SHARDS,
+    checkout_like,
+    make_user_data,
+    user_config,
+)
 
 pytestmark = pytest.mark.workflow
 

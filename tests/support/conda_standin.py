@@ -1,6 +1,6 @@
 """A stand-in for `conda` that answers what Snakemake asks and checks what it is told to create.
 
-tests/test_envs.py makes ``<base>/bin/conda`` run it with this interpreter, writes an ``activate``
+tests/workflow/test_envs.py makes ``<base>/bin/conda`` run it with this interpreter, writes an ``activate``
 script beside it, and puts ``<base>/bin`` first on PATH (``$CONDA_STANDIN_BASE`` = ``<base>``). No conda channel is
 reachable here, so ``conda env create --file F --prefix P`` does not install packages: it checks
 F the way conda and pip would read it and makes P an environment whose ``python`` is this

@@ -32,7 +32,7 @@ import yaml
 
 from featnorm.tableio import read_table
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MAIN_PROFILE = Path("profiles/slurm")
 CPU_OVERLAY = Path("profiles/slurm/cpu")
 TEST_OVERLAY = Path("tests/slurm/profile")

@@ -1,7 +1,7 @@
 """Conda environment files (envs/): what they hold, which rule uses which, and that Snakemake's
 own env handling creates them and runs a rule in one.
 
-No conda channel is reachable here, so `conda` is a stand-in (tests/conda_standin.py) that
+No conda channel is reachable here, so `conda` is a stand-in (tests/support/conda_standin.py) that
 answers Snakemake's questions, checks each env file Snakemake hands it the way conda and pip
 would read it from where Snakemake put it, and makes an environment without featnorm in it.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conda_standin import check_env_file
 from packaging.requirements import Requirement
-from snakemake_cli import SNAKEMAKE_TIMEOUT_S, snakemake_command
-from user_data import REPO, checkout_like, make_user_data, user_config
+from support.conda_standin import check_env_file
+from support.snakemake_cli import SNAKEMAKE_TIMEOUT_S, snakemake_command
+from support.user_data import REPO, checkout_like, make_user_data, user_config
 
 CPU_ENV = REPO / "envs" / "featnorm.yaml"
 GPU_ENV = REPO / "envs" / "featnorm-gpu.yaml"
@@ -114,7 +114,7 @@ def standin_conda(tmp_path: Path) -> dict[str, str]:
     (base / "bin").mkdir(parents=True)
     conda = base / "bin" / "conda"
     conda.write_text(
-        f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "conda_standin.py"} "$@"\n'
+        f'#!/bin/sh\nexec {sys.executable} {REPO / "tests" / "support" / "conda_standin.py"} "$@"\n'
     )
     conda.chmod(0o755)
     (base / "bin" / "activate").write_text('export PATH="$1/bin:$PATH"\n')  # `source activate P`

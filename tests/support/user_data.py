@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import torch
 import yaml
-from support.recipe import golden_state_dict
 
 from featnorm.embedding import models
+from support.recipe import golden_state_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 USER_MODEL = "mine"
 USER_SHARDS = 2
 

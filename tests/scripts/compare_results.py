@@ -5,7 +5,7 @@ checkpoints equal tensor by tensor (the archive bytes carry a temporary file nam
 without matplotlib's date and per-run ids. Logs and benchmark timings are left out. Exits 1 when
 any file differs, is missing or is extra::
 
-    python tests/compare_results.py <before>/results <after>/results
+    python tests/scripts/compare_results.py <before>/results <after>/results
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from snakemake_cli import run_snakemake
-from user_data import USER_MODEL, checkout_like, make_user_data, user_config
+from support.snakemake_cli import run_snakemake
+from support.user_data import USER_MODEL, checkout_like, make_user_data, user_config
 
 from featnorm import tableio
 from featnorm.cli.main import main

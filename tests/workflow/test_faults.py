@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from snakemake_cli import run_snakemake, snakemake_command
+from support.snakemake_cli import run_snakemake, snakemake_command
 
 from featnorm import tableio
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "tests" / "workflow" / "faults" / "config.yaml"
 MODEL = "demo"
 TARGETS = [f"results/{MODEL}/correlations.csv"]
