@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from featnorm.analysis import standardisation, stats
+from featnorm.data.splits import training_images
 from featnorm.options import STANDARDISATION_POLICIES
 from featnorm.status import MISSING, NON_FINITE, OK
 
@@ -34,7 +35,6 @@ __all__ = [
     "compare_models",
     "correlation_table",
     "merge_samples",
-    "training_images",
     "norm_columns",
     "standardise",
     "table1",
@@ -90,18 +90,6 @@ def _join_part(manifest_ids: pd.Series, part: pd.DataFrame, value: str, name: st
     return part[["sample_id", value, "status"]]
 
 
-def training_images(samples: pd.DataFrame) -> pd.Series:
-    """Boolean per row: does the image count towards its class size?
-
-    Class size is what the model saw in training, as in the seed: where the manifest has a
-    ``split`` column (the demo's held-out images), only ``split == "train"`` rows count;
-    otherwise every row does.
-    """
-    if "split" in samples.columns:
-        return (samples["split"] == "train").fillna(False).astype(bool)
-    return pd.Series(True, index=samples.index)
-
-
 def merge_samples(
     manifest: pd.DataFrame, brisque: pd.DataFrame, embed: pd.DataFrame
 ) -> pd.DataFrame:
@@ -123,7 +111,7 @@ def merge_samples(
     DataFrame
         The manifest rows in manifest order (rows in = rows out) plus ``brisque``,
         ``feature_norm`` (float64), ``brisque_status``, ``embed_status`` (``missing`` when the
-        image has no row there), ``class_size`` (training images of the class: see :func:`training_images`) and
+        image has no row there), ``class_size`` (training images of the class: see :func:`featnorm.data.splits.training_images`) and
         ``status``: ``ok`` when both scores are ok and finite, otherwise the reasons.
 
     Raises
@@ -287,7 +275,7 @@ def class_stats(samples: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Computed over the training images (:func:`training_images`: split ``train`` where the
+        Computed over the training images (:func:`featnorm.data.splits.training_images`: split ``train`` where the
         manifest has a split, as the seed's classes hold only what the model saw; every row
         otherwise): ``label``, ``class_name``, ``n`` (images), ``n_ok`` (rows with status
         ok), ``norm_mean``/``norm_std``/``norm_median`` (std with ddof = 1, NaN for n < 2) over

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from featnorm.analysis.correlations import training_images
 from featnorm.data.sources import read_image
+from featnorm.data.splits import training_images
 from featnorm.embedding import models
 from featnorm.embedding.models.preprocessing import FAMILY_LUTS
 from featnorm.options import TRAIN_PRECISIONS
@@ -189,7 +189,7 @@ class TrainingResult:
 
 
 def load_training_images(manifest: pd.DataFrame) -> TrainingImages:
-    """Decode the rows of :func:`featnorm.analysis.correlations.training_images` of ``manifest``.
+    """Decode the rows of :func:`featnorm.data.splits.training_images` of ``manifest``.
 
     ``manifest`` needs ``path`` and ``label`` columns (and ``split`` where images are held out).
     Images that cannot be decoded are skipped, not fatal: they are counted by status and logged.
