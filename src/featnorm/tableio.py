@@ -68,6 +68,20 @@ def _metadata_json(params: Mapping[str, Any] | None) -> bytes:
     return json.dumps(payload, sort_keys=True, default=str).encode()
 
 
+def _nested_read_as_object(pandas_meta: bytes) -> bytes:
+    """Pandas metadata that reads nested Arrow columns back as object columns of arrays.
+
+    An embedding column may arrive as an Arrow fixed-size list (``pd.ArrowDtype``), built from one
+    matrix; pandas records that dtype by a name it cannot parse back, so every nested column is
+    recorded as what ``read_table`` gives for it: an object column of NumPy arrays.
+    """
+    info = json.loads(pandas_meta)
+    for column in info["columns"]:
+        if str(column["numpy_type"]).startswith(("fixed_size_list", "list")):
+            column["pandas_type"] = column["numpy_type"] = "object"
+    return json.dumps(info).encode()
+
+
 def write_table(
     df: pd.DataFrame,
     path: str | os.PathLike,
@@ -81,6 +95,7 @@ def write_table(
     """
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
     meta = dict(table.schema.metadata or {})
+    meta[b"pandas"] = _nested_read_as_object(meta[b"pandas"])
     meta[METADATA_KEY] = _metadata_json(params)
     table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:

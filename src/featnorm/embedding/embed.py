@@ -58,6 +58,7 @@ __all__ = [
     "embed_table",
     "embedding_params",
     "gpu_assignment",
+    "embedding_column",
     "output_schema",
     "prepare_model",
     "resolve_device",
@@ -407,7 +408,8 @@ def _run_loader(
     norms = np.full(n, np.nan, dtype=np.float32)
     statuses = np.empty(n, dtype=object)
     resized = np.zeros(n, dtype=bool)
-    embeddings: list[np.ndarray | None] | None = [None] * n if save_embeddings else None
+    # one (N, 512) float16 block, handed to Arrow as one fixed-size-list column at the end
+    embeddings = np.zeros((n, EMBEDDING_DIM), np.float16) if save_embeddings else None
     started = time.perf_counter()
     start = 0
     with torch.inference_mode():
@@ -420,8 +422,7 @@ def _run_loader(
                 emb, norm = embed_batch(prepared, x[ok], options)
                 norms[start + ok] = norm.numpy()
                 if embeddings is not None:
-                    for j, row in zip(ok, emb.numpy().astype(np.float16), strict=True):
-                        embeddings[start + j] = row
+                    embeddings[start + ok] = emb.numpy()
             start = stop
             if b % every == 0 or b == n_batches:
                 elapsed = time.perf_counter() - started
@@ -435,7 +436,7 @@ def _run_loader(
         }
     )
     if embeddings is not None:
-        out["embedding"] = pd.Series(embeddings, dtype=object)
+        out["embedding"] = embedding_column(embeddings, statuses == OK)
     logger.info(
         "embedded %d images in %.1f s; statuses %s; %d resized to %dx%d",
         n,
@@ -446,6 +447,19 @@ def _run_loader(
         INPUT_SIZE_PX,
     )
     return out
+
+
+def embedding_column(embeddings: np.ndarray, present: np.ndarray) -> pd.Series:
+    """An (N, D) float16 matrix as one Arrow fixed-size-list column (null where not ``present``).
+
+    The matrix becomes the list values without a per-row Python object; pandas holds the Arrow
+    array as it is and Parquet writes it as ``fixed_size_list<float16>[D]``.
+    """
+    values = pa.array(np.ascontiguousarray(embeddings, dtype=np.float16).reshape(-1))
+    column = pa.FixedSizeListArray.from_arrays(
+        values, embeddings.shape[1], mask=pa.array(~np.asarray(present, dtype=bool))
+    )
+    return pd.Series(pd.arrays.ArrowExtensionArray(column))
 
 
 def output_schema(save_embeddings: bool) -> pa.Schema:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 from support.recipe import golden_state_dict
@@ -178,7 +179,10 @@ def test_saved_embeddings_are_float16_unit_vectors_and_survive_parquet(
         save_embeddings=True,
     )
     ok = (out["status"] == "ok").to_numpy()
-    vectors = np.stack(out.loc[ok, "embedding"])
+    # one Arrow fixed-size list column, built from one float16 matrix
+    assert out["embedding"].dtype == pd.ArrowDtype(pa.list_(pa.float16(), 512))
+    column = pa.array(out["embedding"].array)
+    vectors = column.values.to_numpy().reshape(-1, 512)[ok]
     assert vectors.dtype == np.float16 and vectors.shape == (ok.sum(), 512)
     np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float64), axis=1), 1.0, atol=2e-3)
     assert out.loc[~ok, "embedding"].isna().all()
