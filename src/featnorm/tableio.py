@@ -28,6 +28,7 @@ __all__ = [
     "read_csvs",
     "read_metadata",
     "read_table",
+    "read_tables",
     "write_table",
     "write_text",
 ]
@@ -105,6 +106,12 @@ def write_table(
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a featnorm Parquet table into a DataFrame."""
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def read_tables(paths: list[str | os.PathLike], columns: list[str] | None = None) -> pd.DataFrame:
+    """The Parquet tables at ``paths`` (e.g. every shard of a step) as one DataFrame, rows in the
+    order of ``paths``; Arrow reads them in one call, on its own threads."""
+    return pq.read_table([str(p) for p in paths], columns=columns).to_pandas()
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:

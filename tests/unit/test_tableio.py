@@ -36,3 +36,17 @@ def test_read_csv_keeps_a_model_named_na_and_reads_empty_fields_as_missing(tmp_p
     assert np.isnan(back["r"].iloc[1]) and pd.isna(back["flag"].iloc[0])
     both = tableio.read_csvs([tmp_path / "a.csv", tmp_path / "b.csv"])
     assert both["model"].tolist() == ["NA", "None", "NA", "None"] and both.index.is_unique
+
+
+def test_read_tables_keeps_the_order_of_the_paths(tmp_path):
+    parts = [
+        pd.DataFrame({"sample_id": [k * 10, k * 10 + 1], "s": [f"a{k}", None]}) for k in range(3)
+    ]
+    paths = [tmp_path / f"shard-{k}.parquet" for k in range(3)]
+    for part, path in zip(parts, paths, strict=True):
+        tableio.write_table(part, path, params={"shard": 0})
+    order = [2, 0, 1]
+    got = tableio.read_tables([paths[k] for k in order], columns=["sample_id"])
+    assert got["sample_id"].tolist() == [20, 21, 0, 1, 10, 11]
+    both = tableio.read_tables(paths)
+    assert both.equals(pd.concat(parts, ignore_index=True))

@@ -16,14 +16,6 @@ from featnorm.cli.steps import save_figure, step
 logger = logging.getLogger("featnorm")
 
 
-def _read_concat(paths: list[str], columns: list[str] | None = None):
-    import pandas as pd
-
-    from featnorm import tableio
-
-    return pd.concat([tableio.read_table(p, columns=columns) for p in paths], ignore_index=True)
-
-
 def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--brisque", nargs="+", required=True, help="all BRISQUE shard tables")
@@ -52,8 +44,8 @@ def run_merge(args: argparse.Namespace) -> None:
     manifest = tableio.read_table(args.manifest)
     merged = correlations.merge_samples(
         manifest,
-        _read_concat(args.brisque),
-        _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]),
+        tableio.read_tables(args.brisque),
+        tableio.read_tables(args.embed, columns=["sample_id", "feature_norm", "status"]),
     )
     samples, info = correlations.standardise(
         merged,
