@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
 from featnorm.data.sources import read_image
 from featnorm.data.splits import training_images
@@ -38,6 +39,8 @@ __all__ = [
     "TrainingImages",
     "TrainingResult",
     "load_training_images",
+    "native_bf16",
+    "one_cycle",
     "resolve_precision",
     "train_demo_model",
 ]
@@ -119,8 +122,22 @@ def resolve_precision(precision: str) -> str:
         )
     if precision != "auto":
         return precision
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "fp32"
+    return "bf16" if native_bf16() else "fp32"
+
+
+def native_bf16() -> bool:
+    """Does this CPU run bf16 natively (AVX512-BF16 or AMX), so that bf16 beats fp32?
+
+    torch (2.13) has no public query for it: ``torch.cuda.is_bf16_supported`` is CUDA-only and
+    ``torch.backends.cpu.get_cpu_capability()`` says ``AVX512`` with or without BF16. oneDNN's
+    own check is asked here, in this one place; a torch without it gives False (fp32).
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _load_images(manifest: pd.DataFrame) -> tuple[torch.Tensor, np.ndarray, pd.Series]:
@@ -148,12 +165,13 @@ def _load_images(manifest: pd.DataFrame) -> tuple[torch.Tensor, np.ndarray, pd.S
     return stacked, usable, status
 
 
-def _lr_at(step: int, total: int, peak: float) -> float:
-    """One cycle: linear warm-up over the first tenth of the steps, then cosine decay to zero."""
+def one_cycle(optimiser: torch.optim.Optimizer, total: int) -> LRScheduler:
+    """One cycle over ``total`` optimiser steps: linear warm-up to the optimiser's lr over the first
+    tenth, then cosine decay to zero. Step it once per optimiser step."""
     warmup = max(1, int(total * _WARMUP_FRACTION))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    ramp = LinearLR(optimiser, 1 / warmup, 1.0, total_iters=max(1, warmup - 1))
+    decay = CosineAnnealingLR(optimiser, T_max=max(1, total - warmup), eta_min=0.0)
+    return SequentialLR(optimiser, [ramp, decay], milestones=[warmup])
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,7 @@ def train_demo_model(
     Each batch is flipped horizontally at random (as in AdaFace training) and mapped to [-1, 1]
     through the AdaFace lookup table. ``precision`` ``bf16`` runs forward and backward under CPU
     bf16 autocast (the head, the loss and the weights stay float32); ``auto`` picks it where the
-    CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`_lr_at`). The batch
+    CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`one_cycle`). The batch
     order, the flips and the head's kernel draw from a generator seeded with ``seed``; the
     backbone's initial weights draw from torch's default generator, which the caller seeds (the
     ``train-demo`` step calls ``torch.manual_seed(seed)`` first) along with torch's threads.
@@ -261,8 +279,10 @@ def train_demo_model(
     head = AdaFaceHead(images.classes, generator=generator)
     params = list(backbone.parameters()) + list(head.parameters())
     optimiser = torch.optim.SGD(params, lr=lr, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY)
-    run = _Run(backbone, head, optimiser, generator, resolved, batch_size, lr, *clocks)
-    run.total = epochs * math.ceil(len(images.pixels) / batch_size)
+    total = epochs * math.ceil(len(images.pixels) / batch_size)
+    schedule = one_cycle(optimiser, total)
+    run = _Run(backbone, head, optimiser, schedule, generator, resolved, batch_size, *clocks)
+    run.total = total
     backbone.train()
     curve = [_train_epoch(run, images, epoch, epochs) for epoch in range(epochs)]
     hyper = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
@@ -283,15 +303,16 @@ class _Run:
     backbone: nn.Module
     head: AdaFaceHead
     optimiser: torch.optim.Optimizer
+    schedule: LRScheduler  # stepped once per optimiser step
     generator: torch.Generator
     precision: str  # resolved: fp32 or bf16
     batch_size: int
-    peak_lr: float
     started: float  # time.perf_counter() at the start, for the log
     cpu_started: float  # time.process_time() at the start, for the log
     epoch: int = 0  # the epoch under way, 0-based
     total: int = 0  # optimiser steps of the whole run
     step: int = 0  # optimiser steps taken so far
+    last_lr: float = 0.0  # the learning rate of the last step taken
 
 
 def _train_epoch(run: _Run, images: TrainingImages, epoch: int, epochs: int) -> dict:
@@ -316,7 +337,7 @@ def _train_epoch(run: _Run, images: TrainingImages, epoch: int, epochs: int) -> 
         "epoch": run.epoch + 1,
         "loss": loss_sum / seen,
         "train_accuracy": correct / seen,
-        "lr_end": _lr_at(run.step - 1, run.total, run.peak_lr),
+        "lr_end": run.last_lr,
     }
     logger.info(
         "epoch %d/%d: mean loss %.3f, train accuracy %.3f, %.0f img/s (%.1f s; CPU %.1f s in all)",
@@ -342,8 +363,6 @@ def _train_step(
     flip = torch.rand(len(x), generator=run.generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     x = lut[x.long()].contiguous(memory_format=torch.channels_last)
-    for group in run.optimiser.param_groups:
-        group["lr"] = _lr_at(run.step, run.total, run.peak_lr)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.precision == "bf16"):
         embedding, norm = run.backbone(x)
     embedding, norm = embedding.float(), norm.float()
@@ -352,6 +371,8 @@ def _train_step(
     run.optimiser.zero_grad(set_to_none=True)
     loss.backward()
     run.optimiser.step()
+    run.last_lr = run.optimiser.param_groups[0]["lr"]
+    run.schedule.step()
     run.step += 1
     with torch.no_grad():
         correct = int(((embedding @ F.normalize(run.head.kernel, dim=0)).argmax(1) == y).sum())

@@ -2,7 +2,9 @@
 
 import logging
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,8 +18,9 @@ from featnorm.embedding import models
 from featnorm.embedding.train import (
     AdaFaceHead,
     TrainingResult,
-    _lr_at,
     load_training_images,
+    native_bf16,
+    one_cycle,
     resolve_precision,
     train_demo_model,
 )
@@ -186,13 +189,37 @@ def test_precision_auto_resolves_and_unknown_is_refused():
         resolve_precision("fp8")
 
 
-def test_lr_schedule_is_one_cycle():
-    """Linear warm-up over the first tenth, peak, then cosine decay to zero."""
-    lrs = [_lr_at(s, 100, 0.2) for s in range(100)]
-    assert lrs[0] == pytest.approx(0.02) and lrs[9] == pytest.approx(0.2)
-    assert lrs[10] == pytest.approx(0.2)
-    assert lrs[55] == pytest.approx(0.1)  # half-way through the cosine (45 of 90 steps)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+def test_native_bf16_agrees_with_the_cpu_flags():
+    """An independent reading of the same fact: the kernel's CPU flags (Linux x86 only)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file() or "flags" not in cpuinfo.read_text():
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    flags = set(cpuinfo.read_text().split("flags")[1].split("\n")[0].split())
+    assert native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+@pytest.mark.parametrize("total", [1, 7, 100, 574 * 14])
+def test_lr_schedule_is_one_cycle(total):
+    """Linear warm-up over the first tenth to the peak, then cosine decay to zero: torch's
+    schedulers give the closed form of the one-cycle curve at every step."""
+    peak = 0.2
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    schedule = one_cycle(optimiser, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    warmup = max(1, int(total * 0.1))
+    closed = [
+        peak * (s + 1) / warmup
+        if s < warmup
+        else 0.5 * peak * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        for s in range(total)
+    ]
+    np.testing.assert_allclose(lrs, closed, rtol=1e-9, atol=1e-12)
+    assert max(lrs) == pytest.approx(peak)
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :], strict=False))
 
 
 def test_a_models_train_block_overrides_the_global_train_keys():
