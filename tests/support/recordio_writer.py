@@ -17,17 +17,17 @@ from typing import Self
 import numpy as np
 
 from featnorm.data.recordio.format import (
-    _ALIGN,
-    _CFLAG_FIRST,
-    _CFLAG_LAST,
-    _CFLAG_MIDDLE,
-    _CFLAG_WHOLE,
-    _FRAME,
-    _LENGTH_BITS,
-    _MAGIC_BYTES,
+    ALIGN,
+    CFLAG_FIRST,
+    CFLAG_LAST,
+    CFLAG_MIDDLE,
+    CFLAG_WHOLE,
     FLOAT32_EXACT_INT,
+    FRAME,
     IDENTITY_FLAG,
     IDX_NAME,
+    LENGTH_BITS,
+    MAGIC_BYTES,
     MAX_PART_BYTES,
     REC_NAME,
     RECORD_MAGIC,
@@ -52,22 +52,22 @@ def _frame(payload: bytes) -> bytes:
     view = memoryview(payload)
     out: list[bytes] = []
     start = 0
-    aligned_end = len(payload) - len(payload) % _ALIGN
-    pos = payload.find(_MAGIC_BYTES, 0, aligned_end)
+    aligned_end = len(payload) - len(payload) % ALIGN
+    pos = payload.find(MAGIC_BYTES, 0, aligned_end)
     while pos != -1:
-        if pos % _ALIGN == 0:
-            cflag = _CFLAG_FIRST if start == 0 else _CFLAG_MIDDLE
-            out.append(_FRAME.pack(RECORD_MAGIC, (cflag << _LENGTH_BITS) | (pos - start)))
+        if pos % ALIGN == 0:
+            cflag = CFLAG_FIRST if start == 0 else CFLAG_MIDDLE
+            out.append(FRAME.pack(RECORD_MAGIC, (cflag << LENGTH_BITS) | (pos - start)))
             out.append(view[start:pos].tobytes())  # aligned: start and pos are multiples of 4
-            start = pos + _ALIGN
-            pos = payload.find(_MAGIC_BYTES, start, aligned_end)
+            start = pos + ALIGN
+            pos = payload.find(MAGIC_BYTES, start, aligned_end)
         else:
-            pos = payload.find(_MAGIC_BYTES, pos + 1, aligned_end)
-    cflag = _CFLAG_LAST if start else _CFLAG_WHOLE
+            pos = payload.find(MAGIC_BYTES, pos + 1, aligned_end)
+    cflag = CFLAG_LAST if start else CFLAG_WHOLE
     length = len(payload) - start
-    out.append(_FRAME.pack(RECORD_MAGIC, (cflag << _LENGTH_BITS) | length))
+    out.append(FRAME.pack(RECORD_MAGIC, (cflag << LENGTH_BITS) | length))
     out.append(view[start:].tobytes())
-    out.append(b"\0" * (-length % _ALIGN))
+    out.append(b"\0" * (-length % ALIGN))
     return b"".join(out)
 
 

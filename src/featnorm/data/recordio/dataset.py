@@ -13,8 +13,8 @@ import pandas as pd
 
 from featnorm.data.images import Decoded
 from featnorm.data.recordio.format import (
-    _ALIGN,
-    _FRAME,
+    ALIGN,
+    FRAME,
     IDENTITY_FLAG,
     IDX_NAME,
     REC_NAME,
@@ -25,7 +25,7 @@ from featnorm.data.recordio.format import (
     parse_locator,
     unpack,
 )
-from featnorm.data.recordio.reader import _RecordFile
+from featnorm.data.recordio.reader import RecordFile
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class RecordIO:
             )
         self.rec_path = root_path / rec_name
         self.idx_path = root_path / idx_name
-        self._file = _RecordFile(self.rec_path, self.idx_path)
+        self._file = RecordFile(self.rec_path, self.idx_path)
         try:
             self._check_index()
             self.image_indices, self.identity_ranges = self._layout()
@@ -87,7 +87,7 @@ class RecordIO:
 
     def _check_index(self) -> None:
         f = self._file
-        beyond = np.flatnonzero(f.offsets + _FRAME.size > f.size)
+        beyond = np.flatnonzero(f.offsets + FRAME.size > f.size)
         if beyond.size:
             k = beyond[np.argmax(f.offsets[beyond])]
             raise RecordIOError(
@@ -96,17 +96,17 @@ class RecordIO:
                 f"at byte {f.offsets[k]}); the .rec is truncated or the .idx belongs to another "
                 "file: re-download or rewrite both"
             )
-        misaligned = np.flatnonzero(f.offsets % _ALIGN)
+        misaligned = np.flatnonzero(f.offsets % ALIGN)
         if misaligned.size:
             k = misaligned[0]
             raise RecordIOError(
                 f"{f.idx_path} does not match {f.rec_path}: record {f.keys[k]} is at byte "
-                f"{f.offsets[k]}, not a multiple of {_ALIGN} as every record start is"
+                f"{f.offsets[k]}, not a multiple of {ALIGN} as every record start is"
             )
         order = np.argsort(f.offsets)
         for k in {int(order[0]), int(order[-1])}:  # the first and the last record in the file
-            head = f._pread(_FRAME.size, int(f.offsets[k]))
-            if _FRAME.unpack(head)[0] != RECORD_MAGIC:
+            head = f.pread(FRAME.size, int(f.offsets[k]))
+            if FRAME.unpack(head)[0] != RECORD_MAGIC:
                 raise RecordIOError(
                     f"{f.idx_path} does not match {f.rec_path}: record {f.keys[k]} at byte "
                     f"{f.offsets[k]} does not start with the magic 0x{RECORD_MAGIC:08X}; the file "
@@ -275,7 +275,7 @@ def _range_of(values: np.ndarray, where: str) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def _require_indexed(f: _RecordFile, keys: np.ndarray, kind: str) -> None:
+def _require_indexed(f: RecordFile, keys: np.ndarray, kind: str) -> None:
     present = np.isin(keys, f.keys)
     if not present.all():
         raise RecordIOError(

@@ -17,15 +17,15 @@ from featnorm.status import RECORD_BAD_HEADER
 REC_NAME = "train.rec"
 IDX_NAME = "train.idx"
 RECORD_MAGIC = 0xCED7230A
-_MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
-_FRAME = struct.Struct("<II")  # magic, lrec
-_LENGTH_BITS = 29  # lrec: lower 29 bits length, upper 3 bits continuation flag
-_LENGTH_MASK = (1 << _LENGTH_BITS) - 1
-MAX_PART_BYTES = _LENGTH_MASK  # the largest part the 29-bit length field can describe
-_CFLAG_WHOLE, _CFLAG_FIRST, _CFLAG_MIDDLE, _CFLAG_LAST = 0, 1, 2, 3
-_ALIGN = 4  # parts are padded to 4-byte boundaries
-_IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: 24 bytes, mxnet's IRHeader
-_FLOAT_BYTES = 4
+MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
+FRAME = struct.Struct("<II")  # magic, lrec
+LENGTH_BITS = 29  # lrec: lower 29 bits length, upper 3 bits continuation flag
+LENGTH_MASK = (1 << LENGTH_BITS) - 1
+MAX_PART_BYTES = LENGTH_MASK  # the largest part the 29-bit length field can describe
+CFLAG_WHOLE, CFLAG_FIRST, CFLAG_MIDDLE, CFLAG_LAST = 0, 1, 2, 3
+ALIGN = 4  # parts are padded to 4-byte boundaries
+IR_HEADER = struct.Struct("<IfQQ")  # flag, label, id, id2: 24 bytes, mxnet's IRHeader
+FLOAT_BYTES = 4
 # float32 represents every integer up to 2**24 exactly; labels and record ranges stored as float32
 # (insightface's header and identity records) must stay below it to survive the round trip.
 FLOAT32_EXACT_INT = 2**24
@@ -77,12 +77,12 @@ def pack(header: RecordHeader, payload: bytes = b"") -> bytes:
     after the header with ``flag = len(label)`` (the ``flag`` field given is ignored, as mxnet does).
     """
     if np.ndim(header.label) == 0:
-        head = _IR_HEADER.pack(0, float(header.label), header.id, header.id2)
+        head = IR_HEADER.pack(0, float(header.label), header.id, header.id2)
         return head + bytes(payload)
     labels = np.asarray(header.label, dtype="<f4").ravel()
     if labels.size == 0:
         raise ValueError("label is an empty sequence; give a float or at least one float")
-    head = _IR_HEADER.pack(labels.size, 0.0, header.id, header.id2)
+    head = IR_HEADER.pack(labels.size, 0.0, header.id, header.id2)
     return head + labels.tobytes() + bytes(payload)
 
 
@@ -91,19 +91,19 @@ def unpack(record: bytes) -> tuple[RecordHeader, bytes]:
 
     Raises RecordIOError (status ``record_bad_header``) when the record is shorter than its header.
     """
-    if len(record) < _IR_HEADER.size:
+    if len(record) < IR_HEADER.size:
         raise RecordIOError(
-            f"record of {len(record)} bytes is shorter than the {_IR_HEADER.size}-byte IRHeader",
+            f"record of {len(record)} bytes is shorter than the {IR_HEADER.size}-byte IRHeader",
             RECORD_BAD_HEADER,
         )
-    flag, label, rid, rid2 = _IR_HEADER.unpack_from(record)
-    body = _IR_HEADER.size
+    flag, label, rid, rid2 = IR_HEADER.unpack_from(record)
+    body = IR_HEADER.size
     if flag == 0:
         return RecordHeader(0, label, rid, rid2), record[body:]
-    end = body + flag * _FLOAT_BYTES
+    end = body + flag * FLOAT_BYTES
     if end > len(record):
         raise RecordIOError(
-            f"IRHeader flag {flag} announces {flag} float labels ({flag * _FLOAT_BYTES} bytes) but "
+            f"IRHeader flag {flag} announces {flag} float labels ({flag * FLOAT_BYTES} bytes) but "
             f"only {len(record) - body} bytes follow the header",
             RECORD_BAD_HEADER,
         )

@@ -17,17 +17,17 @@ import pandas as pd
 
 from featnorm.data.images import Decoded, decode_bytes
 from featnorm.data.recordio.format import (
-    _ALIGN,
-    _CFLAG_FIRST,
-    _CFLAG_LAST,
-    _CFLAG_MIDDLE,
-    _CFLAG_WHOLE,
-    _FLOAT_BYTES,
-    _FRAME,
-    _IR_HEADER,
-    _LENGTH_BITS,
-    _LENGTH_MASK,
-    _MAGIC_BYTES,
+    ALIGN,
+    CFLAG_FIRST,
+    CFLAG_LAST,
+    CFLAG_MIDDLE,
+    CFLAG_WHOLE,
+    FLOAT_BYTES,
+    FRAME,
+    IR_HEADER,
+    LENGTH_BITS,
+    LENGTH_MASK,
+    MAGIC_BYTES,
     RECORD_MAGIC,
     RecordHeader,
     RecordIOError,
@@ -99,7 +99,7 @@ def _first_bad_index_line(idx_path: Path) -> str | None:
     return None
 
 
-class _RecordFile:
+class RecordFile:
     """An open ``.rec`` with its parsed ``.idx``: bounded random-access reads by record index."""
 
     def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None):
@@ -144,7 +144,7 @@ class _RecordFile:
             f"{self.idx_path}: record {key} is not in the index", RECORD_NOT_INDEXED
         )
 
-    def _pread(self, n: int, offset: int) -> bytes:
+    def pread(self, n: int, offset: int) -> bytes:
         if hasattr(os, "pread"):
             return os.pread(self._fd, n, offset)
         with self._lock:
@@ -158,7 +158,7 @@ class _RecordFile:
         """
         pos = self.offset(key)
         where = f"{self.rec_path}: record {key}"
-        if pos + _FRAME.size > self.size:
+        if pos + FRAME.size > self.size:
             status = RECORD_OUT_OF_RANGE if pos >= self.size else RECORD_TRUNCATED
             raise RecordIOError(
                 f"{where} starts at byte {pos} but the file has {self.size} bytes; the .rec is "
@@ -169,30 +169,30 @@ class _RecordFile:
         total = 0
         first = True
         while True:
-            head = self._pread(_FRAME.size, pos)
-            if len(head) < _FRAME.size:
+            head = self.pread(FRAME.size, pos)
+            if len(head) < FRAME.size:
                 raise RecordIOError(
                     f"{where}: the file ends at byte {self.size} inside a frame header at byte "
                     f"{pos}; the record is truncated",
                     RECORD_TRUNCATED,
                 )
-            magic, lrec = _FRAME.unpack(head)
+            magic, lrec = FRAME.unpack(head)
             if magic != RECORD_MAGIC:
                 raise RecordIOError(
                     f"{where}: expected magic 0x{RECORD_MAGIC:08X} at byte {pos}, found "
                     f"0x{magic:08X}; the .idx offset is wrong or the file is corrupt",
                     RECORD_BAD_MAGIC,
                 )
-            cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
-            allowed = (_CFLAG_WHOLE, _CFLAG_FIRST) if first else (_CFLAG_MIDDLE, _CFLAG_LAST)
+            cflag, length = lrec >> LENGTH_BITS, lrec & LENGTH_MASK
+            allowed = (CFLAG_WHOLE, CFLAG_FIRST) if first else (CFLAG_MIDDLE, CFLAG_LAST)
             if cflag not in allowed:
                 raise RecordIOError(
                     f"{where}: part at byte {pos} has continuation flag {cflag}; expected one of "
                     f"{allowed} {'at the start of a record' if first else 'after a first part'}",
                     RECORD_BAD_CONTINUATION,
                 )
-            padded = length + (-length % _ALIGN)
-            if pos + _FRAME.size + padded > self.size:
+            padded = length + (-length % ALIGN)
+            if pos + FRAME.size + padded > self.size:
                 raise RecordIOError(
                     f"{where}: part at byte {pos} announces {length} bytes but the file ends at "
                     f"byte {self.size}; the record is truncated",
@@ -200,24 +200,24 @@ class _RecordFile:
                 )
             want = length if limit is None else min(length, max(limit - total, 0))
             if want:
-                chunks.append(self._pread(want, pos + _FRAME.size))
+                chunks.append(self.pread(want, pos + FRAME.size))
                 total += want
-            pos += _FRAME.size + padded
-            if cflag in (_CFLAG_WHOLE, _CFLAG_LAST) or (limit is not None and total >= limit):
+            pos += FRAME.size + padded
+            if cflag in (CFLAG_WHOLE, CFLAG_LAST) or (limit is not None and total >= limit):
                 break
-            chunks.append(_MAGIC_BYTES)  # the split removed the magic word; put it back
-            total += len(_MAGIC_BYTES)
+            chunks.append(MAGIC_BYTES)  # the split removed the magic word; put it back
+            total += len(MAGIC_BYTES)
             first = False
         data = b"".join(chunks)
         return data if limit is None else data[:limit]
 
     def read_header(self, key: int) -> RecordHeader:
         """The IRHeader of record ``key``, reading only the header bytes (no image)."""
-        prefix = self.read(key, limit=_IR_HEADER.size)
-        if len(prefix) >= _IR_HEADER.size:
-            flag = _IR_HEADER.unpack_from(prefix)[0]
+        prefix = self.read(key, limit=IR_HEADER.size)
+        if len(prefix) >= IR_HEADER.size:
+            flag = IR_HEADER.unpack_from(prefix)[0]
             if flag:
-                prefix = self.read(key, limit=_IR_HEADER.size + flag * _FLOAT_BYTES)
+                prefix = self.read(key, limit=IR_HEADER.size + flag * FLOAT_BYTES)
         return unpack(prefix)[0]
 
     def decode(self, key: int) -> Decoded:
@@ -234,15 +234,15 @@ class _RecordFile:
 
 
 class _OpenFiles:
-    """Per-process LRU of open ``_RecordFile`` objects (see the module docstring)."""
+    """Per-process LRU of open ``RecordFile`` objects (see the module docstring)."""
 
     def __init__(self, maxsize: int):
         self.maxsize = maxsize
-        self.files: OrderedDict[tuple, _RecordFile] = OrderedDict()
+        self.files: OrderedDict[tuple, RecordFile] = OrderedDict()
         self.pid = os.getpid()
         self.lock = threading.Lock()
 
-    def get(self, rec_path: str) -> _RecordFile:
+    def get(self, rec_path: str) -> RecordFile:
         stat = os.stat(rec_path)
         key = (os.path.abspath(rec_path), stat.st_size, stat.st_ino, stat.st_mtime_ns)
         with self.lock:
@@ -253,7 +253,7 @@ class _OpenFiles:
             if handle is not None:
                 self.files.move_to_end(key)
                 return handle
-            handle = _RecordFile(rec_path)
+            handle = RecordFile(rec_path)
             self.files[key] = handle
             while len(self.files) > self.maxsize:
                 self.files.popitem(last=False)[1].close()
