@@ -1,5 +1,6 @@
-"""The package's shape (issue 14): no import cycle, one home per status name, short modules,
-a docstring on every public function, class and method.
+"""The package's shape: stage subpackages and the layers between them (issue 24), no import
+cycle, one home per status name, short modules, a docstring on every public function, class and
+method (issue 14).
 
 Read from the source with ``ast`` (nothing is imported except ``featnorm.status``), so an import
 inside a function counts as much as one at the top of a module.
@@ -96,6 +97,135 @@ def test_the_graph_sees_imports_inside_functions():
 def test_no_import_cycle_inside_featnorm():
     graph = _graph()
     assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph))}"
+
+
+STAGES = ("config", "data", "quality", "embedding", "analysis", "evaluation", "report", "cli")
+MAX_TOP_LEVEL_MODULES = 8  # __init__ and __main__ included
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_uses(name: str, path: Path, known: set[str]) -> list[str]:
+    """Private names of *other* featnorm modules that ``name`` imports or reads as attributes."""
+    found = []
+    bound: dict[str, str] = {}  # local name -> featnorm module it is bound to
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("featnorm"):
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in known:
+                    bound[alias.asname or alias.name] = full
+                elif _is_private(alias.name) and node.module != name:
+                    found.append(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known and alias.asname:
+                    bound[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and bound.get(node.value.id, name) != name
+            and _is_private(node.attr)
+        ):
+            found.append(f"{bound[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every featnorm module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def _imports_torch(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        if any(n == "torch" or n.startswith("torch.") for n in names):
+            return True
+    return False
+
+
+def _in(module: str, *stages: str) -> bool:
+    return any(module == f"featnorm.{s}" or module.startswith(f"featnorm.{s}.") for s in stages)
+
+
+def test_the_private_name_check_sees_imports_and_attributes(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from featnorm.analysis import stats\n"
+        "from featnorm.analysis.stats import _hidden, public\n"
+        "x = stats._finite_rows\n"
+        "y = stats.correlate\n"
+    )
+    known = {"featnorm.analysis.stats", "featnorm.m"}
+    assert _private_uses("featnorm.m", source, known) == [
+        "featnorm.analysis.stats._finite_rows",
+        "featnorm.analysis.stats._hidden",
+    ]
+    assert _private_uses("featnorm.analysis.stats", source, known) == []  # its own names
+
+
+def test_no_module_uses_another_modules_private_names():
+    modules = _modules()
+    known = set(modules)
+    found = {n: uses for n, p in modules.items() if (uses := _private_uses(n, p, known))}
+    assert not found, f"private names used across modules: {found}"
+
+
+def test_the_package_is_stage_subpackages_with_few_modules_at_the_top():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+    assert all((PACKAGE / s / "__init__.py").is_file() for s in STAGES)
+
+
+def test_analysis_and_evaluation_reach_neither_torch_nor_the_embedding_stage():
+    modules = _modules()
+    graph = _graph()
+    torch_users = {n for n, p in modules.items() if _imports_torch(p)}
+    assert "featnorm.embedding.embed" in torch_users  # the check sees torch where it is
+    for name in modules:
+        if _in(name, "analysis", "evaluation"):
+            reached = _reach(graph, name) | {name}
+            bad = sorted(m for m in reached if m in torch_users or _in(m, "embedding"))
+            assert not bad, f"{name} reaches {bad}"
+
+
+def test_nothing_outside_cli_imports_it():
+    graph = _graph()
+    for name, deps in graph.items():
+        if not _in(name, "cli") and name != "featnorm.__main__":
+            assert not [d for d in deps if _in(d, "cli")], f"{name} imports the cli"
+
+
+def test_analysis_and_evaluation_do_not_import_report():
+    graph = _graph()
+    for name in graph:
+        if _in(name, "analysis", "evaluation"):
+            reached = _reach(graph, name)
+            assert not [m for m in reached if _in(m, "report")], f"{name} reaches report/"
+
+
+def test_config_stage_and_planning_need_neither_torch_nor_opencv():
+    """`snakemake -n` imports featnorm.config and featnorm.options only (workflow/rules/common.smk)."""
+    modules = _modules()
+    graph = _graph()
+    for name in [m for m in modules if _in(m, "config")] + ["featnorm.options"]:
+        for m in _reach(graph, name) | {name}:
+            source = modules[m].read_text(encoding="utf-8")
+            assert not re.search(r"^\s*(import|from) (torch|cv2)\b", source, re.M), (name, m)
 
 
 def test_images_knows_no_recordio():

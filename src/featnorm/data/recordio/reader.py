@@ -121,6 +121,7 @@ class RecordFile:
         self.size = os.fstat(self._fd).st_size
 
     def close(self) -> None:
+        """Close the ``.rec`` file (idempotent)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -145,6 +146,7 @@ class RecordFile:
         )
 
     def pread(self, n: int, offset: int) -> bytes:
+        """Up to ``n`` bytes at byte ``offset``, without moving a shared file position."""
         if hasattr(os, "pread"):
             return os.pread(self._fd, n, offset)
         with self._lock:
