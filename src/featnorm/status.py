@@ -4,8 +4,8 @@ A per-image table (``brisque/shard-*``, ``embed/<model>/shard-*``) has one row p
 and a ``status`` column: ``ok`` when the score was computed, else one of the reasons below (the
 score is then NaN). ``samples.parquet`` joins the reasons of both stages as
 ``brisque:<status>; embed:<status>``. Every module names a status through these constants; this is
-the only place the names are spelled (``tests/unit/test_structure.py`` checks it, and checks the README's
-status table against ``MEANINGS``).
+the only place the names are spelled (``tests/unit/test_structure.py`` checks it, and checks the
+status table of ``docs/bad-input.md`` against ``MEANINGS``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from featnorm import status
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "featnorm"
-README = Path(__file__).resolve().parents[2] / "README.md"
+BAD_INPUT_DOC = Path(__file__).resolve().parents[2] / "docs" / "bad-input.md"
 MAX_LINES = 600
 
 
@@ -273,17 +273,10 @@ def test_each_status_name_is_spelled_in_featnorm_status_only():
     assert not spelled, f"use featnorm.status constants instead of: {spelled}"
 
 
-def _readme_section(title: str) -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index(f"## {title}")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
-
-
-def test_readme_status_table_equals_the_status_module():
-    """README "Bad input": the status table lists every status with its meaning, and the table of
+def test_bad_input_status_table_equals_the_status_module():
+    """docs/bad-input.md: the status table lists every status with its meaning, and the table of
     cases names only statuses that exist."""
-    section = _readme_section("Bad input")
+    section = BAD_INPUT_DOC.read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([a-z_]+)` \| (.+) \|$", section, flags=re.M)
     assert dict(rows) == status.MEANINGS
     assert len(rows) == len(status.MEANINGS)

@@ -28,10 +28,10 @@ rule correlate:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "python -m featnorm correlate --samples {input.samples} --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm correlate --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --replicates {params.replicates} --confidence {params.confidence}"
-        " --seed {params.seed} --output {output.table} --log {log}"
+        " --seed {params.seed} --output {output.table:q} > {log:q} 2>&1"
 
 
 rule table1:
@@ -54,9 +54,9 @@ rule table1:
     params:
         confidence=config["analysis"]["confidence"],
     shell:
-        "python -m featnorm table1 --correlations {input.correlations}"
-        " --confidence {params.confidence} --csv {output.csv} --markdown {output.markdown}"
-        " --log {log}"
+        "{PYTHON:q} -m featnorm table1 --correlations {input.correlations:q}"
+        " --confidence {params.confidence} --csv {output.csv:q} --markdown {output.markdown:q}"
+        " > {log:q} 2>&1"
 
 
 rule compare_models:
@@ -86,8 +86,8 @@ rule compare_models:
     params:
         edc=edc_option("--edc", edc_tables()),
     shell:
-        "python -m featnorm compare --correlations {input.correlations} {params.edc}"
-        " --output {output.table} --png {output.png} --svg {output.svg} --log {log}"
+        "{PYTHON:q} -m featnorm compare --correlations {input.correlations:q} {params.edc}"
+        " --output {output.table:q} --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule summary:
@@ -117,12 +117,12 @@ rule summary:
         confidence=config["analysis"]["confidence"],
         edc=edc_option("--edc", edc_tables()),
     shell:
-        "python -m featnorm summary --models {params.models} {params.edc}"
-        " --correlations {input.correlations} --samples {input.samples}"
-        " --class-stats {input.class_stats} --differences {input.differences}"
-        " --decomposition {input.decomposition} --by-class-size {input.by_class_size}"
+        "{PYTHON:q} -m featnorm summary --models {params.models} {params.edc}"
+        " --correlations {input.correlations:q} --samples {input.samples:q}"
+        " --class-stats {input.class_stats:q} --differences {input.differences:q}"
+        " --decomposition {input.decomposition:q} --by-class-size {input.by_class_size:q}"
         " --confidence {params.confidence}"
-        " --output {output.summary} --log {log}"
+        " --output {output.summary:q} > {log:q} 2>&1"
 
 
 rule paired_differences:
@@ -151,10 +151,10 @@ rule paired_differences:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "python -m featnorm differences --samples {input.samples} --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm differences --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --replicates {params.replicates} --confidence {params.confidence}"
-        " --seed {params.seed} --output {output.table} --log {log}"
+        " --seed {params.seed} --output {output.table:q} > {log:q} 2>&1"
 
 
 rule decompose_correlations:
@@ -182,10 +182,10 @@ rule decompose_correlations:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "python -m featnorm decompose --samples {input.samples} --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm decompose --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --replicates {params.replicates}"
         " --confidence {params.confidence} --seed {params.seed}"
-        " --output {output.table} --log {log}"
+        " --output {output.table:q} > {log:q} 2>&1"
 
 
 rule correlate_by_class_size:
@@ -215,8 +215,8 @@ rule correlate_by_class_size:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "python -m featnorm by-class-size --samples {input.samples} --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm by-class-size --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --size-bins {params.size_bins} --replicates {params.replicates}"
         " --confidence {params.confidence} --seed {params.seed}"
-        " --output {output.table} --log {log}"
+        " --output {output.table:q} > {log:q} 2>&1"

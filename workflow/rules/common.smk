@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 # The workflow runs the featnorm package of its own checkout: here, to check the config while
@@ -18,6 +19,15 @@ if FEATNORM_SRC not in sys.path:
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={shlex.quote(FEATNORM_SRC)}"
     "${{PYTHONPATH:+:$PYTHONPATH}}; "
+)
+
+# Every rule runs `{PYTHON:q} -m featnorm`: the interpreter running Snakemake, so that a venv's
+# snakemake called by path, without activation, needs no `python` on PATH (SLURM jobs start
+# Snakemake with the same interpreter). Under --sdm conda, the env's own python, first on PATH.
+PYTHON = (
+    "python"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else sys.executable
 )
 
 from featnorm import options
@@ -181,16 +191,12 @@ def trained_models():
     return [
         name
         for name in model_names()
-        if checks.model_settings(config, name)["checkpoint"]
-        == checks.TRAIN_CHECKPOINT
+        if checks.model_settings(config, name)["checkpoint"] == checks.TRAIN_CHECKPOINT
     ]
 
 
 def trained_model_epochs():
-    return [
-        checks.train_settings(config, name)["epochs"]
-        for name in trained_models()
-    ]
+    return [checks.train_settings(config, name)["epochs"] for name in trained_models()]
 
 
 def trained_model_curves():

@@ -29,8 +29,8 @@ rule embed_shard:
         precision=config["embed"]["precision"],
         options=embed_flags(),
     shell:
-        "python -m featnorm embed --shard {input.shard} --checkpoint {input.model_file}"
+        "{PYTHON:q} -m featnorm embed --shard {input.shard:q} --checkpoint {input.model_file:q}"
         " --family {params.family} --arch {params.arch} --device {params.device}"
         " --batch-size {params.batch_size} --workers {params.workers} --min-side {params.min_side}"
         " --flip-fusion {params.flip_fusion} --precision {params.precision}"
-        " {params.options} --threads {threads} --output {output.table} --log {log}"
+        " {params.options} --threads {threads} --output {output.table:q} > {log:q} 2>&1"

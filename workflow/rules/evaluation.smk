@@ -23,9 +23,9 @@ rule draw_pairs:
         impostors=config["evaluation"]["impostor_pairs"],
         seed=config["evaluation"]["seed"],
     shell:
-        "python -m featnorm pairs --samples {input.samples} --embed {input.embed}"
+        "{PYTHON:q} -m featnorm pairs --samples {input.samples:q} --embed {input.embed:q}"
         " --max-genuine-per-class {params.max_genuine} --impostor-pairs {params.impostors}"
-        " --seed {params.seed} --output {output.pairs} --log {log}"
+        " --seed {params.seed} --output {output.pairs:q} > {log:q} 2>&1"
 
 
 rule compute_edc:
@@ -63,11 +63,11 @@ rule compute_edc:
         confidence=config["analysis"]["confidence"],
         seed=config["evaluation"]["seed"],
     shell:
-        "python -m featnorm edc --samples {input.samples} --pairs {input.pairs}"
+        "{PYTHON:q} -m featnorm edc --samples {input.samples:q} --pairs {input.pairs:q}"
         " --model {wildcards.model} --policies {params.policies} --fmrs {params.fmrs}"
         " --discard-limits {params.limits} --discard-step {params.step}"
         " --replicates {params.replicates} --confidence {params.confidence}"
-        " --seed {params.seed} --output {output.table} --curves {output.curves} --log {log}"
+        " --seed {params.seed} --output {output.table:q} --curves {output.curves:q} > {log:q} 2>&1"
 
 
 rule plot_edc:
@@ -89,5 +89,5 @@ rule plot_edc:
     conda:
         "../../envs/featnorm.yaml"
     shell:
-        "python -m featnorm plot-edc --edc {input.table} --curves {input.curves}"
-        " --model {wildcards.model} --png {output.png} --svg {output.svg} --log {log}"
+        "{PYTHON:q} -m featnorm plot-edc --edc {input.table:q} --curves {input.curves:q}"
+        " --model {wildcards.model} --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"

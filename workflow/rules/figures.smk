@@ -23,9 +23,9 @@ rule plot_class_sizes:
     params:
         args=figure_args("class_sizes"),
     shell:
-        "python -m featnorm plot --kind class_sizes --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind class_sizes --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_class_norm_mean:
@@ -48,9 +48,9 @@ rule plot_class_norm_mean:
     params:
         args=figure_args("class_norm_mean"),
     shell:
-        "python -m featnorm plot --kind class_norm_mean --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind class_norm_mean --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_norm_vs_brisque:
@@ -73,9 +73,9 @@ rule plot_norm_vs_brisque:
     params:
         args=figure_args("norm_vs_brisque"),
     shell:
-        "python -m featnorm plot --kind norm_vs_brisque --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind norm_vs_brisque --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_trends:
@@ -98,9 +98,9 @@ rule plot_trends:
     params:
         args=figure_args("trends"),
     shell:
-        "python -m featnorm plot --kind trends --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind trends --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_forest:
@@ -123,9 +123,9 @@ rule plot_forest:
     params:
         args=figure_args("forest"),
     shell:
-        "python -m featnorm plot --kind forest --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind forest --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_ground_truth:
@@ -148,9 +148,9 @@ rule plot_ground_truth:
     params:
         args=figure_args("ground_truth"),
     shell:
-        "python -m featnorm plot --kind ground_truth --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind ground_truth --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_two_levels:
@@ -173,9 +173,9 @@ rule plot_two_levels:
     params:
         args=figure_args("two_levels"),
     shell:
-        "python -m featnorm plot --kind two_levels --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind two_levels --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
 rule plot_by_class_size:
@@ -198,6 +198,6 @@ rule plot_by_class_size:
     params:
         args=figure_args("by_class_size"),
     shell:
-        "python -m featnorm plot --kind by_class_size --model {wildcards.model}"
+        "{PYTHON:q} -m featnorm plot --kind by_class_size --model {wildcards.model}"
         " {params.args}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"

@@ -26,8 +26,8 @@ rule merge_samples:
         ddof=config["analysis"]["ddof"],
         residual_degree=config["analysis"]["residual_degree"],
     shell:
-        "python -m featnorm merge --manifest {input.manifest} --brisque {input.brisque}"
-        " --embed {input.embed} --model {wildcards.model} --policies {params.policies}"
+        "{PYTHON:q} -m featnorm merge --manifest {input.manifest:q} --brisque {input.brisque:q}"
+        " --embed {input.embed:q} --model {wildcards.model} --policies {params.policies}"
         " --min-class-size {params.min_class_size} --ddof {params.ddof}"
         " --residual-degree {params.residual_degree}"
-        " --samples {output.samples} --class-stats {output.class_stats} --log {log}"
+        " --samples {output.samples:q} --class-stats {output.class_stats:q} > {log:q} 2>&1"

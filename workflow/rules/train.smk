@@ -27,10 +27,10 @@ rule train_demo_model:
         seed=train_seed,
         precision=train_precision,
     shell:
-        "python -m featnorm train-demo --manifest {input.manifest} --arch {params.arch}"
+        "{PYTHON:q} -m featnorm train-demo --manifest {input.manifest:q} --arch {params.arch}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --seed {params.seed} --precision {params.precision} --threads {threads}"
-        " --output {output.model_file} --curve {output.curve} --log {log}"
+        " --output {output.model_file:q} --curve {output.curve:q} > {log:q} 2>&1"
 
 
 # The training-length experiment: with trained models of two or more lengths (docs/training_length.yaml),
@@ -60,8 +60,8 @@ rule training_length:
         method=training_length_method(),
         confidence=config["analysis"]["confidence"],
     shell:
-        "python -m featnorm training-length --models {params.models}"
-        " --epochs {params.epochs} --correlations {input.correlations}"
-        " --curves {input.curves} --method {params.method}"
-        " --confidence {params.confidence} --output {output.table}"
-        " --png {output.png} --svg {output.svg} --log {log}"
+        "{PYTHON:q} -m featnorm training-length --models {params.models}"
+        " --epochs {params.epochs} --correlations {input.correlations:q}"
+        " --curves {input.curves:q} --method {params.method}"
+        " --confidence {params.confidence} --output {output.table:q}"
+        " --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
