@@ -23,6 +23,17 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/evaluation.smk"
 
 
+# The target rules below run no command: never a cluster job (every other rule is sized or grouped
+# in profiles/slurm; tests/workflow/test_slurm.py checks both lists against --list-rules).
+localrules:
+    all,
+    manifest,
+    brisque_all,
+    embed_all,
+    analysis_all,
+    evaluation_all,
+
+
 rule all:
     default_target: True
     input:

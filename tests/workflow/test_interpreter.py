@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +75,8 @@ def test_snakemake_by_path_without_python_on_path_logs_each_jobs_output(tmp_path
 
 
 def test_every_job_runs_this_interpreter_and_sends_its_output_to_its_log(tmp_path: Path):
-    """Every job of the whole tiny plan (every rule but `all`) is `<this python> -m featnorm ...`
-    ending in `> <its log> 2>&1`."""
+    """Every job of the whole tiny plan (every rule but `all`) is `$FEATNORM_PYTHON -m featnorm
+    ...` (the interpreter common.smk's shell prefix names) ending in `> <its log> 2>&1`."""
     result = run_snakemake(tmp_path, TINY_CONFIG, "--dry-run", "--printshellcmds")
     text = result.stdout + result.stderr
     jobs = int(re.search(r"^total\s+(\d+)$", text, flags=re.M).group(1)) - 1  # `all` runs nothing
@@ -88,5 +87,5 @@ def test_every_job_runs_this_interpreter_and_sends_its_output_to_its_log(tmp_pat
     ]
     assert len(commands) == jobs, commands
     for command in commands:
-        assert command.startswith(f"{shlex.quote(sys.executable)} -m featnorm "), command
+        assert command.startswith("$FEATNORM_PYTHON -m featnorm "), command
         assert re.search(r" > results/logs/\S+\.log 2>&1$", command), command

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from support.snakemake_cli import run_snakemake
 
 from featnorm.tableio import read_table
 
@@ -65,7 +66,11 @@ RULES_THROUGH_SLURM = {
     "embed_shard",
     "merge_samples",
     "correlate",
-    "compare_models",
+    "paired_differences",
+    "decompose_correlations",
+    "correlate_by_class_size",
+    "draw_pairs",
+    "compute_edc",
 }
 
 # The workflow tests' tiny demo config (a few dozen images, 2 shards, 1 training epoch).
@@ -293,16 +298,41 @@ def test_overlays_repeat_main_profile_except_embed_shard():
         assert not {"gpu", "gpu_model", "gres", "cpus_per_gpu"} & set(embed), embed
 
 
+@pytest.fixture(scope="module")
+def workflow_rules(tmp_path_factory) -> set[str]:
+    """Every rule of the workflow, as `snakemake --list-rules` names them (loops included)."""
+    workdir = tmp_path_factory.mktemp("rules")
+    result = run_snakemake(workdir, TINY_CONFIG_FILE, "--list-rules")
+    return set(result.stdout.split())
+
+
+def _local_rules() -> set[str]:
+    """The Snakefile's `localrules:` (target rules that run no command)."""
+    block = (REPO_ROOT / "Snakefile").read_text().split("\nlocalrules:\n", 1)[1]
+    return set(re.findall(r"^    (\w+),$", block.split("\n\n", 1)[0], flags=re.M))
+
+
 @pytest.mark.parametrize("profile", [MAIN_PROFILE, CPU_OVERLAY, TEST_OVERLAY], ids=str)
-def test_profiles_name_only_existing_rules(profile):
+def test_profiles_name_only_existing_rules(profile, workflow_rules):
     """A renamed rule would silently lose its resources: every rule a profile names exists."""
-    sources = "".join(path.read_text() for path in (REPO_ROOT / "workflow" / "rules").glob("*.smk"))
-    rules = set(re.findall(r"^rule (\w+):", sources, re.M))
     config = _profile(profile)
     named = {
         rule for key in ("set-resources", "set-threads", "groups") for rule in config.get(key, {})
     }
-    assert named <= rules, f"{profile} names unknown rules {sorted(named - rules)}"
+    assert named <= workflow_rules, (
+        f"{profile} names unknown rules {sorted(named - workflow_rules)}"
+    )
+
+
+def test_profile_sizes_or_groups_every_rule_that_runs_a_command(workflow_rules):
+    """Every rule but the local target rules has its own resources in profiles/slurm or runs in
+    a group there: a new rule left out would be one default-sized SLURM job per wildcard."""
+    main = _profile(MAIN_PROFILE)
+    local = _local_rules()
+    assert local and local <= workflow_rules, local
+    covered = set(main["set-resources"]) | set(main["groups"])
+    missing = workflow_rules - local - covered
+    assert not missing, f"profiles/slurm/config.yaml neither sizes nor groups {sorted(missing)}"
 
 
 @pytest.mark.workflow
@@ -374,17 +404,23 @@ def test_workflow_through_slurm_equals_local_run(tmp_path):
         f"{slurm_dir}: {jobs.to_dict('records')}"
     )
     assert (jobs["state"] == "COMPLETED").all(), jobs.to_dict("records")
-    missing = {r for r in RULES_THROUGH_SLURM if not any(r in c for c in jobs["comment"])}
+    missing = {
+        r
+        for r in RULES_THROUGH_SLURM
+        if not any(
+            c == f"rule_{r}" or c.startswith(f"rule_{r}_wildcards_") for c in jobs["comment"]
+        )
+    }
     assert not missing, (
         f"rules never submitted to SLURM: {sorted(missing)}; jobs: {jobs.to_dict('records')}"
     )
 
-    # the profile's groups: all analysis and figure jobs in one SLURM job, and BRISQUE shards
-    # packed group-components at a time
+    # the profile's groups: every figure and table job in one SLURM job (the test overlay packs
+    # all report components together), and BRISQUE shards packed group-components at a time
     shards = yaml.safe_load(slurm_config.read_text())["shards"]
     per_brisque_job = _profile(TEST_OVERLAY)["group-components"]["brisque"]
     comments = list(jobs["comment"])
-    assert sum(c.startswith("rule_analysis_") for c in comments) == 1, comments
+    assert sum(c.startswith("rule_report_") for c in comments) == 1, comments
     assert sum(c.startswith("rule_brisque_") for c in comments) == -(-shards // per_brisque_job)
 
     # --- the outputs equal the local run's

@@ -28,7 +28,7 @@ rule correlate:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm correlate --samples {input.samples:q} --model {wildcards.model}"
+        "$FEATNORM_PYTHON -m featnorm correlate --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --replicates {params.replicates} --confidence {params.confidence}"
         " --seed {params.seed} --output {output.table:q} > {log:q} 2>&1"
@@ -54,7 +54,7 @@ rule table1:
     params:
         confidence=config["analysis"]["confidence"],
     shell:
-        "{PYTHON:q} -m featnorm table1 --correlations {input.correlations:q}"
+        "$FEATNORM_PYTHON -m featnorm table1 --correlations {input.correlations:q}"
         " --confidence {params.confidence} --csv {output.csv:q} --markdown {output.markdown:q}"
         " > {log:q} 2>&1"
 
@@ -86,7 +86,7 @@ rule compare_models:
     params:
         edc=edc_option("--edc", edc_tables()),
     shell:
-        "{PYTHON:q} -m featnorm compare --correlations {input.correlations:q} {params.edc}"
+        "$FEATNORM_PYTHON -m featnorm compare --correlations {input.correlations:q} {params.edc}"
         " --output {output.table:q} --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"
 
 
@@ -117,7 +117,7 @@ rule summary:
         confidence=config["analysis"]["confidence"],
         edc=edc_option("--edc", edc_tables()),
     shell:
-        "{PYTHON:q} -m featnorm summary --models {params.models} {params.edc}"
+        "$FEATNORM_PYTHON -m featnorm summary --models {params.models} {params.edc}"
         " --correlations {input.correlations:q} --samples {input.samples:q}"
         " --class-stats {input.class_stats:q} --differences {input.differences:q}"
         " --decomposition {input.decomposition:q} --by-class-size {input.by_class_size:q}"
@@ -151,7 +151,7 @@ rule paired_differences:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm differences --samples {input.samples:q} --model {wildcards.model}"
+        "$FEATNORM_PYTHON -m featnorm differences --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --replicates {params.replicates} --confidence {params.confidence}"
         " --seed {params.seed} --output {output.table:q} > {log:q} 2>&1"
@@ -182,7 +182,7 @@ rule decompose_correlations:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm decompose --samples {input.samples:q} --model {wildcards.model}"
+        "$FEATNORM_PYTHON -m featnorm decompose --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --replicates {params.replicates}"
         " --confidence {params.confidence} --seed {params.seed}"
         " --output {output.table:q} > {log:q} 2>&1"
@@ -194,7 +194,7 @@ rule correlate_by_class_size:
     output:
         table=report(
             model_table("by_class_size"),
-            caption="../report/by_class_size.rst",
+            caption="../report/by_class_size_table.rst",
             category="correlations",
             labels={"model": "{model}", "table": "correlations by class size"},
         ),
@@ -215,7 +215,7 @@ rule correlate_by_class_size:
         confidence=config["analysis"]["confidence"],
         seed=config["analysis"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm by-class-size --samples {input.samples:q} --model {wildcards.model}"
+        "$FEATNORM_PYTHON -m featnorm by-class-size --samples {input.samples:q} --model {wildcards.model}"
         " --policies {params.policies} --methods {params.methods}"
         " --size-bins {params.size_bins} --replicates {params.replicates}"
         " --confidence {params.confidence} --seed {params.seed}"

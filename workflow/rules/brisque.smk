@@ -20,6 +20,6 @@ rule score_brisque:
         save_features=flag_if(config["brisque"]["save_features"], "--save-features"),
         precision=config["brisque"]["precision"],
     shell:
-        "{PYTHON:q} -m featnorm brisque --shard {input.shard:q} --threads {threads}"
+        "$FEATNORM_PYTHON -m featnorm brisque --shard {input.shard:q} --threads {threads}"
         " {params.save_features} --precision {params.precision}"
         " --output {output.table:q} > {log:q} 2>&1"

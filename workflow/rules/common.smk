@@ -16,18 +16,18 @@ from snakemake.utils import validate
 FEATNORM_SRC = str(Path(workflow.basedir) / "src")
 if FEATNORM_SRC not in sys.path:
     sys.path.insert(0, FEATNORM_SRC)
-shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(FEATNORM_SRC)}"
-    "${{PYTHONPATH:+:$PYTHONPATH}}; "
-)
-
-# Every rule runs `{PYTHON:q} -m featnorm`: the interpreter running Snakemake, so that a venv's
-# snakemake called by path, without activation, needs no `python` on PATH (SLURM jobs start
-# Snakemake with the same interpreter). Under --sdm conda, the env's own python, first on PATH.
-PYTHON = (
+# Each job runs `$FEATNORM_PYTHON -m featnorm`, with the interpreter running Snakemake, so that
+# a venv's snakemake called by path, without activation, needs no `python` on PATH (SLURM jobs
+# start Snakemake with the same interpreter). Under --sdm conda: the env's python, first on PATH.
+FEATNORM_PYTHON = (
     "python"
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
     else sys.executable
+)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(FEATNORM_SRC)}"
+    "${{PYTHONPATH:+:$PYTHONPATH}}; "
+    f"FEATNORM_PYTHON={shlex.quote(FEATNORM_PYTHON)}; "
 )
 
 from featnorm import options
@@ -276,7 +276,7 @@ def edc_tables():
 
 def edc_option(option, paths):
     """``option path ...`` for the CLI, or nothing when ``paths`` is empty (EDC off)."""
-    return f"{option} {' '.join(paths)}" if paths else ""
+    return f"{option} {' '.join(map(shlex.quote, paths))}" if paths else ""
 
 
 def evaluation_targets():
@@ -333,7 +333,7 @@ def figure_args(figure):
 
     def args(wildcards, input):
         flags = [
-            f"{options.table_flag(name)} {getattr(input, name)}"
+            f"{options.table_flag(name)} {shlex.quote(getattr(input, name))}"
             for name in options.FIGURE_INPUTS[figure]
         ]
         if figure in options.FIGURES_WITH_POLICIES:

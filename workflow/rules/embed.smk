@@ -29,7 +29,7 @@ rule embed_shard:
         precision=config["embed"]["precision"],
         options=embed_flags(),
     shell:
-        "{PYTHON:q} -m featnorm embed --shard {input.shard:q} --checkpoint {input.model_file:q}"
+        "$FEATNORM_PYTHON -m featnorm embed --shard {input.shard:q} --checkpoint {input.model_file:q}"
         " --family {params.family} --arch {params.arch} --device {params.device}"
         " --batch-size {params.batch_size} --workers {params.workers} --min-side {params.min_side}"
         " --flip-fusion {params.flip_fusion} --precision {params.precision}"

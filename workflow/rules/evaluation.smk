@@ -23,7 +23,7 @@ rule draw_pairs:
         impostors=config["evaluation"]["impostor_pairs"],
         seed=config["evaluation"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm pairs --samples {input.samples:q} --embed {input.embed:q}"
+        "$FEATNORM_PYTHON -m featnorm pairs --samples {input.samples:q} --embed {input.embed:q}"
         " --max-genuine-per-class {params.max_genuine} --impostor-pairs {params.impostors}"
         " --seed {params.seed} --output {output.pairs:q} > {log:q} 2>&1"
 
@@ -63,7 +63,7 @@ rule compute_edc:
         confidence=config["analysis"]["confidence"],
         seed=config["evaluation"]["seed"],
     shell:
-        "{PYTHON:q} -m featnorm edc --samples {input.samples:q} --pairs {input.pairs:q}"
+        "$FEATNORM_PYTHON -m featnorm edc --samples {input.samples:q} --pairs {input.pairs:q}"
         " --model {wildcards.model} --policies {params.policies} --fmrs {params.fmrs}"
         " --discard-limits {params.limits} --discard-step {params.step}"
         " --replicates {params.replicates} --confidence {params.confidence}"
@@ -89,5 +89,5 @@ rule plot_edc:
     conda:
         "../../envs/featnorm.yaml"
     shell:
-        "{PYTHON:q} -m featnorm plot-edc --edc {input.table:q} --curves {input.curves:q}"
+        "$FEATNORM_PYTHON -m featnorm plot-edc --edc {input.table:q} --curves {input.curves:q}"
         " --model {wildcards.model} --png {output.png:q} --svg {output.svg:q} > {log:q} 2>&1"

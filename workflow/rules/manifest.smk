@@ -14,5 +14,5 @@ rule make_manifest:
         fmt=config["dataset"]["format"],
         source=dataset_source_args(),
     shell:
-        "{PYTHON:q} -m featnorm manifest --format {params.fmt} {params.source}"
+        "$FEATNORM_PYTHON -m featnorm manifest --format {params.fmt} {params.source}"
         " --output {output.table:q} > {log:q} 2>&1"

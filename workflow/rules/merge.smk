@@ -26,7 +26,7 @@ rule merge_samples:
         ddof=config["analysis"]["ddof"],
         residual_degree=config["analysis"]["residual_degree"],
     shell:
-        "{PYTHON:q} -m featnorm merge --manifest {input.manifest:q} --brisque {input.brisque:q}"
+        "$FEATNORM_PYTHON -m featnorm merge --manifest {input.manifest:q} --brisque {input.brisque:q}"
         " --embed {input.embed:q} --model {wildcards.model} --policies {params.policies}"
         " --min-class-size {params.min_class_size} --ddof {params.ddof}"
         " --residual-degree {params.residual_degree}"

@@ -15,5 +15,5 @@ rule make_shards:
     params:
         shards=config["shards"],
     shell:
-        "{PYTHON:q} -m featnorm shard --manifest {input.manifest:q} --shards {params.shards}"
+        "$FEATNORM_PYTHON -m featnorm shard --manifest {input.manifest:q} --shards {params.shards}"
         " --outputs {output.tables:q} > {log:q} 2>&1"

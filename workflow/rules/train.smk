@@ -27,7 +27,7 @@ rule train_demo_model:
         seed=train_seed,
         precision=train_precision,
     shell:
-        "{PYTHON:q} -m featnorm train-demo --manifest {input.manifest:q} --arch {params.arch}"
+        "$FEATNORM_PYTHON -m featnorm train-demo --manifest {input.manifest:q} --arch {params.arch}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --seed {params.seed} --precision {params.precision} --threads {threads}"
         " --output {output.model_file:q} --curve {output.curve:q} > {log:q} 2>&1"
@@ -60,7 +60,7 @@ rule training_length:
         method=training_length_method(),
         confidence=config["analysis"]["confidence"],
     shell:
-        "{PYTHON:q} -m featnorm training-length --models {params.models}"
+        "$FEATNORM_PYTHON -m featnorm training-length --models {params.models}"
         " --epochs {params.epochs} --correlations {input.correlations:q}"
         " --curves {input.curves:q} --method {params.method}"
         " --confidence {params.confidence} --output {output.table:q}"

@@ -150,7 +150,7 @@ def test_every_figure_has_a_drawing_function():
 
 
 @pytest.mark.parametrize("kind", options.FIGURES)
-def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_path, kind):
+def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_path, capsys, kind):
     """`featnorm plot` reads exactly the tables of options.FIGURE_INPUTS[kind] (the ones the
     workflow's rule passes) and draws the figure from them; without one it names the flag."""
     samples, class_stats, corr = study
@@ -183,4 +183,6 @@ def test_plot_step_draws_each_figure_from_the_tables_options_names(study, tmp_pa
     common = ["plot", "--kind", kind, "--model", "m", "--png", str(png), "--svg", str(svg)]
     assert main(common + flags) == 0
     assert png.stat().st_size > 0 and svg.stat().st_size > 0
-    assert main(common + flags[2:]) == 1  # the first table left out
+    capsys.readouterr()
+    assert main(common + flags[2:]) == 1  # the first table left out: refused, naming its flag
+    assert f"plot --kind {kind} needs {flags[0]}" in capsys.readouterr().err
