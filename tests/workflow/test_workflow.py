@@ -48,13 +48,10 @@ def write_config(path: Path, **changes) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A working directory in which the tiny demo ran to completion."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
-    snakemake(workdir, "--cores", "2")
-    return workdir
+@pytest.fixture
+def finished_run(tiny_run: Path) -> Path:
+    """The session's finished run of the tiny demo (tests/conftest.py): plan in it, never run."""
+    return tiny_run
 
 
 def test_outputs_follow_the_contracts(finished_run: Path):
