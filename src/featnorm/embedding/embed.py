@@ -370,6 +370,10 @@ def embed_table(
         num_workers=workers,
         pin_memory=torch_device.type == "cuda",
         worker_init_fn=decoding_worker_init if workers > 0 else None,
+        # workers start from a clean server process, not a fork of this one: a fork inherits the
+        # locks of OpenCV's, OpenMP's and torch's thread pools as held by threads that the child
+        # lacks, and a worker then waited on one for ever (seen in the test suite)
+        multiprocessing_context="forkserver" if workers > 0 else None,
     )
     prepared = prepare_model(model, torch_device, channels_last=channels_last)
     n_batches = max(1, math.ceil(len(shard) / batch_size))
