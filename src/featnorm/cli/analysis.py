@@ -39,6 +39,9 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-class-size", type=int, required=True)
     p.add_argument("--ddof", type=int, required=True, choices=options.DDOFS)
     p.add_argument("--residual-degree", type=int, required=True)
+    p.add_argument(
+        "--references", help="the model's references.parquet (left out: no reference columns)"
+    )
     p.add_argument("--samples", required=True, help="output: samples.parquet")
     p.add_argument("--class-stats", required=True, help="output: class_stats.parquet")
 
@@ -55,6 +58,10 @@ def run_merge(args: argparse.Namespace) -> None:
         _read_concat(args.brisque),
         _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]),
     )
+    if args.references:
+        from featnorm.quality import references
+
+        merged = references.join_references(merged, tableio.read_table(args.references))
     samples, info = correlations.standardise(
         merged,
         policies=args.policies,
@@ -68,6 +75,7 @@ def run_merge(args: argparse.Namespace) -> None:
         "standardise": info,
         "brisque_meta": tableio.read_metadata(args.brisque[0]),
         "embed_meta": tableio.read_metadata(args.embed[0]),
+        "references_meta": tableio.read_metadata(args.references) if args.references else None,
     }
     tableio.write_table(samples, args.samples, params=params)
     tableio.write_table(correlations.class_stats(samples), args.class_stats, params=params)
