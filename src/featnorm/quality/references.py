@@ -195,11 +195,18 @@ def _other_positions(n: int) -> np.ndarray:
 def _genuine_draws(
     embeddings: np.ndarray, codes: np.ndarray, m: int, k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every image's genuine similarities for each resampling, float16 (N, k, m), and how many
-    of the m slots hold one (N,): min(m, class size - 1), all other members when that is all."""
+    """Every image's genuine similarities per resampling, float16 (N, k, m), ascending in the
+    first ``count`` slots, and ``count`` (N,) = min(m, class size - 1).
+
+    A class with at most m others gives each image all of them, the same in every resampling
+    (as the reference does). A larger class is put in a random cyclic order per resampling and
+    each image takes the m members after it: for any one image, a uniformly random m-subset of
+    the others (without replacement), at O(n m) instead of O(n^2) draws.
+    """
     draws = np.zeros((len(codes), k, m), np.float16)
     count = np.zeros(len(codes), np.int64)
     order, starts = _class_order(codes)
+    after = np.arange(1, m + 1)
     for c in range(len(starts) - 1):
         rows = order[starts[c] : starts[c + 1]]
         n = len(rows)
@@ -207,20 +214,22 @@ def _genuine_draws(
             continue
         unit = unit_rows(embeddings[rows])
         count[rows] = min(m, n - 1)
-        # rows of this class at a time so the (k, piece, n - 1) draw stays within a block
-        piece = max(1, BLOCK_ELEMENTS // (k * n))
+        if n - 1 > m:
+            cycles = rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)  # (k, n)
+            position = np.argsort(cycles, axis=1)
+            partners = np.take_along_axis(  # (k, n, m): the m members after each image
+                cycles[:, None, :], (position[:, :, None] + after) % n, axis=2
+            )
+        piece = max(1, BLOCK_ELEMENTS // (n * max(k, 1)))  # rows of the Gram matrix at a time
         for s in range(0, n, piece):
-            mine = np.arange(s, min(n, s + piece))
+            mine = slice(s, min(n, s + piece))
             gram = unit[mine] @ unit.T  # (piece, n)
-            if n - 1 <= m:  # every other member, the same in each resampling
+            if n - 1 <= m:
                 sims = np.take_along_axis(gram, _other_positions(n)[mine], axis=1)
-                draws[rows[mine], :, : n - 1] = sims[:, None, :]
-                continue
-            keys = rng.random((k, len(mine), n - 1), dtype=np.float32)
-            picked = np.argpartition(keys, m - 1, axis=2)[..., :m]  # m distinct others
-            picked += picked >= mine[None, :, None]  # skip the image itself
-            sims = np.take_along_axis(gram[None], picked, axis=2)  # (k, piece, m)
-            draws[rows[mine]] = sims.transpose(1, 0, 2)
+                draws[rows[mine], :, : n - 1] = np.sort(sims, axis=1)[:, None, :]
+            else:
+                sims = np.take_along_axis(gram[None], partners[:, mine], axis=2)  # (k, piece, m)
+                draws[rows[mine]] = np.sort(sims, axis=2).transpose(1, 0, 2)
     return draws, count
 
 
@@ -232,23 +241,35 @@ def _impostor_block(
     m: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One resampling's impostor similarities of a block of images (B, <= m), their weights
-    (1 / drawn; 0 for an empty slot) and how many were drawn (B,): up to m distinct pool
-    members outside each image's class."""
+    """One resampling's impostor similarities of a block of images (B, m; 0 in an empty
+    slot), their weights (1 / drawn, 0 in an empty slot) and how many were drawn (B,).
+
+    The pool is a uniformly random sample of the images without replacement, in random order;
+    each image takes its first m members outside its class, so for any one image the draws are
+    a uniformly random m-subset of the other classes' images.
+    """
     n = len(codes)
     pool = rng.choice(n, size=min(n, _POOL_FACTOR * m), replace=False)
+    pool_codes = codes[pool]
     sims = unit @ unit_rows(embeddings[pool]).T  # (B, P)
-    outside = codes[pool][None, :] != own[:, None]
-    keys = rng.random(sims.shape, dtype=np.float32)
-    keys[~outside] = 2.0  # after every eligible member
-    if sims.shape[1] > m:
-        picked = np.argpartition(keys, m - 1, axis=1)[:, :m]
-    else:
-        picked = np.argsort(keys, axis=1)
-    valid = np.take_along_axis(outside, picked, axis=1)
-    drawn = valid.sum(axis=1)
-    weights = np.where(valid, 1.0 / np.maximum(drawn, 1)[:, None], 0.0)
-    return np.take_along_axis(sims, picked, axis=1), weights, drawn
+    impostors = np.zeros((len(unit), m), np.float32)
+    weights = np.zeros((len(unit), m))
+    drawn = np.zeros(len(unit), np.int64)
+    # most images: no member of their class among the first m, which they take as they are
+    mixed = np.isin(own, pool_codes[:m]) if len(pool) >= m else np.ones(len(unit), bool)
+    clean = np.flatnonzero(~mixed)
+    if len(clean):
+        impostors[clean] = sims[clean, :m]
+        weights[clean] = 1.0 / m
+        drawn[clean] = m
+    rows = np.flatnonzero(mixed)
+    outside = pool_codes[None, :] != own[rows, None]  # (mixed rows, P)
+    rank = np.cumsum(outside, axis=1)
+    row, col = np.nonzero(outside & (rank <= m))
+    drawn[rows] = np.minimum(rank[:, -1], m) if len(pool) else 0
+    impostors[rows[row], rank[row, col] - 1] = sims[rows[row], col]
+    weights[rows[row], rank[row, col] - 1] = 1.0 / drawn[rows[row]]
+    return impostors, weights, drawn
 
 
 def sdd_quality(embeddings: np.ndarray, codes: np.ndarray, settings: SddSettings) -> np.ndarray:
@@ -276,27 +297,20 @@ def sdd_quality(embeddings: np.ndarray, codes: np.ndarray, settings: SddSettings
     started = time.perf_counter()
     genuine_rng, impostor_rng = (np.random.default_rng([settings.seed, s]) for s in (0, 1))
     genuine, count = _genuine_draws(embeddings, codes, m, k, genuine_rng)
-    slots = np.arange(m)[None, :]
-    block = max(1, BLOCK_ELEMENTS // (_POOL_FACTOR * m * 4))
+    block = max(1, BLOCK_ELEMENTS // ((k + _POOL_FACTOR) * m))
     permutation = impostor_rng.permutation(len(codes))  # random blocks
     for s in range(0, len(codes), block):
         rows = permutation[s : s + block]
         rows = rows[count[rows] > 0]
-        unit = unit_rows(embeddings[rows])
-        genuine_weights = np.where(slots < count[rows, None], 1.0 / count[rows, None], 0.0)
-        total = np.zeros(len(rows))
-        resamplings = np.zeros(len(rows), np.int64)  # those that drew an impostor
-        for r in range(k):
-            impostors, impostor_weights, drawn = _impostor_block(
-                unit, codes[rows], embeddings, codes, m, impostor_rng
-            )
-            distance = wasserstein_rows(
-                genuine[rows, r].astype(np.float32), genuine_weights, impostors, impostor_weights
-            )
-            total += np.where(drawn > 0, distance, 0.0)
-            resamplings += drawn > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[rows] = np.where(resamplings > 0, total / resamplings, np.nan)
+        out[rows] = _block_distance(
+            unit_rows(embeddings[rows]),
+            genuine[rows],
+            count[rows],
+            codes[rows],
+            embeddings,
+            codes,
+            impostor_rng,
+        )
     logger.info(
         "sdd_quality of %d images (m = %d, k = %d) in %.1f s",
         int(np.isfinite(out).sum()),
@@ -305,6 +319,38 @@ def sdd_quality(embeddings: np.ndarray, codes: np.ndarray, settings: SddSettings
         time.perf_counter() - started,
     )
     return out
+
+
+def _block_distance(
+    unit: np.ndarray,
+    genuine: np.ndarray,
+    count: np.ndarray,
+    own: np.ndarray,
+    embeddings: np.ndarray,
+    codes: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Mean W1 over the resamplings of a block of images (B,), NaN where no resampling drew
+    an impostor; ``genuine`` (B, k, m) ascending in the first ``count`` slots."""
+    b, k, m = genuine.shape
+    genuine = genuine.astype(np.float32)
+    genuine_weights = np.where(np.arange(m) < count[:, None], 1.0 / count[:, None], 0.0)
+    total = np.zeros(b)
+    resamplings = np.zeros(b, np.int64)  # those that drew an impostor
+    for r in range(k):
+        impostors, impostor_weights, drawn = _impostor_block(unit, own, embeddings, codes, m, rng)
+        distance = np.empty(b)
+        # both sides m equally weighted values: W1 is the mean gap of the sorted values
+        even = (count == m) & (drawn == m)
+        distance[even] = np.abs(genuine[even, r] - np.sort(impostors[even], axis=1)).mean(axis=1)
+        rest = ~even
+        distance[rest] = wasserstein_rows(
+            genuine[rest, r], genuine_weights[rest], impostors[rest], impostor_weights[rest]
+        )
+        total += np.where(drawn > 0, distance, 0.0)
+        resamplings += drawn > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(resamplings > 0, total / resamplings, np.nan)
 
 
 def head_mismatch(classes: int, labels: np.ndarray) -> str | None:
