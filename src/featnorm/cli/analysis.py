@@ -376,6 +376,7 @@ def run_summary(args: argparse.Namespace) -> None:
             differences=tableio.read_csv(d),
             decomposition=tableio.read_csv(dec),
             by_class_size=tableio.read_csv(b),
+            references=tableio.read_metadata(s).get("references_meta"),
         )
         for m, c, s, cs, d, dec, b in zip(
             args.models,

@@ -18,6 +18,7 @@ from featnorm.analysis.correlations import (
     SEED_SIGN_NOTE,
     SEED_TABLE1,
 )
+from featnorm.quality.references import CERTAINTY_RATIO, REFERENCE_COLUMNS
 from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class ModelResults:
     differences: pd.DataFrame | None = None
     decomposition: pd.DataFrame | None = None
     by_class_size: pd.DataFrame | None = None
+    # the `references_meta` metadata of samples.parquet (None: references off)
+    references: dict | None = None
 
 
 def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
@@ -122,6 +125,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             if row is not None:
                 lines.append(f"  - {x}: {_fmt(row)}")
     lines.extend(_claim_lines(res, pct))
+    lines.extend(_reference_lines(res))
     flagged = c[c["flag"].fillna("").astype(str) != ""]
     if len(flagged):
         lines.append(
@@ -206,6 +210,44 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
                     for r in sel.itertuples()
                 )
                 lines.append(f"- Pearson r({x}, BRISQUE) by class size: {bands}.")
+    return lines
+
+
+def _reference_lines(res: ModelResults) -> list[str]:
+    """Pearson r of each norm column with each face-quality reference, the two levels of the
+    raw norm's, and why ``certainty_ratio`` is absent when it is."""
+    c, info = res.correlations, res.references
+    if info is None:
+        return []
+    lines = [
+        "- Against the face-quality references from the model's own embeddings (higher = "
+        "better, so agreement is r > 0; Pearson; not EDC proxies, see docs/references.md):"
+    ]
+    for ref in REFERENCE_COLUMNS:
+        rows = c[(c["y"] == ref) & (c["method"] == "pearson")]
+        if len(rows):
+            cells = "; ".join(f"{r.x} {_r_ci(r.r, r.ci_low, r.ci_high)}" for r in rows.itertuples())
+            lines.append(f"  - {ref}: {cells}.")
+        dec = res.decomposition if res.decomposition is not None else pd.DataFrame()
+        sel = dec[(dec["x"] == "feature_norm") & (dec["y"] == ref)] if len(dec) else dec
+        if len(sel):
+            r = sel.iloc[0]
+            lines.append(
+                f"    Two levels (feature_norm): within classes "
+                f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}, between "
+                f"classes {_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}"
+                f"; {r['between_share_y']:.0%} of {ref}'s variance lies between classes."
+            )
+    cr = info.get("certainty_ratio", {})
+    if not cr.get("computed", False):
+        lines.append(f"  - {CERTAINTY_RATIO}: not computed: {cr.get('reason')}.")
+    counts = {k: v for k, v in info.get("status_counts", {}).items() if k != OK}
+    if counts:
+        lines.append(
+            "  Images without references: "
+            + ", ".join(f"{k}: {v}" for k, v in counts.items())
+            + "."
+        )
     return lines
 
 
