@@ -8,7 +8,7 @@ All three are per image, oriented **higher = better**, NaN where not defined:
   distils; Babnik et al., IEEE T-BIOM 2024, doi:10.1109/TBIOM.2024.3376236). NaN for the only
   image of its class. Range [-1, 1].
 * ``sdd_quality``: SDD-FIQA's pseudo label (Ou et al., CVPR 2021,
-  doi:10.1109/CVPR46437.2021.00766): the 1-D Wasserstein-1 distance between the image's genuine
+  pp. 7670-7679, arXiv:2103.05977): the 1-D Wasserstein-1 distance between the image's genuine
   similarities (to ``m`` other images of its class, drawn without replacement; all of them when
   the class has ``m`` or fewer others) and its impostor similarities (to ``m`` images of other
   classes, drawn uniformly without replacement), averaged over ``k`` resamplings. ``m = 24`` and
@@ -18,7 +18,7 @@ All three are per image, oriented **higher = better**, NaN where not defined:
   units (the scaling is affine per resampling and barely moves the ranking). NaN for the only
   image of its class. Range [0, 2].
 * ``certainty_ratio``: CR-FIQA's target (Boutros et al., CVPR 2023,
-  doi:10.1109/CVPR52729.2023.00555): ``CCS / (NNCCS + 1 + eps)``, CCS the cosine of the
+  pp. 5836-5845, arXiv:2112.06592): ``CCS / (NNCCS + 1 + eps)``, CCS the cosine of the
   embedding to its own class centre in the margin head (``head.kernel``, embedding_dim x
   classes, columns L2-normalised), NNCCS the largest cosine to another class's centre, cosines
   clipped to [-1, 1] as the reference ``CR_FIQA_LOSS`` does, ``eps = 1e-9``. Needs a head whose
