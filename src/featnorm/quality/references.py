@@ -148,7 +148,7 @@ def centre_similarity(embeddings: np.ndarray, codes: np.ndarray) -> np.ndarray:
     if not len(codes):
         return out
     order, starts = _class_order(codes)
-    max_rows = max(1, BLOCK_ELEMENTS // embeddings.shape[1])
+    max_rows = max(1, BLOCK_ELEMENTS // (2 * embeddings.shape[1]))  # float64 rows: 2 values
     for first, end in _class_chunks(starts, max_rows):
         rows = order[starts[first] : starts[end]]
         unit = unit_rows(embeddings[rows]).astype(np.float64)
