@@ -251,24 +251,24 @@ def _impostor_block(
     n = len(codes)
     pool = rng.choice(n, size=min(n, _POOL_FACTOR * m), replace=False)
     pool_codes = codes[pool]
-    sims = unit @ unit_rows(embeddings[pool]).T  # (B, P)
-    impostors = np.zeros((len(unit), m), np.float32)
-    weights = np.zeros((len(unit), m))
-    drawn = np.zeros(len(unit), np.int64)
+    members = unit_rows(embeddings[pool])  # (P, D)
     # most images: no member of their class among the first m, which they take as they are
-    mixed = np.isin(own, pool_codes[:m]) if len(pool) >= m else np.ones(len(unit), bool)
-    clean = np.flatnonzero(~mixed)
-    if len(clean):
-        impostors[clean] = sims[clean, :m]
-        weights[clean] = 1.0 / m
-        drawn[clean] = m
-    rows = np.flatnonzero(mixed)
-    outside = pool_codes[None, :] != own[rows, None]  # (mixed rows, P)
-    rank = np.cumsum(outside, axis=1)
-    row, col = np.nonzero(outside & (rank <= m))
-    drawn[rows] = np.minimum(rank[:, -1], m) if len(pool) else 0
-    impostors[rows[row], rank[row, col] - 1] = sims[rows[row], col]
-    weights[rows[row], rank[row, col] - 1] = 1.0 / drawn[rows[row]]
+    impostors = unit @ members[:m].T  # (B, min(P, m))
+    if impostors.shape[1] < m:  # fewer images than m: pad, the rows are redone below
+        impostors = np.pad(impostors, ((0, 0), (0, m - impostors.shape[1])))
+    weights = np.full((len(unit), m), 1.0 / m)
+    drawn = np.full(len(unit), m)
+    rows = np.flatnonzero(np.isin(own, pool_codes[:m]) | (len(pool) < m))
+    if len(rows):  # the others take the first m members outside their class
+        outside = pool_codes[None, :] != own[rows, None]  # (rows, P)
+        rank = np.cumsum(outside, axis=1)
+        row, col = np.nonzero(outside & (rank <= m))
+        drawn[rows] = np.minimum(rank[:, -1], m)
+        impostors[rows] = 0.0
+        weights[rows] = 0.0
+        slot = rank[row, col] - 1
+        impostors[rows[row], slot] = np.einsum("ij,ij->i", unit[rows[row]], members[col])
+        weights[rows[row], slot] = 1.0 / drawn[rows[row]]
     return impostors, weights, drawn
 
 
@@ -339,14 +339,17 @@ def _block_distance(
     resamplings = np.zeros(b, np.int64)  # those that drew an impostor
     for r in range(k):
         impostors, impostor_weights, drawn = _impostor_block(unit, own, embeddings, codes, m, rng)
-        distance = np.empty(b)
         # both sides m equally weighted values: W1 is the mean gap of the sorted values
         even = (count == m) & (drawn == m)
-        distance[even] = np.abs(genuine[even, r] - np.sort(impostors[even], axis=1)).mean(axis=1)
-        rest = ~even
-        distance[rest] = wasserstein_rows(
-            genuine[rest, r], genuine_weights[rest], impostors[rest], impostor_weights[rest]
-        )
+        if even.all():
+            distance = np.abs(genuine[:, r] - np.sort(impostors, axis=1)).mean(axis=1)
+        else:
+            distance, rest = np.empty(b), ~even
+            distance[rest] = wasserstein_rows(
+                genuine[rest, r], genuine_weights[rest], impostors[rest], impostor_weights[rest]
+            )
+            gaps = genuine[even, r] - np.sort(impostors[even], axis=1)
+            distance[even] = np.abs(gaps).mean(axis=1)
         total += np.where(drawn > 0, distance, 0.0)
         resamplings += drawn > 0
     with np.errstate(invalid="ignore", divide="ignore"):
