@@ -8,7 +8,8 @@ image count; the largest class as CASIA-WebFace's, about 800), so the within-cla
 n^2) is that of a long-tailed set, not of equal classes. Embeddings are float16 unit vectors (an
 identity centre plus noise that grows as a per-image quality falls), as the embed step stores
 them; the head's columns are the identity centres plus noise. Prints each reference's wall and
-CPU time, the peak resident memory (``getrusage`` maxrss), the load average and the Spearman
+CPU time (with ``--threads 1``, the rule's, CPU time is the wall time on a free core), the peak
+resident memory (``getrusage`` maxrss), the load average and the Spearman
 rho of each reference with the planted quality (a sanity check, not a target). Run:
 ``python benchmarks/references.py [--images N --identities G --largest L]``.
 """
@@ -24,6 +25,7 @@ import time
 import numpy as np
 from scipy import optimize, stats
 
+from featnorm import threads
 from featnorm.quality import references
 
 DIM = 512
@@ -67,7 +69,9 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500_000)
     p.add_argument("--identities", type=int, default=10_000)
     p.add_argument("--largest", type=int, default=800, help="images of the largest class")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (the rule's threads)")
     args = p.parse_args()
+    threads.set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     sizes = class_sizes(args.images, args.identities, args.largest)
     labels, quality, emb, head = synthetic(sizes, seed=0)
@@ -82,7 +86,7 @@ def main() -> None:
     print(
         f"\n{len(labels)} images x {DIM}, {len(sizes)} identities of {sizes.min()}..{sizes.max()} "
         f"images (median {int(np.median(sizes))}; sum of n^2 = {int((sizes**2).sum()):,}); "
-        f"head {DIM} x {head.shape[1]}"
+        f"head {DIM} x {head.shape[1]}; {args.threads} BLAS thread(s)"
     )
     total_wall = total_cpu = 0.0
     for name, run in runs.items():

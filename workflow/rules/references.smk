@@ -14,7 +14,9 @@ rule compute_references:
         f"{RESULTS}/benchmarks/compute_references/{{model}}.tsv"
     conda:
         "../../envs/featnorm.yaml"
-    threads: 2
+    # one BLAS thread: SDD's many small products lose to spinning BLAS threads on a busy node,
+    # and one core meets the 120 s at CASIA scale (benchmarks/README.md)
+    threads: 1
     resources:
         # CASIA-WebFace scale: float16 embeddings 0.5 GB + SDD draws 0.3 GB + 64 MB blocks
         mem_mb=4000,
