@@ -121,7 +121,8 @@ def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
     ``x`` = the quality proxy, ``y`` = ``FNMR pAUC``, ``method`` = ``edc fmr=<fmr>
     limit=<limit> split=<split>``, ``n`` = genuine pairs, ``n_classes`` = identities, and the
     pAUC with its cluster-bootstrap interval in ``pauc``, ``pauc_ci_low``, ``pauc_ci_high``
-    (lower = better quality utility), plus the paired difference to the raw norm.
+    (lower = better quality utility), the share of the random-to-ideal gap it closes
+    (``pauc_gap_closed``) and the paired difference to the raw norm.
     """
     c = _pauc_rows(edc_table)
     return pd.DataFrame(
@@ -138,6 +139,7 @@ def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
             "pauc": c["pauc"],
             "pauc_ci_low": c["ci_low"],
             "pauc_ci_high": c["ci_high"],
+            "pauc_gap_closed": c["gap_closed"],
             "pauc_delta_vs_feature_norm": c["delta_vs_feature_norm"],
             "pauc_delta_ci_low": c["delta_ci_low"],
             "pauc_delta_ci_high": c["delta_ci_high"],
