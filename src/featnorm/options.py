@@ -22,6 +22,7 @@ __all__ = [
     "FIGURES_WITH_POLICIES",
     "FLIP_FUSIONS",
     "GROUND_TRUTH_FIGURES",
+    "REFERENCE_FIGURES",
     "MODEL_FAMILIES",
     "NORM_WEIGHTED_AVG",
     "NO_FLIP",
@@ -77,13 +78,16 @@ FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
     "two_levels": ("samples", "decomposition"),
     "by_class_size": ("by_class_size",),
     "ground_truth": ("samples",),
+    "references": ("samples", "correlations"),
 }
 #: per-model figure names (results/<model>/figures/<name>.png), in the workflow's order.
 FIGURES = tuple(FIGURE_INPUTS)
 #: figures that draw one panel per norm column, so they need the standardisation policies.
-FIGURES_WITH_POLICIES = ("norm_vs_brisque", "trends", "ground_truth")
+FIGURES_WITH_POLICIES = ("norm_vs_brisque", "trends", "ground_truth", "references")
 #: figures that need the demo's ground-truth quality (drawn on the demo dataset only).
 GROUND_TRUTH_FIGURES = ("ground_truth",)
+#: figures of the face-quality references (drawn when references.enabled).
+REFERENCE_FIGURES = ("references",)
 
 
 def table_flag(table: str) -> str:

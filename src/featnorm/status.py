@@ -28,6 +28,7 @@ __all__ = [
     "RECORD_NOT_INDEXED",
     "RECORD_OUT_OF_RANGE",
     "RECORD_TRUNCATED",
+    "SINGLE_IMAGE_CLASS",
     "TOO_LARGE",
     "TOO_SMALL",
     "UNDECODABLE",
@@ -65,6 +66,9 @@ UNSUPPORTED_INPUT = "unsupported_input"
 MISSING = "missing"
 NON_FINITE = "non_finite"
 
+# the face-quality references from the embeddings (featnorm.quality.references)
+SINGLE_IMAGE_CLASS = "single_image_class"
+
 MEANINGS: dict[str, str] = {
     OK: "decoded and scored",
     MISSING_FILE: "the file (or the `.rec` of a record) does not exist",
@@ -88,4 +92,5 @@ MEANINGS: dict[str, str] = {
     UNSUPPORTED_INPUT: "BRISQUE of an array: not an array, or a type or shape it cannot use",
     MISSING: "`samples.parquet`: the image has no row in that stage's table",
     NON_FINITE: "`samples.parquet`: status ok but the score is not finite",
+    SINGLE_IMAGE_CLASS: "references: the only ok image of its class (no class-centre or SDD value)",
 }

@@ -194,6 +194,8 @@ def test_lint_reports_nothing(tmp_path: Path):
             r"models\.demo\.arch.*ir_51",
         ),
         ({"shards": 5000}, r"shards = 5000"),
+        ({"references.sdd.similarities": 0}, r"similarities"),
+        ({"references.sdd": {"m": 24}}, r"\bm\b"),
     ],
 )
 def test_bad_config_is_refused_before_any_job(tmp_path: Path, changes: dict, message: str):
@@ -289,9 +291,59 @@ def test_edc_outputs_follow_the_contract(finished_run: Path):
 
 
 def test_edc_off_runs_no_evaluation(tmp_path: Path):
-    config = write_config(tmp_path / "config.yaml", **{"evaluation.edc": False})
+    changes = {"evaluation.edc": False, "references.enabled": False}
+    config = write_config(tmp_path / "config.yaml", **changes)
     jobs = planned_jobs(tmp_path, config)
     assert jobs.get("embed_shard") == 2
     assert not {"draw_pairs", "compute_edc", "plot_edc"} & set(jobs), jobs
     text = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=config).stdout
     assert "--save-embeddings" not in text
+
+
+def test_references_follow_the_contract(finished_run: Path):
+    """references.parquet: one row per manifest image; samples.parquet carries the three
+    references (the demo model's head matches its labels); every correlation table has rows
+    for each; they are no EDC proxy; edc.csv has gap_closed."""
+    results = finished_run / "results"
+    manifest = tableio.read_table(results / "manifest.parquet")
+    refs = tableio.read_table(results / "demo" / "references.parquet")
+    assert refs["sample_id"].tolist() == manifest["sample_id"].tolist()
+    assert set(refs["status"]) <= {"ok", "single_image_class"}
+    names = ["centre_similarity", "sdd_quality", "certainty_ratio"]
+    samples = tableio.read_table(results / "demo" / "samples.parquet")
+    assert set(names) <= set(samples.columns) and "references_status" in samples.columns
+    assert samples["certainty_ratio"].notna().all()
+    for table in ("correlations", "differences", "decomposition", "by_class_size"):
+        ys = set(pd.read_csv(results / "demo" / f"{table}.csv")["y"])
+        assert set(names) <= ys, (table, ys)
+    assert set(names) <= set(pd.read_csv(results / "comparison.csv")["y"])
+    edc = pd.read_csv(results / "demo" / "edc.csv")
+    assert not set(names) & set(edc["quality"])
+    assert "gap_closed" in edc.columns
+    assert (results / "demo" / "figures" / "references.png").stat().st_size > 0
+    assert "face-quality references" in (results / "summary.md").read_text()
+
+
+def test_references_change_reruns_them_and_what_reads_samples_only(
+    finished_run: Path, tmp_path: Path
+):
+    config = write_config(tmp_path / "config.yaml", **{"references.sdd.seed": 7})
+    jobs = planned_jobs(finished_run, config)
+    assert jobs.get("compute_references") == 1 and jobs.get("merge_samples") == 1, jobs
+    upstream = {"make_manifest", "make_shards", "score_brisque", "train_demo_model", "embed_shard"}
+    assert not upstream & set(jobs), jobs
+
+
+def test_references_off_runs_no_references_step(tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", **{"references.enabled": False})
+    jobs = planned_jobs(tmp_path, config)
+    assert "compute_references" not in jobs and "plot_references" not in jobs, jobs
+    text = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=config).stdout
+    assert "--references" not in text
+
+
+def test_certainty_ratio_off_reads_no_checkpoint(tmp_path: Path):
+    config = write_config(tmp_path / "config.yaml", **{"references.certainty_ratio": False})
+    text = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=config).stdout
+    step = next(ln for ln in text.splitlines() if "featnorm references" in ln)
+    assert "--checkpoint" not in step

@@ -60,6 +60,7 @@ MODEL_TABLES = {
     "differences": "differences.csv",
     "decomposition": "decomposition.csv",
     "by_class_size": "by_class_size.csv",
+    "references": "references.parquet",
     "pairs": "pairs.parquet",
     "edc": "edc.csv",
     "edc_curve": "edc_curve.csv",
@@ -258,8 +259,43 @@ def edc_enabled():
 
 
 def saves_embeddings():
-    """embed.save_embeddings, or implied by evaluation.edc."""
-    return config["embed"]["save_embeddings"] or edc_enabled()
+    """embed.save_embeddings, or implied by evaluation.edc or references.enabled."""
+    return config["embed"]["save_embeddings"] or edc_enabled() or references_enabled()
+
+
+def references_enabled():
+    """The face-quality references run (references.enabled): they read the stored embeddings."""
+    return config["references"]["enabled"]
+
+
+def references_inputs(wildcards):
+    """Inputs of compute_references: the manifest, the model's embedding shards and, when
+    references.certainty_ratio is on, its checkpoint (for the margin head)."""
+    inputs = {"manifest": manifest_table(), "embed": embed_tables(wildcards)}
+    if config["references"]["certainty_ratio"]:
+        inputs["checkpoint"] = model_checkpoint(wildcards)
+    return inputs
+
+
+def references_head_args(wildcards, input):
+    """`featnorm references` flags that hand it the checkpoint's head (none when
+    references.certainty_ratio is off)."""
+    if "checkpoint" not in input.keys():
+        return ""
+    trust = flag_if(
+        config["embed"]["trust_legacy_checkpoints"], " --trust-legacy-checkpoint"
+    )
+    return f"--checkpoint {shlex.quote(input.checkpoint)}{trust}"
+
+
+def references_tables(wildcards):
+    """The model's references table as an input of merge_samples, or nothing when off."""
+    return [model_table("references", wildcards.model)] if references_enabled() else []
+
+
+def references_option(wildcards, input):
+    """`featnorm merge --references <table>`, or nothing when the references are off."""
+    return edc_option("--references", list(input.references))
 
 
 def evaluation_list(key):
@@ -318,7 +354,8 @@ def model_figure_names():
     return [
         name
         for name in options.FIGURES
-        if has_ground_truth() or name not in options.GROUND_TRUTH_FIGURES
+        if (has_ground_truth() or name not in options.GROUND_TRUTH_FIGURES)
+        and (references_enabled() or name not in options.REFERENCE_FIGURES)
     ]
 
 
@@ -347,6 +384,7 @@ def analysis_targets():
     """Every final output of the analysis, for all configured models."""
     names = ["samples", "class_stats", "correlations"]
     names += ["differences", "decomposition", "by_class_size"]
+    names += ["references"] if references_enabled() else []
     per_model = [model_table(name, m) for m in model_names() for name in names]
     figures = [
         model_figure(figure, ext, m)

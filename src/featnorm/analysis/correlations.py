@@ -20,6 +20,7 @@ import pandas as pd
 from featnorm.analysis import standardisation, stats
 from featnorm.data.splits import training_images
 from featnorm.options import STANDARDISATION_POLICIES
+from featnorm.quality.references import REFERENCE_COLUMNS
 from featnorm.status import MISSING, NON_FINITE, OK
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,13 @@ __all__ = [
 NORM_COLUMN = "feature_norm"
 BRISQUE_COLUMN = "brisque"
 GROUND_TRUTH_QUALITY = "true_quality"
-# y columns correlated with every norm column -> True when lower is better
-QUALITY_REFERENCES = {BRISQUE_COLUMN: True, GROUND_TRUTH_QUALITY: False}
+# y columns correlated with every norm column -> True when lower is better; the face-quality
+# references from the embeddings (featnorm.quality.references) are all higher = better
+QUALITY_REFERENCES = {
+    BRISQUE_COLUMN: True,
+    GROUND_TRUTH_QUALITY: False,
+    **dict.fromkeys(REFERENCE_COLUMNS, False),
+}
 # Kim & Sohn, Table 1: Pearson r of AdaFace's norm with BRISQUE on CASIA-WebFace.
 SEED_TABLE1 = {"feature_norm": 0.053, "feature_norm_z": 0.204}
 # Manifest columns that are identifiers, not per-image measurements to summarise per class.

@@ -31,6 +31,9 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-class-size", type=int, required=True)
     p.add_argument("--ddof", type=int, required=True, choices=options.DDOFS)
     p.add_argument("--residual-degree", type=int, required=True)
+    p.add_argument(
+        "--references", help="the model's references.parquet (left out: no reference columns)"
+    )
     p.add_argument("--samples", required=True, help="output: samples.parquet")
     p.add_argument("--class-stats", required=True, help="output: class_stats.parquet")
 
@@ -47,6 +50,10 @@ def run_merge(args: argparse.Namespace) -> None:
         tableio.read_tables(args.brisque),
         tableio.read_tables(args.embed, columns=["sample_id", "feature_norm", "status"]),
     )
+    if args.references:
+        from featnorm.quality import references
+
+        merged = references.join_references(merged, tableio.read_table(args.references))
     samples, info = correlations.standardise(
         merged,
         policies=args.policies,
@@ -60,6 +67,7 @@ def run_merge(args: argparse.Namespace) -> None:
         "standardise": info,
         "brisque_meta": tableio.read_metadata(args.brisque[0]),
         "embed_meta": tableio.read_metadata(args.embed[0]),
+        "references_meta": tableio.read_metadata(args.references) if args.references else None,
     }
     tableio.write_table(samples, args.samples, params=params)
     tableio.write_table(correlations.class_stats(samples), args.class_stats, params=params)
@@ -360,6 +368,7 @@ def run_summary(args: argparse.Namespace) -> None:
             differences=tableio.read_csv(d),
             decomposition=tableio.read_csv(dec),
             by_class_size=tableio.read_csv(b),
+            references=tableio.read_metadata(s).get("references_meta"),
         )
         for m, c, s, cs, d, dec, b in zip(
             args.models,

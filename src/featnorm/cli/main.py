@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     from featnorm.cli import train  # noqa: F401
     from featnorm.cli import brisque  # noqa: F401
     from featnorm.cli import embed  # noqa: F401
+    from featnorm.cli import references  # noqa: F401
     from featnorm.cli import analysis  # noqa: F401
     from featnorm.cli import evaluation  # noqa: F401
     # isort: on

@@ -11,16 +11,56 @@ import numpy as np
 import pandas as pd
 
 from featnorm.analysis.correlations import QUALITY_REFERENCES
-from featnorm.evaluation.edc import CURVE_COLUMNS, TABLE_COLUMNS, EdcResult, edc, pair_quality
+from featnorm.evaluation.edc import (
+    CURVE_COLUMNS,
+    IDEAL,
+    RANDOM,
+    TABLE_COLUMNS,
+    EdcResult,
+    edc,
+    pair_quality,
+)
 from featnorm.evaluation.pairs import MIXED_STRATUM
 
-__all__ = ["ALL_SCOPE", "LOWER_IS_BETTER", "EdcSettings", "evaluate", "proxy_columns", "scopes"]
+__all__ = [
+    "ALL_SCOPE",
+    "GAP_CLOSED",
+    "LOWER_IS_BETTER",
+    "EdcSettings",
+    "evaluate",
+    "gap_closed",
+    "proxy_columns",
+    "scopes",
+]
 
 logger = logging.getLogger(__name__)
 
 ALL_SCOPE = "all"
 # negated so that every quality is higher = better
 LOWER_IS_BETTER = {name for name, lower in QUALITY_REFERENCES.items() if lower}
+
+
+GAP_CLOSED = "gap_closed"
+# the rows that share one random and one ideal reference
+_BLOCK = ["model", "split", "fmr", "discard_limit"]
+
+
+def gap_closed(table: pd.DataFrame) -> pd.Series:
+    """Share of the random-to-ideal pAUC gap each row closes: (random - pauc) / (random -
+    ideal), with ``random`` and ``ideal`` the pAUC of those rows of the same (model, split,
+    fmr, discard_limit). 1 = as good as discarding the errors first, 0 = no better than a
+    random order, < 0 = worse; ``random`` and ``ideal`` rows give 0 and 1. NaN where the gap is
+    0 (no false non-match to discard) or a reference row is missing.
+    """
+    index = pd.MultiIndex.from_frame(table[_BLOCK])
+    ref = {
+        name: table[table["quality"] == name].set_index(_BLOCK)["pauc"].reindex(index).to_numpy()
+        for name in (RANDOM, IDEAL)
+    }
+    gap = ref[RANDOM] - ref[IDEAL]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        closed = (ref[RANDOM] - table["pauc"].to_numpy(np.float64)) / gap
+    return pd.Series(np.where(gap > 0, closed, np.nan), index=table.index, name=GAP_CLOSED)
 
 
 def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
@@ -95,7 +135,7 @@ def evaluate(
 
     Returns
     -------
-    EdcResult with ``model`` and ``split`` (``all`` or the stratum) in front of each table.
+    EdcResult with ``model`` and ``split`` in front of each table, :func:`gap_closed` last.
     """
     a, b, labels, genuine = _pair_members(samples, pairs)
     image_q = {name: samples[name].to_numpy(np.float64) for name in proxies}
@@ -129,9 +169,16 @@ def evaluate(
             frame.insert(0, "split", scope)
             frame.insert(0, "model", model)
             out.append(frame)
+    return _result(tables, curves)
+
+
+def _result(tables: list[pd.DataFrame], curves: list[pd.DataFrame]) -> EdcResult:
+    """The scopes' tables in one, with :func:`gap_closed`; the empty result when none."""
     if not tables:  # an empty result, not a failed workflow: the summary says why
         return _no_scope_result()
-    return EdcResult(pd.concat(tables, ignore_index=True), pd.concat(curves, ignore_index=True))
+    table = pd.concat(tables, ignore_index=True)
+    table[GAP_CLOSED] = gap_closed(table)
+    return EdcResult(table, pd.concat(curves, ignore_index=True))
 
 
 def _no_scope_result() -> EdcResult:
@@ -141,6 +188,6 @@ def _no_scope_result() -> EdcResult:
         "two ok images, and two identities): edc.csv has no rows"
     )
     return EdcResult(
-        pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS]),
+        pd.DataFrame(columns=["model", "split", *TABLE_COLUMNS, GAP_CLOSED]),
         pd.DataFrame(columns=["model", "split", *CURVE_COLUMNS]),
     )

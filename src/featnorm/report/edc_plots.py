@@ -23,53 +23,83 @@ _REFERENCE_STYLE = {
     RANDOM: dict(color="grey", ls="--", lw=1.2),
     IDEAL: dict(color="black", ls=":", lw=1.2),
 }
-_PANEL_SIZE = (4.6, 3.6)
+_PANEL_SIZE = (3.4, 2.5)  # inches per (split, fmr) panel: two columns fit a page width
+_LEGEND_WIDTH = 1.9  # inches right of the panels for the shared legend
+
+
+def _no_edc_figure(model: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=_PANEL_SIZE)
+    ax.text(
+        0.5,
+        0.5,
+        "no EDC: no split has both genuine and impostor pairs",
+        ha="center",
+        va="center",
+        fontsize=8,
+    )
+    ax.set_axis_off()
+    ax.set_title(f"Error-versus-discard characteristic ({model})", fontsize=9)
+    return fig
+
+
+def _edc_panel(ax: plt.Axes, table: pd.DataFrame, curves: pd.DataFrame, split: str, fmr: float):
+    """The curves of one (split, fmr), a line at each discard limit, a title with the
+    threshold and the genuine pairs; the proxies' colours follow the order of ``curves``."""
+    rows = table[(table["split"] == split) & (table["fmr"] == fmr)]
+    part = curves[(curves["split"] == split) & (curves["fmr"] == fmr)]
+    for i, quality in enumerate(pd.unique(curves["quality"])):
+        c = part[part["quality"] == quality]
+        style = _REFERENCE_STYLE.get(quality, dict(color=f"C{i % 10}", lw=1.1))
+        ax.plot(c["discard_fraction"], c["fnmr"], label=quality, **style)
+    for limit in pd.unique(table["discard_limit"]):
+        ax.axvline(limit, color="grey", lw=0.5, ls="-")
+    n_gen = int(rows["n_genuine"].iloc[0]) if len(rows) else 0
+    thr = rows["threshold"].iloc[0] if len(rows) else np.nan
+    ax.set_title(f"{split} pairs, FMR {fmr:g}: t = {thr:.3f}, {n_gen} genuine", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def edc_curves(table: pd.DataFrame, curves: pd.DataFrame, *, model: str) -> plt.Figure:
-    """FNMR against the discarded fraction, one panel per (split, fmr), one curve per proxy.
+    """FNMR against the discarded fraction: a grid with one row per split and one column per
+    FMR, one curve per quality proxy, one legend outside the panels.
 
-    The legend gives each proxy's pAUC at the panel's fmr and the smallest discard limit;
-    ``random`` and ``ideal`` are dashed and dotted.
+    ``random`` and ``ideal`` are dashed and dotted; grey vertical lines mark the discard limits
+    of the pAUC. The pAUC, its interval and the share of the random-to-ideal gap each proxy
+    closes are in ``edc.csv`` and the summary's tables.
     """
     sns.set_theme(style="whitegrid", context="paper")
-    panels = table[["split", "fmr"]].drop_duplicates().itertuples(index=False)
-    panels = list(panels)
-    if not panels:
-        fig, ax = plt.subplots(figsize=_PANEL_SIZE)
-        ax.text(
-            0.5,
-            0.5,
-            "no EDC: no split has both genuine and impostor pairs",
-            ha="center",
-            va="center",
-            fontsize=8,
-        )
-        ax.set_axis_off()
-        ax.set_title(f"Error-versus-discard characteristic ({model})", fontsize=9)
-        return fig
-    limit = float(table["discard_limit"].min())
+    splits = list(pd.unique(table["split"]))
+    fmrs = sorted(pd.unique(table["fmr"]))
+    if not splits:
+        return _no_edc_figure(model)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(_PANEL_SIZE[0] * len(panels), _PANEL_SIZE[1]), squeeze=False
+        len(splits),
+        len(fmrs),
+        figsize=(_PANEL_SIZE[0] * len(fmrs) + _LEGEND_WIDTH, _PANEL_SIZE[1] * len(splits) + 0.6),
+        squeeze=False,
+        sharex=True,
     )
-    for ax, (split, fmr) in zip(axes[0], panels, strict=True):
-        rows = table[
-            (table["split"] == split) & (table["fmr"] == fmr) & (table["discard_limit"] == limit)
-        ].set_index("quality")
-        part = curves[(curves["split"] == split) & (curves["fmr"] == fmr)]
-        for i, (quality, c) in enumerate(part.groupby("quality", sort=False)):
-            style = _REFERENCE_STYLE.get(quality, dict(color=f"C{i % 10}", lw=1.2))
-            pauc = rows.loc[quality, "pauc"] if quality in rows.index else np.nan
-            ax.plot(c["discard_fraction"], c["fnmr"], label=f"{quality} (pAUC {pauc:.4f})", **style)
-        ax.axvline(limit, color="grey", lw=0.6)
-        n_gen = int(rows["n_genuine"].iloc[0]) if len(rows) else 0
-        thr = rows["threshold"].iloc[0] if len(rows) else np.nan
-        ax.set_title(f"{split} pairs, FMR {fmr:g} (t = {thr:.3f}, {n_gen} genuine)", fontsize=8)
-        ax.set_xlabel("fraction of genuine pairs discarded (lowest quality first)")
-        ax.set_ylabel("FNMR of the remaining pairs")
-        ax.legend(fontsize=5.5, title=f"pAUC over [0, {limit:g}]", title_fontsize=6)
+    for r, split in enumerate(splits):
+        for c, fmr in enumerate(fmrs):
+            _edc_panel(axes[r, c], table, curves, split, fmr)
+            if c == 0:
+                axes[r, c].set_ylabel("FNMR of the pairs kept", fontsize=8)
+            if r == len(splits) - 1:
+                axes[r, c].set_xlabel("fraction of genuine pairs discarded", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=7,
+        title="quality proxy\n(lowest discarded first)",
+        title_fontsize=7,
+        frameon=False,
+    )
     fig.suptitle(
-        f"Error-versus-discard characteristic ({model}); lower is better, BRISQUE negated",
+        f"Error-versus-discard characteristic ({model}): lower is better; BRISQUE negated; "
+        "grey lines: the pAUC's discard limits",
         fontsize=9,
     )
     fig.tight_layout()
@@ -91,7 +121,8 @@ def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
     ``x`` = the quality proxy, ``y`` = ``FNMR pAUC``, ``method`` = ``edc fmr=<fmr>
     limit=<limit> split=<split>``, ``n`` = genuine pairs, ``n_classes`` = identities, and the
     pAUC with its cluster-bootstrap interval in ``pauc``, ``pauc_ci_low``, ``pauc_ci_high``
-    (lower = better quality utility), plus the paired difference to the raw norm.
+    (lower = better quality utility), the share of the random-to-ideal gap it closes
+    (``pauc_gap_closed``) and the paired difference to the raw norm.
     """
     c = _pauc_rows(edc_table)
     return pd.DataFrame(
@@ -108,6 +139,7 @@ def pauc_comparison(edc_table: pd.DataFrame) -> pd.DataFrame:
             "pauc": c["pauc"],
             "pauc_ci_low": c["ci_low"],
             "pauc_ci_high": c["ci_high"],
+            "pauc_gap_closed": c["gap_closed"],
             "pauc_delta_vs_feature_norm": c["delta_vs_feature_norm"],
             "pauc_delta_ci_low": c["delta_ci_low"],
             "pauc_delta_ci_high": c["delta_ci_high"],

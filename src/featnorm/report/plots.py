@@ -17,6 +17,7 @@ import pandas as pd
 import seaborn as sns
 
 from featnorm.analysis.correlations import GROUND_TRUTH_QUALITY
+from featnorm.quality.references import REFERENCE_COLUMNS
 from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ __all__ = [
     "ground_truth",
     "model_forest",
     "norm_vs_brisque",
+    "references",
     "trends",
     "two_levels",
 ]
@@ -352,6 +354,41 @@ def by_class_size(
     return fig
 
 
+def references(
+    samples: pd.DataFrame, correlations: pd.DataFrame, *, x_columns: list[str], model: str
+) -> plt.Figure:
+    """Each norm column (columns) against each face-quality reference present (rows).
+
+    Hexbins over the images with status ok; Pearson r with its cluster-bootstrap CI from
+    ``correlations.csv`` in each title. The references are higher = better, so agreement is
+    r > 0.
+    """
+    _style()
+    refs = [c for c in REFERENCE_COLUMNS if c in samples.columns] or [REFERENCE_COLUMNS[0]]
+    ok = samples["status"] == OK
+    fig, axes = plt.subplots(
+        len(refs), len(x_columns), figsize=(2.9 * len(x_columns), 2.6 * len(refs)), squeeze=False
+    )
+    for row, ref in zip(axes, refs, strict=True):
+        for ax, x in zip(row, x_columns, strict=True):
+            if ref not in samples.columns:
+                ax.set_title(f"{ref}: not computed", fontsize=8)
+                continue
+            part = samples.loc[ok, [x, ref]].dropna()
+            if len(part):
+                ax.hexbin(part[ref], part[x], gridsize=_HEXBIN_GRID // 2, bins="log", mincnt=1)
+            ax.set_xlabel(f"{ref} (higher = better)", fontsize=7)
+            ax.set_ylabel(x, fontsize=7)
+            ax.set_title(f"{_r_of(correlations, x, ref)} (n={len(part)})", fontsize=7)
+    fig.suptitle(
+        f"Feature norm vs face-quality references from the embeddings ({model}); "
+        "signed Pearson r, agreement is r > 0",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def model_forest(correlations: pd.DataFrame, *, model: str) -> plt.Figure:
     """Forest plot of one model's correlations (:func:`forest`, titled with the model)."""
     return forest(correlations, title=f"All correlations of model {model}")
@@ -369,4 +406,5 @@ FIGURES = {
     "two_levels": two_levels,
     "by_class_size": by_class_size,
     "ground_truth": ground_truth,
+    "references": references,
 }

@@ -18,6 +18,7 @@ from featnorm.analysis.correlations import (
     SEED_SIGN_NOTE,
     SEED_TABLE1,
 )
+from featnorm.quality.references import CERTAINTY_RATIO, REFERENCE_COLUMNS
 from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class ModelResults:
     differences: pd.DataFrame | None = None
     decomposition: pd.DataFrame | None = None
     by_class_size: pd.DataFrame | None = None
+    # the `references_meta` metadata of samples.parquet (None: references off)
+    references: dict | None = None
 
 
 def _fmt(row: pd.Series, *, over_classes: bool = False) -> str:
@@ -122,6 +125,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             if row is not None:
                 lines.append(f"  - {x}: {_fmt(row)}")
     lines.extend(_claim_lines(res, pct))
+    lines.extend(_reference_lines(res))
     flagged = c[c["flag"].fillna("").astype(str) != ""]
     if len(flagged):
         lines.append(
@@ -209,6 +213,44 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
     return lines
 
 
+def _reference_lines(res: ModelResults) -> list[str]:
+    """Pearson r of each norm column with each face-quality reference, the two levels of the
+    raw norm's, and why ``certainty_ratio`` is absent when it is."""
+    c, info = res.correlations, res.references
+    if info is None:
+        return []
+    lines = [
+        "- Against the face-quality references from the model's own embeddings (higher = "
+        "better, so agreement is r > 0; Pearson; not EDC proxies, see docs/references.md):"
+    ]
+    for ref in REFERENCE_COLUMNS:
+        rows = c[(c["y"] == ref) & (c["method"] == "pearson")]
+        if len(rows):
+            cells = "; ".join(f"{r.x} {_r_ci(r.r, r.ci_low, r.ci_high)}" for r in rows.itertuples())
+            lines.append(f"  - {ref}: {cells}.")
+        dec = res.decomposition if res.decomposition is not None else pd.DataFrame()
+        sel = dec[(dec["x"] == "feature_norm") & (dec["y"] == ref)] if len(dec) else dec
+        if len(sel):
+            r = sel.iloc[0]
+            lines.append(
+                f"    Two levels (feature_norm): within classes "
+                f"{_r_ci(r['r_within'], r['r_within_ci_low'], r['r_within_ci_high'])}, between "
+                f"classes {_r_ci(r['r_between'], r['r_between_ci_low'], r['r_between_ci_high'])}"
+                f"; {r['between_share_y']:.0%} of {ref}'s variance lies between classes."
+            )
+    cr = info.get("certainty_ratio", {})
+    if not cr.get("computed", False):
+        lines.append(f"  - {CERTAINTY_RATIO}: not computed: {cr.get('reason')}.")
+    counts = {k: v for k, v in info.get("status_counts", {}).items() if k != OK}
+    if counts:
+        lines.append(
+            "  Images without references: "
+            + ", ".join(f"{k}: {v}" for k, v in counts.items())
+            + "."
+        )
+    return lines
+
+
 def _holm_family(per_model: dict[str, ModelResults]) -> str:
     """The sentence that states the Holm family and the smallest p it can reach."""
     parts = []
@@ -268,19 +310,58 @@ def render(per_model: dict[str, ModelResults], *, confidence: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 _REFERENCES = ("random", "ideal")
+_RAW = "feature_norm"
 
 
-def _pauc_text(row: pd.Series) -> str:
-    return f"{row['pauc']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+def _pauc_cell(row: pd.Series) -> str:
+    """``pAUC [CI] · gap closed · difference to the raw norm [CI] verdict`` of one edc.csv row."""
+    if not np.isfinite(row["pauc"]):
+        return "n/a"
+    cell = f"{row['pauc']:.4f}"
+    if np.isfinite(row["ci_low"]):
+        cell += f" [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+    if np.isfinite(row["gap_closed"]):
+        cell += f" · {row['gap_closed']:+.0%}"
+    d, lo, hi = (row[c] for c in ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high"))
+    if row["quality"] not in (_RAW, *_REFERENCES) and np.isfinite(d) and np.isfinite(lo):
+        verdict = " better" if hi < 0 else (" worse" if lo > 0 else "")
+        cell += f" · Δ {d:+.4f} [{lo:+.4f}, {hi:+.4f}]{verdict}"
+    return cell
+
+
+def _edc_table(part: pd.DataFrame) -> list[str]:
+    """One Markdown table of one (model, fmr, discard limit): rows = quality proxies (random
+    and ideal last), columns = splits."""
+    splits = list(pd.unique(part["split"]))
+    qualities = [q for q in pd.unique(part["quality"]) if q not in _REFERENCES]
+    qualities += [q for q in _REFERENCES if q in set(part["quality"])]
+    cells = part.set_index(["quality", "split"], drop=False)
+    lines = ["| quality | " + " | ".join(f"{s} pairs" for s in splits) + " |"]
+    lines.append("|---|" + "---|" * len(splits))
+    for q in qualities:
+        row = [_pauc_cell(cells.loc[(q, s)]) if (q, s) in cells.index else "n/a" for s in splits]
+        lines.append(f"| {q} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _edc_best(part: pd.DataFrame) -> str:
+    """The proxy with the lowest pAUC per split, with the share of the gap it closes."""
+    proxies = part[~part["quality"].isin(_REFERENCES) & np.isfinite(part["pauc"])]
+    best = proxies.loc[proxies.groupby("split", sort=False)["pauc"].idxmin()]
+    return "Best proxy: " + "; ".join(
+        f"{r.split} pairs **{r.quality}** (closes {r.gap_closed:.0%} of the gap)"
+        for r in best.itertuples()
+    )
 
 
 def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
-    """Markdown: the best quality proxy per model by EDC pAUC, and whether the standardised
-    norm beats the raw norm (paired cluster-bootstrap difference of pAUC).
+    """Markdown: the EDC of every model as tables, one per (model, fmr, discard limit), rows =
+    quality proxies, columns = splits.
 
-    One line per (model, split, fmr, discard_limit). Lower pAUC = discarding by that proxy
-    removes more false non-matches. "Beats" needs the paired interval of
-    pAUC(standardised) - pAUC(raw) to lie below zero.
+    Each cell: pAUC [cluster-bootstrap CI] (lower = better) · ``gap_closed`` = (random - pAUC)
+    / (random - ideal) (100 % = as good as discarding the errors first, 0 = random) · the
+    paired difference of pAUC to the raw norm [CI], marked "better" when the interval lies
+    below zero and "worse" when above.
     """
     pct = f"{confidence * 100:g} %"
     lines = [
@@ -289,47 +370,23 @@ def edc_section(edc_table: pd.DataFrame, *, confidence: float) -> str:
         "",
         "Discarding the lowest-quality genuine pairs (pair quality = the lower of the two; "
         "BRISQUE negated so that higher = better) should lower the false non-match rate at a "
-        "threshold fixed by the false match rate. pAUC = area under FNMR(discarded fraction) "
-        f"up to the discard limit, lower = better; intervals are {pct} cluster-bootstrap "
-        "intervals over identities. `random` is the expectation without quality "
-        "(fnmr_at_0 x limit), `ideal` discards the errors first. See `edc.csv` per model.",
+        "threshold fixed by the false match rate. Each cell: **pAUC** (area under FNMR over "
+        f"the discarded fraction up to the limit; lower = better) [{pct} cluster-bootstrap "
+        "interval over identities] · **gap closed** = (random − pAUC) / (random − ideal): "
+        "100 % discards the errors first, 0 % is no better than random · **Δ** = pAUC minus "
+        "the raw norm's on the same replicates [interval], *better* when it lies below 0. "
+        "`random` is the expectation without quality (fnmr_at_0 × limit), `ideal` discards "
+        "the errors first. The face-quality references from the embeddings are not EDC "
+        "proxies: they are built from the genuine similarities the EDC measures. See "
+        "`edc.csv` per model.",
         "",
     ]
     if edc_table.empty:
         lines.append("- No EDC: no split had both genuine and impostor pairs.")
-    for (model, split, fmr, limit), part in edc_table.groupby(
-        ["model", "split", "fmr", "discard_limit"], sort=False
+    for (model, fmr, limit), part in edc_table.groupby(
+        ["model", "fmr", "discard_limit"], sort=False
     ):
-        p = part.set_index("quality")
-        proxies = p.drop(index=[r for r in _REFERENCES if r in p.index])
-        if proxies.empty or not np.isfinite(proxies["pauc"]).any():
-            continue
-        best = proxies["pauc"].idxmin()
-        head = (
-            f"- `{model}`, {split} pairs, FMR {fmr:g}, discard <= {limit:g}: best proxy "
-            f"**{best}**, pAUC {_pauc_text(p.loc[best])}"
-        )
-        refs = [f"{r} {p.loc[r, 'pauc']:.4f}" for r in _REFERENCES if r in p.index]
-        lines.append(head + (f" ({', '.join(refs)})" if refs else "") + ".")
-        if "feature_norm" in p.index:
-            parts = []
-            for z in [q for q in proxies.index if q.startswith("feature_norm_")]:
-                d, lo, hi = (
-                    p.loc[z, c] for c in ("delta_vs_feature_norm", "delta_ci_low", "delta_ci_high")
-                )
-                if not np.isfinite(lo):
-                    verdict = "no interval"
-                elif hi < 0:
-                    verdict = "**beats** the raw norm"
-                elif lo > 0:
-                    verdict = "**worse** than the raw norm"
-                else:
-                    verdict = "no clear difference"
-                parts.append(f"{z} {d:+.4f} [{lo:+.4f}, {hi:+.4f}], {verdict}")
-            if parts:
-                lines.append(
-                    "  - Standardised minus raw norm (paired pAUC difference): "
-                    + "; ".join(parts)
-                    + "."
-                )
+        lines += [f"### `{model}`: FMR {fmr:g}, discarded fraction up to {limit:g}", ""]
+        lines += _edc_table(part)
+        lines += ["", _edc_best(part), ""]
     return "\n".join(lines) + "\n"

@@ -313,3 +313,53 @@ def test_no_genuine_pairs_gives_an_empty_table_not_a_failure():
         settings=_settings(2),
     )
     assert res.table.empty and {"model", "split", "pauc"} <= set(res.table.columns)
+
+
+@pytest.mark.parametrize("with_split", [False, True])
+def test_gap_closed_equals_its_formula_on_every_row(with_split: bool):
+    """gap_closed = (random - pauc) / (random - ideal), the references of the row's own
+    (split, fmr, discard_limit): recomputed here by a loop over the rows."""
+    samples, table = _frames(with_split)
+    proxies = edc_tables.proxy_columns(samples, ["feature_norm"])
+    settings = edc_tables.EdcSettings(
+        fmrs=[0.01, 0.05], limits=[0.2, 0.3], step=0.01, replicates=2, confidence=0.95, seed=0
+    )
+    res = edc_tables.evaluate(samples, table, model="m", proxies=proxies, settings=settings)
+    t = res.table
+    assert list(t.columns)[-1] == "gap_closed"
+    for _, row in t.iterrows():
+        same = (
+            (t["split"] == row["split"])
+            & (t["fmr"] == row["fmr"])
+            & (t["discard_limit"] == row["discard_limit"])
+        )
+        random_pauc = t.loc[same & (t["quality"] == "random"), "pauc"].item()
+        ideal_pauc = t.loc[same & (t["quality"] == "ideal"), "pauc"].item()
+        want = (random_pauc - row["pauc"]) / (random_pauc - ideal_pauc)
+        assert row["gap_closed"] == pytest.approx(want, rel=1e-12)
+    by_quality = t.groupby("quality")["gap_closed"]
+    assert np.allclose(by_quality.get_group("random"), 0)
+    assert np.allclose(by_quality.get_group("ideal"), 1)
+    assert (by_quality.get_group("true_quality") > 0).all()  # the planted quality helps
+
+
+def test_gap_closed_is_nan_without_errors_to_discard():
+    t = pd.DataFrame(
+        {
+            "model": "m",
+            "split": "all",
+            "fmr": 0.01,
+            "discard_limit": 0.2,
+            "quality": ["random", "ideal", "q"],
+            "pauc": [0.0, 0.0, 0.0],
+        }
+    )
+    assert edc_tables.gap_closed(t).isna().all()
+
+
+def test_face_quality_references_are_never_edc_proxies():
+    """They are built from the genuine similarities the EDC measures (circular)."""
+    samples = pd.DataFrame(
+        {c: [0.0] for c in ["feature_norm", "brisque", "centre_similarity", "sdd_quality"]}
+    )
+    assert edc_tables.proxy_columns(samples, ["feature_norm"]) == ["feature_norm", "brisque"]
