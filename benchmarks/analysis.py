@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from featnorm import options, tableio
-from featnorm.analysis import contrast_tables, correlations
+from featnorm.analysis import (
+    class_stats,
+    columns,
+    contrast_tables,
+    correlations,
+    merge,
+    standardisation,
+)
 
 logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
@@ -80,10 +87,10 @@ def main() -> None:
         m = tableio.read_table(tmp / "manifest.parquet")
         b = pd.concat([tableio.read_table(tmp / f"brisque-{k}.parquet") for k in range(SHARDS)])
         e = pd.concat([tableio.read_table(tmp / f"embed-{k}.parquet") for k in range(SHARDS)])
-        merged = correlations.merge_samples(m, b, e)
+        merged = merge.merge_samples(m, b, e)
         times["read + merge"] = time.perf_counter() - t0
         t = time.perf_counter()
-        samples, _ = correlations.standardise(
+        samples, _ = standardisation.standardise(
             merged,
             policies=list(options.STANDARDISATION_POLICIES),
             min_class_size=2,
@@ -92,13 +99,13 @@ def main() -> None:
         )
         times["standardise (4 policies)"] = time.perf_counter() - t
         t = time.perf_counter()
-        correlations.class_stats(samples)
+        class_stats.class_stats(samples)
         times["class statistics"] = time.perf_counter() - t
         t = time.perf_counter()
         corr = correlations.correlation_table(
             samples,
             model="bench",
-            x_columns=correlations.norm_columns(list(options.STANDARDISATION_POLICIES)),
+            x_columns=columns.norm_columns(list(options.STANDARDISATION_POLICIES)),
             methods=args.methods,
             replicates=args.replicates,
             confidence=0.95,
@@ -107,10 +114,9 @@ def main() -> None:
         times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = (
             time.perf_counter() - t
         )
-        columns = correlations.norm_columns(list(options.STANDARDISATION_POLICIES))
         shared = {
             "model": "bench",
-            "x_columns": columns,
+            "x_columns": columns.norm_columns(list(options.STANDARDISATION_POLICIES)),
             "replicates": args.replicates,
             "confidence": 0.95,
             "seed": 0,

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from featnorm.analysis import stats
+from featnorm.analysis import bootstrap, stats
 from featnorm.config.checks import check_size_bins
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class DifferenceResult:
 
     ``r_x``, ``r_reference``: the two signed coefficients; ``ci_low``/``ci_high``: percentile
     interval of the paired replicates ``r*(x, y) - r*(reference, y)``; ``p_value``: two-sided
-    bootstrap p of delta = 0 (``stats.bootstrap_p``, never below ``2 / (1 + replicates)``).
+    bootstrap p of delta = 0 (``bootstrap.bootstrap_p``, never below ``2 / (1 + replicates)``).
     """
 
     r_x: float
@@ -106,18 +106,13 @@ def _interval(
     flags: list[str],
     name: str,
 ) -> tuple[float, float, int]:
-    """Percentile interval of defined replicates; NaN and a flag when too few are defined."""
+    """Percentile interval of ``name``'s replicates (``bootstrap.percentile_interval``); NaN without a
+    flag when the estimate is undefined or there are no replicates."""
     if not np.isfinite(estimate) or len(reps) == 0:
         return (np.nan, np.nan, 0)
-    good = reps[np.isfinite(reps)]
-    if len(good) < stats._MIN_VALID_REPLICATES * len(weights):
-        flags.append(
-            f"{name}: only {len(good)} of {len(weights)} bootstrap replicates defined; "
-            "interval not reported"
-        )
-        return (np.nan, np.nan, len(good))
-    lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return (float(lo), float(hi), len(good))
+    return bootstrap.percentile_interval(
+        reps, confidence, drawn=len(weights), flags=flags, name=f"{name}: "
+    )
 
 
 def paired_difference(
@@ -157,7 +152,7 @@ def paired_difference(
         reference does.
     """
     x, reference, y = (np.asarray(a, dtype=np.float64) for a in (x, reference, y))
-    keep = stats._finite_rows(x, reference, y)
+    keep = stats.finite_rows(x, reference, y)
     x, reference, y, codes = x[keep], reference[keep], y[keep], np.asarray(codes)[keep]
     n, n_classes = len(x), len(np.unique(codes))
     flags: list[str] = []
@@ -204,7 +199,7 @@ def _delta_interval(
         return (np.nan, np.nan, 0), np.nan
     reps = reps_x - reps_reference
     ci = _interval(reps, delta, weights, confidence, flags, "delta")
-    return ci, (stats.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan)
+    return ci, (bootstrap.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan)
 
 
 def _pearson(
@@ -252,7 +247,7 @@ def within_between(
     ``r_within`` and the size-weighted between part, while ``r_between`` weighs classes equally.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    keep = stats._finite_rows(x, y)
+    keep = stats.finite_rows(x, y)
     x, y, codes = x[keep], y[keep], np.asarray(codes)[keep]
     n, n_classes = len(x), len(np.unique(codes))
     if n < 3:

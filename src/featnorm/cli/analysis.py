@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from featnorm import options
 from featnorm.cli.steps import save_figure, step
@@ -47,15 +48,15 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
 def run_merge(args: argparse.Namespace) -> None:
     """Merge manifest, BRISQUE and norms; standardise; per-class statistics."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis import class_stats, merge, standardisation
 
     manifest = tableio.read_table(args.manifest)
-    merged = correlations.merge_samples(
+    merged = merge.merge_samples(
         manifest,
         _read_concat(args.brisque),
         _read_concat(args.embed, columns=["sample_id", "feature_norm", "status"]),
     )
-    samples, info = correlations.standardise(
+    samples, info = standardisation.standardise(
         merged,
         policies=args.policies,
         min_class_size=args.min_class_size,
@@ -70,7 +71,7 @@ def run_merge(args: argparse.Namespace) -> None:
         "embed_meta": tableio.read_metadata(args.embed[0]),
     }
     tableio.write_table(samples, args.samples, params=params)
-    tableio.write_table(correlations.class_stats(samples), args.class_stats, params=params)
+    tableio.write_table(class_stats.class_stats(samples), args.class_stats, params=params)
     logger.info("samples: %d rows -> %s", len(samples), args.samples)
 
 
@@ -90,12 +91,13 @@ def run_correlate(args: argparse.Namespace) -> None:
     """Correlations of every norm column with the quality references (cluster bootstrap)."""
     from featnorm import tableio
     from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
 
     samples = tableio.read_table(args.samples)
     table = correlations.correlation_table(
         samples,
         model=args.model,
-        x_columns=correlations.norm_columns(args.policies),
+        x_columns=norm_columns(args.policies),
         methods=args.methods,
         replicates=args.replicates,
         confidence=args.confidence,
@@ -129,13 +131,13 @@ def _contrast_args(
 def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
     """Read samples, build one contrast table with the shared bootstrap settings, write CSV."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
 
     samples = tableio.read_table(args.samples)
     table = build(
         samples,
         model=args.model,
-        x_columns=correlations.norm_columns(args.policies),
+        x_columns=norm_columns(args.policies),
         replicates=args.replicates,
         confidence=args.confidence,
         seed=args.seed,
@@ -181,14 +183,15 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
 def run_table1(args: argparse.Namespace) -> None:
     """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import GROUND_TRUTH_QUALITY
+    from featnorm.report import table1
 
     corr = tableio.read_csvs(args.correlations)
-    table = correlations.table1(corr)
-    demo = bool((corr["y"] == correlations.GROUND_TRUTH_QUALITY).any())  # only the demo has it
-    tableio.write_text(table.to_csv(index=False), args.csv)
+    table = table1.table1(corr)
+    demo = bool((corr["y"] == GROUND_TRUTH_QUALITY).any())  # only the demo has it
+    tableio.write_text(table.frame.to_csv(index=False), args.csv)
     tableio.write_text(
-        correlations.table1_markdown(table, confidence=args.confidence, demo=demo), args.markdown
+        table1.table1_markdown(table, confidence=args.confidence, demo=demo), args.markdown
     )
 
 
@@ -309,7 +312,7 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 def run_plot(args: argparse.Namespace) -> None:
     """One figure of one model (PNG and SVG)."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
     from featnorm.report import plots
 
     def need(flag: str, value):
@@ -324,10 +327,38 @@ def run_plot(args: argparse.Namespace) -> None:
     kind = args.kind
     extra = {}
     if kind in options.FIGURES_WITH_POLICIES:
-        extra["x_columns"] = correlations.norm_columns(need("--policies", args.policies))
+        extra["x_columns"] = norm_columns(need("--policies", args.policies))
     tables = [read(table) for table in options.FIGURE_INPUTS[kind]]
     fig = plots.FIGURES[kind](*tables, model=args.model, **extra)
     save_figure(fig, args.png, args.svg)
+
+
+@dataclass(frozen=True)
+class _ModelPaths:
+    """One model's result files, as the summary step's flags list them (one per model each)."""
+
+    model: str
+    correlations: str
+    samples: str
+    class_stats: str
+    differences: str
+    decomposition: str
+    by_class_size: str
+
+    def read(self):
+        """The model's tables as a :class:`featnorm.report.summary.ModelResults`."""
+        from featnorm import tableio
+        from featnorm.report import summary
+
+        return summary.ModelResults(
+            correlations=tableio.read_csv(self.correlations),
+            class_stats=tableio.read_table(self.class_stats),
+            samples=tableio.read_table(self.samples, columns=["label", "status", "z_excluded"]),
+            standardise=tableio.read_metadata(self.samples).get("standardise", {}),
+            differences=tableio.read_csv(self.differences),
+            decomposition=tableio.read_csv(self.decomposition),
+            by_class_size=tableio.read_csv(self.by_class_size),
+        )
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
@@ -359,17 +390,9 @@ def run_summary(args: argparse.Namespace) -> None:
         decomposition=args.decomposition,
         by_class_size=args.by_class_size,
     )
-    per_model = {
-        m: summary.ModelResults(
-            correlations=tableio.read_csv(c),
-            class_stats=tableio.read_table(cs),
-            samples=tableio.read_table(s, columns=["label", "status", "z_excluded"]),
-            standardise=tableio.read_metadata(s).get("standardise", {}),
-            differences=tableio.read_csv(d),
-            decomposition=tableio.read_csv(dec),
-            by_class_size=tableio.read_csv(b),
-        )
-        for m, c, s, cs, d, dec, b in zip(
+    paths = [
+        _ModelPaths(*files)
+        for files in zip(
             args.models,
             args.correlations,
             args.samples,
@@ -379,7 +402,8 @@ def run_summary(args: argparse.Namespace) -> None:
             args.by_class_size,
             strict=True,
         )
-    }
+    ]
+    per_model = {p.model: p.read() for p in paths}
     text = summary.render(per_model, confidence=args.confidence)
     edc_table = _read_edc(args.edc)
     if edc_table is not None:

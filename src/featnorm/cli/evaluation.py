@@ -103,11 +103,11 @@ def _edc_args(p: argparse.ArgumentParser) -> None:
 def run_edc(args: argparse.Namespace) -> None:
     """Error-versus-discard characteristic and pAUC of every quality proxy (edc.csv)."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
     from featnorm.evaluation import edc_tables
 
     samples = tableio.read_table(args.samples)
-    proxies = edc_tables.proxy_columns(samples, correlations.norm_columns(args.policies))
+    proxies = edc_tables.proxy_columns(samples, norm_columns(args.policies))
     logger.info("EDC proxies: %s", proxies)
     settings = edc_tables.EdcSettings(
         fmrs=args.fmrs,

@@ -26,7 +26,7 @@ Definitions (ISO/IEC 29794-1; Schlett et al. 2023), as computed here:
   FNMR(f) = fnmr_at_0 for every f, so pAUC = fnmr_at_0 x limit exactly. The expectation is
   reported rather than one seeded random order because a draw only adds noise around it.
 * **Confidence intervals**: a cluster bootstrap over identities. A replicate draws identities with
-  replacement (:func:`featnorm.analysis.stats.cluster_bootstrap_weights`); each genuine pair then weighs as
+  replacement (:func:`featnorm.analysis.bootstrap.cluster_bootstrap_weights`); each genuine pair then weighs as
   often as its identity was drawn. The threshold stays fixed (its impostor-side uncertainty is not
   in the interval). ``delta_vs_feature_norm`` is the paired difference of pAUC to the raw norm on
   the same replicates.
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis import stats
+from featnorm.analysis import bootstrap
 
 __all__ = [
     "IDEAL",
@@ -280,12 +280,9 @@ def _trapezoid(curves: np.ndarray, grid: np.ndarray, limit: float) -> np.ndarray
 
 
 def _percentile(reps: np.ndarray, confidence: float) -> tuple[float, float]:
-    ok = reps[np.isfinite(reps)]
-    if len(ok) < 2:
-        return np.nan, np.nan
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(ok, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    """(low, high) of :func:`featnorm.analysis.bootstrap.percentile_interval` (NaN when too few
+    replicates are finite)."""
+    return bootstrap.percentile_interval(reps, confidence)[:2]
 
 
 @dataclass
@@ -357,7 +354,7 @@ def edc(
     codes, _ = pd.factorize(np.asarray(genuine_identity), sort=True)
     n_ids = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    counts = stats.cluster_bootstrap_weights(n_ids, replicates=replicates, rng=rng)
+    counts = bootstrap.cluster_bootstrap_weights(n_ids, replicates=replicates, rng=rng)
     weights = np.vstack([np.ones((1, n_ids)), counts])  # row 0: the data itself
     thresholds = [threshold_at_fmr(impostor_scores, f) for f in fmrs]
     errors = [scores < np.float32(t) for t, _ in thresholds]

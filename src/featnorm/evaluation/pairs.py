@@ -76,6 +76,16 @@ def _triangle_pairs(n: int, linear: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return i, j
 
 
+def _capped(total: int, cap: int, stream: tuple[int, int, int]) -> np.ndarray:
+    """Pair numbers ``0 .. total - 1`` of one identity, or a sorted uniform sample of ``cap`` of
+    them without replacement when there are more; ``stream`` = (seed, stratum, label) seeds it."""
+    if total <= cap:
+        return np.arange(total, dtype=np.int64)
+    seed, stratum, label = stream
+    rng = np.random.default_rng([seed, stratum, int(label) & 0xFFFFFFFF])
+    return np.sort(rng.choice(total, size=cap, replace=False))
+
+
 def genuine_pairs(
     labels: np.ndarray, *, max_per_class: int, seed: int, stratum: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +116,7 @@ def genuine_pairs(
     for g, start, n in zip(uniq, starts, counts, strict=True):
         if n < 2:
             continue
-        total = n * (n - 1) // 2
-        if total <= max_per_class:
-            linear = np.arange(total, dtype=np.int64)
-        else:
-            rng = np.random.default_rng([seed, stratum, int(g) & 0xFFFFFFFF])
-            linear = np.sort(rng.choice(total, size=max_per_class, replace=False))
+        linear = _capped(n * (n - 1) // 2, max_per_class, (seed, stratum, g))
         i, j = _triangle_pairs(int(n), linear)
         members = order[start : start + n]
         pa_, pb_ = members[i], members[j]
@@ -309,12 +314,7 @@ def _cross_genuine(labels, pos_a, pos_b, *, max_per_class, seed, stratum):
     la, lb = labels[pos_a], labels[pos_b]
     for g in np.intersect1d(la, lb):
         ma, mb = pos_a[la == g], pos_b[lb == g]
-        total = len(ma) * len(mb)
-        if total <= max_per_class:
-            linear = np.arange(total, dtype=np.int64)
-        else:
-            rng = np.random.default_rng([seed, stratum, int(g) & 0xFFFFFFFF])
-            linear = np.sort(rng.choice(total, size=max_per_class, replace=False))
+        linear = _capped(len(ma) * len(mb), max_per_class, (seed, stratum, g))
         x, y = ma[linear // len(mb)], mb[linear % len(mb)]
         out_a.append(np.minimum(x, y))
         out_b.append(np.maximum(x, y))
