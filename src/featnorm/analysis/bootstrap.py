@@ -18,8 +18,11 @@ import pandas as pd
 
 __all__ = [
     "MIN_VALID_REPLICATES",
+    "ReplicateWeights",
+    "Weights",
     "bootstrap_p",
     "class_codes",
+    "count_classes",
     "cluster_bootstrap_weights",
     "percentile_interval",
 ]
@@ -32,6 +35,11 @@ MIN_VALID_REPLICATES = 0.9
 def class_codes(labels: pd.Series) -> np.ndarray:
     """Class index of each row, ``0 .. G - 1`` in ascending label order, int64 (shape (N,))."""
     return pd.factorize(labels, sort=True)[0].astype(np.int64)
+
+
+def count_classes(codes: np.ndarray) -> int:
+    """How many distinct classes ``codes`` (int >= 0, shape (N,)) hold; O(N + G), no sort."""
+    return int(np.count_nonzero(np.bincount(np.asarray(codes, dtype=np.int64))))
 
 
 def cluster_bootstrap_weights(
@@ -58,10 +66,81 @@ def cluster_bootstrap_weights(
             f"need n_classes >= 1 and replicates >= 1; got n_classes={n_classes}, "
             f"replicates={replicates}"
         )
-    draws = rng.integers(0, n_classes, size=(replicates, n_classes))
-    flat = draws + (np.arange(replicates) * n_classes)[:, None]
-    counts = np.bincount(flat.ravel(), minlength=replicates * n_classes)
-    return counts.reshape(replicates, n_classes).astype(np.float64)
+    return _draw_counts(n_classes, replicates, rng).astype(np.float64)
+
+
+# Values (replicates x classes) drawn, or converted to float64, at a time: 64 MB of int64/float64.
+_CHUNK_VALUES = 8_000_000
+
+
+def _draw_counts(n_classes: int, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """The class counts of :func:`cluster_bootstrap_weights`, drawn by the same generator calls
+    in blocks of replicates (numpy's bounded integers give the same stream either way), held as
+    uint8, or uint16 should a count exceed 255. Shape (B, G)."""
+    out = np.empty((replicates, n_classes), dtype=np.uint8)
+    rows = max(1, _CHUNK_VALUES // n_classes)
+    for s in range(0, replicates, rows):
+        b = min(rows, replicates - s)
+        draws = rng.integers(0, n_classes, size=(b, n_classes))
+        draws += (np.arange(b) * n_classes)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=b * n_classes).reshape(b, n_classes)
+        if counts.max() > np.iinfo(out.dtype).max:
+            out = out.astype(np.uint16)
+        out[s : s + b] = counts
+    return out
+
+
+class ReplicateWeights:
+    """Cluster-bootstrap class counts of shape (B, G), drawn once, held at 1 byte per count.
+
+    The same draws as :func:`cluster_bootstrap_weights` with the same generator (so intervals
+    do not change), stored as uint8 instead of float64: 205 MB instead of 1.6 GB for 1,000
+    replicates of WebFace4M's 205k classes. ``weights @ table`` multiplies in float64 blocks of
+    replicates, so every table of one model shares one draw at bounded memory.
+    """
+
+    def __init__(self, counts: np.ndarray):
+        self.counts = counts
+
+    @classmethod
+    def draw(cls, n_classes: int, *, replicates: int, rng: np.random.Generator):
+        """Draw B = ``replicates`` rows over G = ``n_classes`` classes from ``rng``."""
+        if n_classes < 1 or replicates < 1:
+            raise ValueError(
+                f"need n_classes >= 1 and replicates >= 1; got n_classes={n_classes}, "
+                f"replicates={replicates}"
+            )
+        return cls(_draw_counts(n_classes, replicates, rng))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(B, G): replicates, classes."""
+        return self.counts.shape
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def rows(self, index) -> np.ndarray:
+        """Replicate rows ``index`` (a slice or indices) as float64 counts, shape (b, G)."""
+        return self.counts[index].astype(np.float64)
+
+    def dense(self) -> np.ndarray:
+        """All counts as a float64 (B, G) matrix (what :func:`cluster_bootstrap_weights` gives)."""
+        return self.rows(slice(None))
+
+    def __matmul__(self, table: np.ndarray) -> np.ndarray:
+        """``counts @ table`` in float64; ``table`` of shape (G,) or (G, K) -> (B,) or (B, K)."""
+        table = np.asarray(table, dtype=np.float64)
+        b, g = self.shape
+        out = np.empty((b, *table.shape[1:]))
+        step = max(1, _CHUNK_VALUES // g)
+        for s in range(0, b, step):
+            out[s : s + step] = self.rows(slice(s, s + step)) @ table
+        return out
+
+
+# What the estimators take as bootstrap weights: a dense (B, G) matrix or the compact draw.
+Weights = np.ndarray | ReplicateWeights
 
 
 def percentile_interval(

@@ -36,6 +36,7 @@ __all__ = [
     "norm_columns",
     "references_in",
     "row_keys",
+    "table_columns",
     "table_rows",
     "with_quality_aligned",
 ]
@@ -110,6 +111,16 @@ def edc_proxy_columns(columns: Iterable[str], norms: list[str]) -> list[str]:
     return [c for c in norms if c in present] + [
         ref.column for ref in references_in(present) if ref.edc_proxy
     ]
+
+
+def table_columns(available: Iterable[str], x_columns: list[str]) -> list[str]:
+    """The columns of ``samples.parquet`` (its ``available`` ones) that the correlation,
+    difference, decomposition and band tables read: the row's class, status, class size and
+    split, the x columns and the registered references present."""
+    available = list(available)
+    wanted = ["label", "status", "class_size", "split", *x_columns]
+    wanted += [ref.column for ref in references_in(available)]
+    return [c for c in dict.fromkeys(wanted) if c in available]
 
 
 def row_keys(

@@ -185,7 +185,9 @@ def decomposition_table(
     return _finish(rows, "within/between splits", model, started)
 
 
-def _band_weights(codes: np.ndarray, replicates: int, seed: int, index: int) -> np.ndarray | None:
+def _band_weights(
+    codes: np.ndarray, replicates: int, seed: int, index: int
+) -> bootstrap.ReplicateWeights | None:
     """Cluster-bootstrap weights (replicates, classes) of one class-size band, None if empty.
 
     Resamples the band's own classes (stratified), so every replicate holds as many classes of
@@ -193,7 +195,7 @@ def _band_weights(codes: np.ndarray, replicates: int, seed: int, index: int) -> 
     """
     if not len(codes):
         return None
-    return bootstrap.cluster_bootstrap_weights(
+    return bootstrap.ReplicateWeights.draw(
         int(codes.max()) + 1, replicates=replicates, rng=np.random.default_rng([seed, index])
     )
 
@@ -202,7 +204,7 @@ def _band_rows(
     samples: pd.DataFrame,
     band: np.ndarray,
     codes: np.ndarray,
-    weights: np.ndarray | None,
+    weights: bootstrap.ReplicateWeights | None,
     keys: list[RowKey],
     confidence: float,
     band_of: dict,
@@ -254,7 +256,7 @@ def by_class_size_table(
         negative.
     """
     started = time.perf_counter()
-    design = resampling(samples, replicates=replicates, seed=seed)
+    design = resampling(samples, replicates=replicates, seed=seed, draw=False)
     keys = list(row_keys(design.references, x_columns, methods))
     size = samples["class_size"].to_numpy()
     bands = contrasts.size_bands(size_bins, int(size.max()) if len(size) else 0)

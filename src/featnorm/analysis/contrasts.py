@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from featnorm.analysis import bootstrap, stats
+from featnorm.analysis.bootstrap import Weights, count_classes
 from featnorm.config.checks import check_size_bins
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class DecompositionResult:
 def _interval(
     reps: np.ndarray,
     estimate: float,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float,
     flags: list[str],
     name: str,
@@ -122,7 +123,7 @@ def paired_difference(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float = 0.95,
     reference_cache: dict | None = None,
 ) -> DifferenceResult:
@@ -136,7 +137,7 @@ def paired_difference(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` with G = ``weights.shape[1]``.
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G)
+    weights : ndarray or ReplicateWeights of shape (B, G)
         Cluster-bootstrap class counts; both coefficients use these same draws (paired).
     confidence : float
         Two-sided level in (0, 1).
@@ -154,7 +155,7 @@ def paired_difference(
     x, reference, y = (np.asarray(a, dtype=np.float64) for a in (x, reference, y))
     keep = stats.finite_rows(x, reference, y)
     x, reference, y, codes = x[keep], reference[keep], y[keep], np.asarray(codes)[keep]
-    n, n_classes = len(x), len(np.unique(codes))
+    n, n_classes = len(x), count_classes(codes)
     flags: list[str] = []
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
@@ -180,7 +181,7 @@ def _delta_interval(
     reps_x: np.ndarray,
     reps_reference: np.ndarray,
     n_classes: int,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float,
     flags: list[str],
 ) -> tuple[tuple[float, float, int], float]:
@@ -216,7 +217,7 @@ def within_between(
     y: np.ndarray,
     codes: np.ndarray,
     *,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float = 0.95,
 ) -> DecompositionResult:
     """Pearson r of x and y split into a pooled within-class and a between-class part.
@@ -227,7 +228,7 @@ def within_between(
         Rows where either is not finite are left out.
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` with G = ``weights.shape[1]``.
-    weights : ndarray of shape (B, G)
+    weights : ndarray or ReplicateWeights of shape (B, G)
         Cluster-bootstrap class counts; a class drawn k times counts k times at both levels.
     confidence : float
         Two-sided level in (0, 1).
@@ -249,7 +250,7 @@ def within_between(
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     keep = stats.finite_rows(x, y)
     x, y, codes = x[keep], y[keep], np.asarray(codes)[keep]
-    n, n_classes = len(x), len(np.unique(codes))
+    n, n_classes = len(x), count_classes(codes)
     if n < 3:
         return DecompositionResult(
             n, n_classes, *[np.nan] * 11, 0, f"only {n} usable rows (need >= 3)"
@@ -263,13 +264,19 @@ def within_between(
     if n_classes < 2:
         flags.append("single class: the cluster bootstrap is undefined")
     else:
-        rep_t, rep_w, rep_b = _split(*(weights @ t for t in tables), scale)
+        rep_t, rep_w, rep_b = _split(*_replicate_sums(weights, tables), scale)
         ci_t = _interval(rep_t, r_t, weights, confidence, flags, "r_total")
         ci_w = _interval(rep_w, r_w, weights, confidence, flags, "r_within")
         ci_b = _interval(rep_b, r_b, weights, confidence, flags, "r_between")
     replicates = max(ci_t[2], ci_w[2], ci_b[2])
     levels = (r_t, *ci_t[:2], r_w, *ci_w[:2], r_b, *ci_b[:2])
     return DecompositionResult(n, n_classes, *levels, *shares, replicates, "; ".join(flags))
+
+
+def _replicate_sums(weights: Weights, tables: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """``weights @ t`` for every (G, K_i) table ``t``, in one pass over the weights."""
+    ends = np.cumsum([t.shape[1] for t in tables])[:-1]
+    return np.split(weights @ np.hstack(tables), ends, axis=1)
 
 
 def _level_tables(

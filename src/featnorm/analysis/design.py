@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis.bootstrap import class_codes, cluster_bootstrap_weights
+from featnorm.analysis.bootstrap import ReplicateWeights, class_codes
 from featnorm.analysis.columns import QualityReference, references_in
 from featnorm.status import OK
 
@@ -26,28 +26,31 @@ class Resampling:
     """What every bootstrap table of one model shares.
 
     ``ok``: (N,) bool, rows with status ok (the only rows that enter); ``codes``: (N,) int64
-    class index of every row; ``weights``: (B, G) float64 class counts per replicate (None when
-    there is no class); ``references``: the registered quality references present.
+    class index of every row; ``weights``: the (B, G) class counts per replicate (None when
+    there is no class or none was asked for); ``references``: the registered quality references present.
     """
 
     ok: np.ndarray
     codes: np.ndarray
-    weights: np.ndarray | None
+    weights: ReplicateWeights | None
     references: list[QualityReference]
 
 
-def resampling(samples: pd.DataFrame, *, replicates: int, seed: int) -> Resampling:
+def resampling(
+    samples: pd.DataFrame, *, replicates: int, seed: int, draw: bool = True
+) -> Resampling:
     """The shared bootstrap design of ``samples`` (see :class:`Resampling`): one generator
-    ``numpy.random.default_rng(seed)`` draws ``replicates`` rows of class counts."""
+    ``numpy.random.default_rng(seed)`` draws ``replicates`` rows of class counts over all
+    classes of ``samples`` (unless ``draw`` is False: the class-size bands draw their own)."""
     if replicates < 1:
         raise ValueError(f"analysis.bootstrap_replicates = {replicates} must be >= 1")
-    ok = samples["status"].to_numpy() == OK
+    ok = (samples["status"] == OK).to_numpy(dtype=bool)
     codes = class_codes(samples["label"])
     n_classes = int(codes.max()) + 1 if len(codes) else 0
     rng = np.random.default_rng(seed)
     weights = (
-        cluster_bootstrap_weights(n_classes, replicates=replicates, rng=rng)
-        if n_classes >= 1
+        ReplicateWeights.draw(n_classes, replicates=replicates, rng=rng)
+        if n_classes >= 1 and draw
         else None
     )
     return Resampling(ok, codes, weights, references_in(samples.columns))

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from featnorm.analysis.bootstrap import bootstrap_p, percentile_interval
+from featnorm.analysis.bootstrap import Weights, bootstrap_p, count_classes, percentile_interval
 from featnorm.analysis.kendall import kendall_iid_p, kendall_replicates, kendall_scores
 from featnorm.options import CORRELATION_METHODS
 
@@ -284,7 +284,7 @@ def correlate(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     confidence: float = 0.95,
 ) -> CorrelationResult:
     """Signed correlation of x and y with a cluster-bootstrap interval.
@@ -296,7 +296,7 @@ def correlate(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` (G = ``weights.shape[1]``).
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G) or None
+    weights : ndarray or ReplicateWeights of shape (B, G) or None
         Cluster-bootstrap class weights from ``cluster_bootstrap_weights``; None skips the
         bootstrap (the interval is NaN and flagged).
     confidence : float
@@ -322,7 +322,7 @@ def correlate(
     keep = finite_rows(x, y)
     x, y, codes = x[keep], y[keep], codes[keep]
     n = len(x)
-    n_classes = len(np.unique(codes))
+    n_classes = count_classes(codes)
     flags: list[str] = []
     if n < 3:
         return _too_few_rows(n, n_classes, need=3)
@@ -339,7 +339,7 @@ def correlate(
 def _bootstrap_interval(
     r: float,
     reps: np.ndarray,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     n_classes: int,
     confidence: float,
     flags: list[str],
@@ -375,7 +375,7 @@ def correlation_replicates(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray | None,
+    weights: Weights | None,
 ) -> tuple[float, np.ndarray]:
     """A signed correlation and its cluster-bootstrap replicates.
 
@@ -386,7 +386,7 @@ def correlation_replicates(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1``.
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G) or None
+    weights : ndarray or ReplicateWeights of shape (B, G) or None
         Cluster-bootstrap class counts (``cluster_bootstrap_weights``).
 
     Returns
@@ -443,7 +443,7 @@ def _too_few_rows(n: int, n_classes: int, *, need: int) -> CorrelationResult:
     )
 
 
-def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
+def _class_count(codes: np.ndarray, weights: Weights | None) -> int:
     """Number of class columns: the bootstrap weights' width, else the largest code + 1."""
     return weights.shape[1] if weights is not None else int(codes.max()) + 1
 
@@ -472,7 +472,7 @@ def partial_correlation(
     z: np.ndarray,
     codes: np.ndarray,
     *,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     confidence: float = 0.95,
 ) -> CorrelationResult:
     """Signed partial Pearson correlation of x and y given z, with a cluster-bootstrap interval.
@@ -485,7 +485,7 @@ def partial_correlation(
     keep = finite_rows(x, y, z)
     x, y, z, codes = x[keep], y[keep], z[keep], np.asarray(codes)[keep]
     n = len(x)
-    n_classes = len(np.unique(codes))
+    n_classes = count_classes(codes)
     flags: list[str] = []
     if n < 4:
         return _too_few_rows(n, n_classes, need=4)

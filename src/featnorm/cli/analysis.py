@@ -17,6 +17,25 @@ from featnorm.cli.steps import save_figure, step
 logger = logging.getLogger("featnorm")
 
 
+def _read_samples(path: str, x_columns: list[str]):
+    """The columns of samples.parquet the tables use (``analysis.columns.table_columns``),
+    strings kept in Arrow (a few bytes per row instead of a Python object each)."""
+    import pyarrow.parquet as pq
+
+    from featnorm.analysis.columns import table_columns
+
+    columns = table_columns(pq.read_schema(path).names, x_columns)
+    return pq.read_table(path, columns=columns).to_pandas(types_mapper=_arrow_strings)
+
+
+def _arrow_strings(arrow_type):
+    """pandas dtype for an Arrow type in ``to_pandas``: Arrow-backed strings, else the default."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return pd.StringDtype("pyarrow") if arrow_type == pa.string() else None
+
+
 def _read_concat(paths: list[str], columns: list[str] | None = None):
     import pandas as pd
 
@@ -93,11 +112,12 @@ def run_correlate(args: argparse.Namespace) -> None:
     from featnorm.analysis import correlations
     from featnorm.analysis.columns import norm_columns
 
-    samples = tableio.read_table(args.samples)
+    x_columns = norm_columns(args.policies)
+    samples = _read_samples(args.samples, x_columns)
     table = correlations.correlation_table(
         samples,
         model=args.model,
-        x_columns=norm_columns(args.policies),
+        x_columns=x_columns,
         methods=args.methods,
         replicates=args.replicates,
         confidence=args.confidence,
@@ -133,11 +153,11 @@ def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
     from featnorm import tableio
     from featnorm.analysis.columns import norm_columns
 
-    samples = tableio.read_table(args.samples)
+    x_columns = norm_columns(args.policies)
     table = build(
-        samples,
+        _read_samples(args.samples, x_columns),
         model=args.model,
-        x_columns=norm_columns(args.policies),
+        x_columns=x_columns,
         replicates=args.replicates,
         confidence=args.confidence,
         seed=args.seed,

@@ -429,3 +429,42 @@ def test_table1_names_its_models_without_parsing_columns():
     assert t1.models == ["x_ci_low", "b_n"]
     md = table1.table1_markdown(t1, confidence=0.95)
     assert "x_ci_low: r [95 % CI] (n)" in md and "b_n: quality-aligned r" in md
+
+
+def test_steps_read_only_their_columns_and_give_the_in_memory_tables(tmp_path):
+    """The correlate and by-class-size steps read the columns they use, strings in Arrow, and
+    write what the table functions give on the whole frame."""
+    from featnorm import tableio
+    from featnorm.cli.main import main
+
+    samples, _ = _prepared()
+    samples["path"] = samples["path"].astype(str)
+    tableio.write_table(samples, tmp_path / "samples.parquet")
+    kw = {"model": "m", "x_columns": columns.norm_columns(["z"]), "methods": ["pearson"]}
+    kw.update(replicates=40, confidence=0.95, seed=2)
+    flags = ["--samples", str(tmp_path / "samples.parquet"), "--model", "m", "--policies", "z"]
+    flags += ["--methods", "pearson", "--replicates", "40", "--confidence", "0.95", "--seed", "2"]
+    main(["correlate", *flags, "--output", str(tmp_path / "c.csv")])
+    expected = correlations.correlation_table(samples, **kw)
+    pd.testing.assert_frame_equal(tableio.read_csv(tmp_path / "c.csv"), _csv_round_trip(expected))
+    main(["by-class-size", *flags, "--size-bins", "2", "8", "--output", str(tmp_path / "b.csv")])
+    bands = contrast_tables.by_class_size_table(samples, size_bins=[2, 8], **kw)
+    pd.testing.assert_frame_equal(tableio.read_csv(tmp_path / "b.csv"), _csv_round_trip(bands))
+    assert set(columns.table_columns(samples.columns, ["feature_norm"])) == {
+        "label",
+        "status",
+        "class_size",
+        "split",
+        "feature_norm",
+        "brisque",
+        "true_quality",
+    } - ({"split"} - set(samples.columns))
+
+
+def _csv_round_trip(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as its CSV reads back."""
+    import io
+
+    from featnorm import tableio
+
+    return tableio.read_csv(io.StringIO(table.to_csv(index=False)))

@@ -531,3 +531,41 @@ def test_percentile_interval_by_hand_and_its_one_rule():
     assert flags == ["delta: only 90 of 101 bootstrap replicates defined; interval not reported"]
     assert np.isnan(bootstrap.percentile_interval(np.array([0.3]), 0.95)[0])  # one replicate
     assert bootstrap.percentile_interval(reps[11:], 0.9, drawn=100)[2] == 90  # 90 % of 100
+
+
+def test_replicate_weights_are_the_dense_draws_block_by_block(monkeypatch):
+    """The compact weights hold exactly the counts of ``cluster_bootstrap_weights`` with the same
+    seed, whatever the block of replicates drawn at a time (an odd block over an odd number of
+    classes included), and their products equal the dense products up to rounding."""
+    g, b = 1001, 37
+    draws = np.random.default_rng(3).integers(0, g, size=(b, g))  # the old one-call draw
+    expected = np.stack([np.bincount(row, minlength=g) for row in draws]).astype(np.float64)
+    monkeypatch.setattr(bootstrap, "_CHUNK_VALUES", 7 * g)  # 7 replicates per block
+    w = bootstrap.ReplicateWeights.draw(g, replicates=b, rng=np.random.default_rng(3))
+    assert w.shape == (b, g) and w.counts.dtype == np.uint8
+    np.testing.assert_array_equal(w.dense(), expected)
+    dense = bootstrap.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(dense, expected)
+    table = np.random.default_rng(1).normal(size=(g, 5))
+    np.testing.assert_allclose(w @ table, expected @ table, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w @ table[:, 0], expected @ table[:, 0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", options.CORRELATION_METHODS)
+def test_compact_weights_give_the_dense_results(method):
+    """Seed handling: the same seed gives the same draws in either form, so r is identical and
+    the interval equal up to float rounding (no Monte Carlo change)."""
+    rng = np.random.default_rng(8)
+    codes = np.repeat(np.arange(60), rng.integers(2, 9, 60))
+    x = rng.normal(size=len(codes)) + 0.3 * codes / 60
+    y = x + rng.normal(size=len(codes))
+    dense = bootstrap.cluster_bootstrap_weights(60, replicates=300, rng=np.random.default_rng(5))
+    compact = bootstrap.ReplicateWeights.draw(60, replicates=300, rng=np.random.default_rng(5))
+    a = stats.correlate(x, y, codes, method=method, weights=dense)
+    b = stats.correlate(x, y, codes, method=method, weights=compact)
+    assert a.r == b.r and a.p_value == b.p_value
+    np.testing.assert_allclose([a.ci_low, a.ci_high], [b.ci_low, b.ci_high], rtol=0, atol=1e-12)
+    other = bootstrap.ReplicateWeights.draw(60, replicates=300, rng=np.random.default_rng(6))
+    c = stats.correlate(x, y, codes, method=method, weights=other)
+    assert c.r == a.r  # the point estimate never depends on the draws
+    assert (c.ci_low, c.ci_high) != (a.ci_low, a.ci_high)  # another seed: other draws
