@@ -129,13 +129,18 @@ class ReplicateWeights:
         return self.rows(slice(None))
 
     def __matmul__(self, table: np.ndarray) -> np.ndarray:
-        """``counts @ table`` in float64; ``table`` of shape (G,) or (G, K) -> (B,) or (B, K)."""
+        """``counts @ table`` in float64; ``table`` of shape (G,) or (G, K) -> (B,) or (B, K).
+
+        Blocks of classes, all replicates at once: OpenBLAS multiplies a (B, g) block well with
+        any thread count, where a thin block of replicates (few rows, long inner dimension) ran
+        25x slower with 2 threads than with 1 (measured at G = 205k, K = 90).
+        """
         table = np.asarray(table, dtype=np.float64)
         b, g = self.shape
-        out = np.empty((b, *table.shape[1:]))
-        step = max(1, _CHUNK_VALUES // g)
-        for s in range(0, b, step):
-            out[s : s + step] = self.rows(slice(s, s + step)) @ table
+        out = np.zeros((b, *table.shape[1:]))
+        step = max(1, _CHUNK_VALUES // b)
+        for s in range(0, g, step):
+            out += self.counts[:, s : s + step].astype(np.float64) @ table[s : s + step]
         return out
 
 
