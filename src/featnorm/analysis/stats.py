@@ -387,7 +387,7 @@ def correlation_replicates(
         Class index in ``0 .. G - 1``.
     method : {"pearson", "spearman", "kendall"}
     weights : ndarray or ReplicateWeights of shape (B, G) or None
-        Cluster-bootstrap class counts (``cluster_bootstrap_weights``).
+        Cluster-bootstrap class counts (``ReplicateWeights`` or ``cluster_bootstrap_weights``).
 
     Returns
     -------
