@@ -1,16 +1,27 @@
-"""Analysis throughput: 500,000 images in 10,000 classes through merge, statistics, every
-standardisation policy, correlations, paired differences, the within/between split and the
-class-size bands, with 1,000 cluster-bootstrap replicates (target: <= 60 s on 2 cores).
+"""Analysis cost against data size: the workflow's analysis steps on synthetic CASIA-, WebFace4M-
+and WebFace12M-size tables, each step a real ``python -m featnorm`` job, with its wall time, CPU
+time and peak resident memory.
 
-Writes synthetic Parquet shards (a long-tailed class-size law like CASIA-WebFace's, BRISQUE and
-feature norms with class effects) to a temporary folder, reads them back as the workflow does
-and logs the time of each stage. Run: ``python benchmarks/correlations.py [--rows N --classes G]``.
+Per size: synthetic Parquet tables (manifest, 8 BRISQUE and 8 embedding shards; a long-tailed
+class-size law, BRISQUE and feature norms with class effects) are written to a temporary folder,
+then ``merge`` (merge, all four standardisation policies, class statistics), ``correlate`` (21
+rows), ``differences`` (12), ``decompose`` (5) and ``by-class-size`` (150 band rows) run one
+after the other as the workflow runs them, with 1,000 cluster-bootstrap replicates. Each step's
+peak RSS and CPU time come from ``os.wait4`` on its process (what SLURM's ``mem_mb`` and
+``runtime`` must cover). Sizes given as ROWS:CLASSES; ``casia``, ``webface4m`` and
+``webface12m`` name the three studies. The acceptance ratio compares sizes within one run.
+
+Run: ``python benchmarks/analysis.py --sizes casia webface4m [webface12m]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +30,17 @@ import numpy as np
 import pandas as pd
 
 from featnorm import options, tableio
-from featnorm.analysis import contrast_tables, correlations
 
-logger = logging.getLogger("benchmarks.analysis")
 SHARDS = 8  # the demo's default shard count
 SIZE_BINS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]  # the schema's default class-size bands
+# rows, classes of the studies the issue names (CASIA-WebFace: 494k images of 10,575 identities)
+SIZES = {
+    "casia": (500_000, 10_000),
+    "webface4m": (4_200_000, 205_000),
+    "webface12m": (12_000_000, 617_000),
+}
+POLICIES = list(options.STANDARDISATION_POLICIES)
+METHODS = list(options.CORRELATION_METHODS)
 
 
 def synthetic_tables(rows: int, classes: int, seed: int):
@@ -37,9 +54,9 @@ def synthetic_tables(rows: int, classes: int, seed: int):
     manifest = pd.DataFrame(
         {
             "sample_id": np.arange(rows, dtype=np.int64),
-            "path": pd.Series(np.arange(rows)).map("img/{:07d}.jpg".format),
+            "path": pd.Series(np.arange(rows)).map("img/{:08d}.jpg".format),
             "label": labels.astype(np.int64),
-            "class_name": pd.Series(labels).map("id{:05d}".format),
+            "class_name": pd.Series(labels).map("id{:06d}".format),
         }
     )
     brisque = pd.DataFrame(
@@ -60,81 +77,135 @@ def synthetic_tables(rows: int, classes: int, seed: int):
     return manifest, brisque, embed
 
 
+def write_inputs(folder: Path, rows: int, classes: int) -> None:
+    """The merge step's inputs: manifest.parquet and SHARDS BRISQUE and embedding shards."""
+    manifest, brisque, embed = synthetic_tables(rows, classes, seed=0)
+    tableio.write_table(manifest, folder / "manifest.parquet")
+    for k, idx in enumerate(np.array_split(np.arange(rows), SHARDS)):
+        tableio.write_table(brisque.iloc[idx], folder / f"brisque-{k}.parquet")
+        tableio.write_table(embed.iloc[idx], folder / f"embed-{k}.parquet")
+
+
+def steps(folder: Path, replicates: int) -> dict[str, list[str]]:
+    """The command line of every analysis step, as the workflow's rules call them."""
+    samples = str(folder / "samples.parquet")
+    shared = ["--samples", samples, "--model", "bench", "--policies", *POLICIES]
+    boot = ["--replicates", str(replicates), "--confidence", "0.95", "--seed", "0"]
+    shards = [str(folder / f"{{}}-{k}.parquet") for k in range(SHARDS)]
+    return {
+        "merge_samples": [
+            "merge",
+            "--manifest",
+            str(folder / "manifest.parquet"),
+            "--brisque",
+            *(s.format("brisque") for s in shards),
+            "--embed",
+            *(s.format("embed") for s in shards),
+            "--model",
+            "bench",
+            "--policies",
+            *POLICIES,
+            "--min-class-size",
+            "2",
+            "--ddof",
+            "1",
+            "--residual-degree",
+            "2",
+            "--samples",
+            samples,
+            "--class-stats",
+            str(folder / "class_stats.parquet"),
+        ],
+        "correlate": ["correlate", *shared, "--methods", *METHODS, *boot]
+        + ["--output", str(folder / "correlations.csv")],
+        "paired_differences": ["differences", *shared, "--methods", *METHODS, *boot]
+        + ["--output", str(folder / "differences.csv")],
+        "decompose_correlations": ["decompose", *shared, *boot]
+        + ["--output", str(folder / "decomposition.csv")],
+        "correlate_by_class_size": ["by-class-size", *shared, "--methods", *METHODS]
+        + ["--size-bins", *map(str, SIZE_BINS), *boot]
+        + ["--output", str(folder / "by_class_size.csv")],
+    }
+
+
+def run_step(argv: list[str], log: Path, env: dict[str, str]) -> dict[str, float]:
+    """Run one ``python -m featnorm`` step: its job wall s, its own time as it logs it (after
+    start-up and imports), CPU s and peak RSS (GB) from ``wait4``."""
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "featnorm", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}); see {log}")
+    done = re.search(r"step \S+ done in ([0-9.]+) s", log.read_text())
+    return {
+        "wall_s": time.perf_counter() - started,
+        "step_s": float(done.group(1)) if done else float("nan"),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_gb": usage.ru_maxrss * 1024 / 1e9,  # ru_maxrss is in KiB on Linux
+    }
+
+
+def measure(name: str, rows: int, classes: int, replicates: int, env: dict[str, str]) -> dict:
+    """Every step's cost at one size (temporary folder, removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix=f"featnorm-bench-{name}-") as tmp:
+        folder = Path(tmp)
+        write_inputs(folder, rows, classes)
+        result = {"size": name, "rows": rows, "classes": classes, "steps": {}}
+        for step, argv in steps(folder, replicates).items():
+            result["steps"][step] = run_step(argv, folder / f"{step}.log", env)
+            print(f"{name:>11} {step:24} " + _cost(result["steps"][step]), flush=True)
+    return result
+
+
+def _cost(c: dict[str, float]) -> str:
+    return (
+        f"{c['step_s']:7.1f} s step {c['wall_s']:7.1f} s job {c['cpu_s']:7.1f} s CPU "
+        f"{c['peak_gb']:6.2f} GB peak"
+    )
+
+
+def _size(spec: str) -> tuple[str, int, int]:
+    if spec in SIZES:
+        return (spec, *SIZES[spec])
+    rows, classes = spec.split(":")
+    return (spec, int(rows), int(classes))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=500_000)
-    p.add_argument("--classes", type=int, default=10_000)
+    p.add_argument("--sizes", nargs="+", default=["casia", "webface4m"], type=_size)
     p.add_argument("--replicates", type=int, default=1000)
-    p.add_argument("--methods", nargs="+", default=list(options.CORRELATION_METHODS))
+    p.add_argument("--json", help="also write the measurements here")
+    p.add_argument("--src", help="measure the featnorm package in this src folder instead")
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    manifest, brisque, embed = synthetic_tables(args.rows, args.classes, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        tableio.write_table(manifest, tmp / "manifest.parquet")
-        for k, idx in enumerate(np.array_split(np.arange(args.rows), SHARDS)):
-            tableio.write_table(brisque.iloc[idx], tmp / f"brisque-{k}.parquet")
-            tableio.write_table(embed.iloc[idx], tmp / f"embed-{k}.parquet")
-        times = {}
-        t0 = time.perf_counter()
-        m = tableio.read_table(tmp / "manifest.parquet")
-        b = pd.concat([tableio.read_table(tmp / f"brisque-{k}.parquet") for k in range(SHARDS)])
-        e = pd.concat([tableio.read_table(tmp / f"embed-{k}.parquet") for k in range(SHARDS)])
-        merged = correlations.merge_samples(m, b, e)
-        times["read + merge"] = time.perf_counter() - t0
-        t = time.perf_counter()
-        samples, _ = correlations.standardise(
-            merged,
-            policies=list(options.STANDARDISATION_POLICIES),
-            min_class_size=2,
-            ddof=1,
-            residual_degree=2,
+    env = dict(os.environ)
+    if args.src:
+        env["PYTHONPATH"] = str(Path(args.src).resolve())
+    results = [
+        measure(name, rows, classes, args.replicates, env) for name, rows, classes in args.sizes
+    ]
+    print(f"\nload average {os.getloadavg()}, cores {os.cpu_count()}")
+    keys = ("step_s", "wall_s", "cpu_s")
+    ref = {k: sum(s[k] for s in results[0]["steps"].values()) for k in keys}
+    for res in results:
+        total = {k: sum(s[k] for s in res["steps"].values()) for k in keys}
+        peak = max(s["peak_gb"] for s in res["steps"].values())
+        print(
+            f"{res['size']:>11} ({res['rows']:,} rows / {res['classes']:,} classes): "
+            f"{total['step_s']:.1f} s in the steps (x{total['step_s'] / ref['step_s']:.1f}), "
+            f"{total['wall_s']:.1f} s as jobs (x{total['wall_s'] / ref['wall_s']:.1f}), "
+            f"{total['cpu_s']:.1f} s CPU (x{total['cpu_s'] / ref['cpu_s']:.1f}), "
+            f"peak {peak:.2f} GB"
         )
-        times["standardise (4 policies)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        correlations.class_stats(samples)
-        times["class statistics"] = time.perf_counter() - t
-        t = time.perf_counter()
-        corr = correlations.correlation_table(
-            samples,
-            model="bench",
-            x_columns=correlations.norm_columns(list(options.STANDARDISATION_POLICIES)),
-            methods=args.methods,
-            replicates=args.replicates,
-            confidence=0.95,
-            seed=0,
-        )
-        times[f"correlations ({len(corr)} rows, {args.replicates} replicates)"] = (
-            time.perf_counter() - t
-        )
-        columns = correlations.norm_columns(list(options.STANDARDISATION_POLICIES))
-        shared = {
-            "model": "bench",
-            "x_columns": columns,
-            "replicates": args.replicates,
-            "confidence": 0.95,
-            "seed": 0,
-        }
-        t = time.perf_counter()
-        diff = contrast_tables.differences_table(samples, methods=args.methods, **shared)
-        times[f"paired differences ({len(diff)} rows)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        dec = contrast_tables.decomposition_table(samples, **shared)
-        times[f"within/between split ({len(dec)} rows)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        bands = contrast_tables.by_class_size_table(
-            samples, methods=args.methods, size_bins=SIZE_BINS, **shared
-        )
-        times[f"class-size bands ({len(bands)} rows)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        tableio.write_table(samples, tmp / "samples.parquet")
-        times["write samples"] = time.perf_counter() - t
-        total = time.perf_counter() - t0
-    for name, secs in times.items():
-        logger.info("%-45s %6.2f s", name, secs)
-    logger.info(
-        "total for %d rows in %d classes: %.2f s (target <= 60 s)", args.rows, args.classes, total
-    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

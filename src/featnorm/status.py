@@ -62,7 +62,7 @@ DEGENERATE_FEATURES = "degenerate_features"
 FLOAT_OUT_OF_RANGE = "float_out_of_range"
 UNSUPPORTED_INPUT = "unsupported_input"
 
-# joining the per-image tables (featnorm.analysis.correlations.merge_samples)
+# joining the per-image tables (featnorm.analysis.merge.merge_samples)
 MISSING = "missing"
 NON_FINITE = "non_finite"
 

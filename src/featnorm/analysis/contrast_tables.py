@@ -3,8 +3,8 @@
 
 Pure functions (``samples.parquet`` as a DataFrame in, a DataFrame out). Only rows with status
 ``ok`` enter. The differences and the within/between split draw their cluster-bootstrap weights
-exactly as ``analysis.correlation_table`` does (one generator seeded by ``analysis.seed``), so
-with the same seed they share its replicate draws; the class-size bands resample within each
+from the same :func:`featnorm.analysis.design.resampling` as ``correlation_table`` (one
+generator seeded by ``analysis.seed``), so with the same seed they share its replicate draws; the class-size bands resample within each
 band.
 
 Sign convention: every coefficient and difference is signed. BRISQUE is lower for better images,
@@ -22,10 +22,19 @@ import time
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis import contrasts, stats
-from featnorm.analysis.correlations import NORM_COLUMN, _bootstrap_setup
+from featnorm.analysis import bootstrap, contrasts, stats
+from featnorm.analysis.columns import (
+    NORM_COLUMN,
+    RowKey,
+    row_keys,
+    table_rows,
+    with_quality_aligned,
+)
+from featnorm.analysis.design import resampling
 
 logger = logging.getLogger(__name__)
+
+PEARSON = "pearson"  # the within/between split is of the Pearson r
 
 __all__ = ["by_class_size_table", "decomposition_table", "differences_table"]
 
@@ -74,19 +83,6 @@ _BY_CLASS_SIZE_COLUMNS = [
 ]
 
 
-def _aligned(
-    d: dict,
-    lower_is_better: bool,
-    value: str,
-    low: str,
-    high: str,
-    prefix: str = "quality_aligned_",
-) -> None:
-    """Add ``quality_aligned_<value>`` and its interval to row ``d`` (sign flipped for BRISQUE)."""
-    aligned = stats.quality_aligned(d[value], d[low], d[high], lower_is_better=lower_is_better)
-    d[f"{prefix}{value}"], d[f"{prefix}ci_low"], d[f"{prefix}ci_high"] = aligned
-
-
 def _finish(
     rows: list[dict], what: str, model: str, started: float, columns: list[str] | None = None
 ) -> pd.DataFrame:
@@ -124,39 +120,31 @@ def differences_table(
         ``quality_aligned_delta > 0``: standardising brought the norm closer to the reference.
     """
     started = time.perf_counter()
-    ok, codes_all, weights, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
-    codes = codes_all[ok]
-    reference = samples[NORM_COLUMN].to_numpy(np.float64)[ok]
-    rows = []
-    for y, lower in refs.items():
-        yv = samples[y].to_numpy(np.float64)[ok]
-        cache: dict = {}  # r(feature_norm, y) per method and row set, shared by the x columns
-        for x in x_columns:
-            if x == NORM_COLUMN:
-                continue
-            xv = samples[x].to_numpy(np.float64)[ok]
-            for m in methods:
-                res = contrasts.paired_difference(
-                    xv,
-                    reference,
-                    yv,
-                    codes,
-                    method=m,
-                    weights=weights,
-                    confidence=confidence,
-                    reference_cache=cache,
-                )
-                d = {
-                    "model": model,
-                    "x": x,
-                    "reference": NORM_COLUMN,
-                    "y": y,
-                    "method": m,
-                    **res.as_dict(),
-                }
-                _aligned(d, lower, "delta", "ci_low", "ci_high")
-                d["lower_is_better"] = lower
-                rows.append(d)
+    design = resampling(samples, replicates=replicates, seed=seed)
+    codes = design.codes[design.ok]
+    reference = samples[NORM_COLUMN].to_numpy(np.float64)[design.ok]
+    # r(feature_norm, y) per method and row set, shared by the x columns of one y
+    caches: dict[str, dict] = {}
+
+    def difference(key: RowKey, xv: np.ndarray, yv: np.ndarray) -> dict:
+        res = contrasts.paired_difference(
+            xv,
+            reference,
+            yv,
+            codes,
+            method=key.method,
+            weights=design.weights,
+            confidence=confidence,
+            reference_cache=caches.setdefault(key.y.column, {}),
+        )
+        row = {"model": model, "x": key.x, "reference": NORM_COLUMN, "y": key.y.label}
+        row.update(method=key.method, **res.as_dict())
+        with_quality_aligned(row, key.y.lower_is_better, "delta")
+        row["lower_is_better"] = key.y.lower_is_better
+        return row
+
+    keys = row_keys(design.references, x_columns, methods, skip_x=NORM_COLUMN)
+    rows = table_rows(samples, design.ok, keys, difference)
     return _finish(rows, "paired differences", model, started, _DIFFERENCES_COLUMNS)
 
 
@@ -183,24 +171,23 @@ def decomposition_table(
         BRISQUE is negative.
     """
     started = time.perf_counter()
-    ok, codes_all, weights, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
-    codes = codes_all[ok]
-    rows = []
-    for y, lower in refs.items():
-        yv = samples[y].to_numpy(np.float64)[ok]
-        for x in x_columns:
-            res = contrasts.within_between(
-                samples[x].to_numpy(np.float64)[ok],
-                yv,
-                codes,
-                weights=weights,
-                confidence=confidence,
-            )
-            rows.append({"model": model, "x": x, "y": y, **res.as_dict(), "lower_is_better": lower})
+    design = resampling(samples, replicates=replicates, seed=seed)
+    codes = design.codes[design.ok]
+
+    def split(key: RowKey, xv: np.ndarray, yv: np.ndarray) -> dict:
+        res = contrasts.within_between(xv, yv, codes, weights=design.weights, confidence=confidence)
+        row = {"model": model, "x": key.x, "y": key.y.label, **res.as_dict()}
+        row["lower_is_better"] = key.y.lower_is_better
+        return row
+
+    keys = row_keys(design.references, x_columns, [PEARSON])
+    rows = table_rows(samples, design.ok, keys, split)
     return _finish(rows, "within/between splits", model, started)
 
 
-def _band_weights(codes: np.ndarray, replicates: int, seed: int, index: int) -> np.ndarray | None:
+def _band_weights(
+    codes: np.ndarray, replicates: int, seed: int, index: int
+) -> bootstrap.ReplicateWeights | None:
     """Cluster-bootstrap weights (replicates, classes) of one class-size band, None if empty.
 
     Resamples the band's own classes (stratified), so every replicate holds as many classes of
@@ -208,7 +195,7 @@ def _band_weights(codes: np.ndarray, replicates: int, seed: int, index: int) -> 
     """
     if not len(codes):
         return None
-    return stats.cluster_bootstrap_weights(
+    return bootstrap.ReplicateWeights.draw(
         int(codes.max()) + 1, replicates=replicates, rng=np.random.default_rng([seed, index])
     )
 
@@ -217,43 +204,28 @@ def _band_rows(
     samples: pd.DataFrame,
     band: np.ndarray,
     codes: np.ndarray,
-    weights: np.ndarray | None,
-    refs: dict[str, bool],
-    x_columns: list[str],
-    methods: list[str],
+    weights: bootstrap.ReplicateWeights | None,
+    keys: list[RowKey],
     confidence: float,
     band_of: dict,
 ) -> list[dict]:
     """The rows of one class-size band (``band``: boolean mask of its rows in ``samples``);
     ``band_of`` holds the model and the band's size limits."""
-    rows = []
-    for y, lower in refs.items():
-        yv = samples[y].to_numpy(np.float64)[band]
-        for x in x_columns:
-            xv = samples[x].to_numpy(np.float64)[band]
-            for m in methods:
-                res = stats.correlate(
-                    xv, yv, codes, method=m, weights=weights, confidence=confidence
-                )
-                d = {
-                    "model": band_of["model"],
-                    "x": x,
-                    "y": y,
-                    "method": m,
-                    "size_low": band_of["size_low"],
-                    "size_high": band_of["size_high"],
-                    "n": res.n,
-                    "n_classes": res.n_classes,
-                    "r": res.r,
-                    "ci_low": res.ci_low,
-                    "ci_high": res.ci_high,
-                    "p_value": res.p_value,
-                }
-                _aligned(d, lower, "r", "ci_low", "ci_high")
-                d["lower_is_better"] = lower
-                d["flag"] = res.flag
-                rows.append(d)
-    return rows
+
+    def banded(key: RowKey, xv: np.ndarray, yv: np.ndarray) -> dict:
+        res = stats.correlate(
+            xv, yv, codes, method=key.method, weights=weights, confidence=confidence
+        )
+        row = {"model": band_of["model"], "x": key.x, "y": key.y.label, "method": key.method}
+        row.update(size_low=band_of["size_low"], size_high=band_of["size_high"])
+        row.update(n=res.n, n_classes=res.n_classes, r=res.r, ci_low=res.ci_low)
+        row.update(ci_high=res.ci_high, p_value=res.p_value)
+        with_quality_aligned(row, key.y.lower_is_better)
+        row["lower_is_better"] = key.y.lower_is_better
+        row["flag"] = res.flag
+        return row
+
+    return table_rows(samples, band, keys, banded)
 
 
 def by_class_size_table(
@@ -284,7 +256,8 @@ def by_class_size_table(
         negative.
     """
     started = time.perf_counter()
-    ok, codes_all, _, refs = _bootstrap_setup(samples, replicates=replicates, seed=seed)
+    design = resampling(samples, replicates=replicates, seed=seed, draw=False)
+    keys = list(row_keys(design.references, x_columns, methods))
     size = samples["class_size"].to_numpy()
     bands = contrasts.size_bands(size_bins, int(size.max()) if len(size) else 0)
     below = samples.loc[size < size_bins[0], "label"].nunique()
@@ -294,12 +267,10 @@ def by_class_size_table(
         )
     rows = []
     for index, (low, high) in enumerate(bands):
-        band = ok & (size >= low) & (size <= high)
-        codes = pd.factorize(codes_all[band], sort=True)[0]
+        band = design.ok & (size >= low) & (size <= high)
+        codes = pd.factorize(design.codes[band], sort=True)[0]
         weights = _band_weights(codes, replicates, seed, index)
         band_of = {"model": model, "size_low": low, "size_high": high}
-        rows += _band_rows(
-            samples, band, codes, weights, refs, x_columns, methods, confidence, band_of
-        )
+        rows += _band_rows(samples, band, codes, weights, keys, confidence, band_of)
     what = f"class-size-band correlations ({len(bands)} bands)"
     return _finish(rows, what, model, started, _BY_CLASS_SIZE_COLUMNS)

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from featnorm.analysis import stats
+from featnorm.analysis import bootstrap, stats
+from featnorm.analysis.bootstrap import Weights, count_classes
 from featnorm.config.checks import check_size_bins
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class DifferenceResult:
 
     ``r_x``, ``r_reference``: the two signed coefficients; ``ci_low``/``ci_high``: percentile
     interval of the paired replicates ``r*(x, y) - r*(reference, y)``; ``p_value``: two-sided
-    bootstrap p of delta = 0 (``stats.bootstrap_p``, never below ``2 / (1 + replicates)``).
+    bootstrap p of delta = 0 (``bootstrap.bootstrap_p``, never below ``2 / (1 + replicates)``).
     """
 
     r_x: float
@@ -101,23 +102,18 @@ class DecompositionResult:
 def _interval(
     reps: np.ndarray,
     estimate: float,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float,
     flags: list[str],
     name: str,
 ) -> tuple[float, float, int]:
-    """Percentile interval of defined replicates; NaN and a flag when too few are defined."""
+    """Percentile interval of ``name``'s replicates (``bootstrap.percentile_interval``); NaN without a
+    flag when the estimate is undefined or there are no replicates."""
     if not np.isfinite(estimate) or len(reps) == 0:
         return (np.nan, np.nan, 0)
-    good = reps[np.isfinite(reps)]
-    if len(good) < stats._MIN_VALID_REPLICATES * len(weights):
-        flags.append(
-            f"{name}: only {len(good)} of {len(weights)} bootstrap replicates defined; "
-            "interval not reported"
-        )
-        return (np.nan, np.nan, len(good))
-    lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return (float(lo), float(hi), len(good))
+    return bootstrap.percentile_interval(
+        reps, confidence, drawn=len(weights), flags=flags, name=f"{name}: "
+    )
 
 
 def paired_difference(
@@ -127,7 +123,7 @@ def paired_difference(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float = 0.95,
     reference_cache: dict | None = None,
 ) -> DifferenceResult:
@@ -141,7 +137,7 @@ def paired_difference(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` with G = ``weights.shape[1]``.
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G)
+    weights : ndarray or ReplicateWeights of shape (B, G)
         Cluster-bootstrap class counts; both coefficients use these same draws (paired).
     confidence : float
         Two-sided level in (0, 1).
@@ -157,9 +153,9 @@ def paired_difference(
         reference does.
     """
     x, reference, y = (np.asarray(a, dtype=np.float64) for a in (x, reference, y))
-    keep = stats._finite_rows(x, reference, y)
+    keep = stats.finite_rows(x, reference, y)
     x, reference, y, codes = x[keep], reference[keep], y[keep], np.asarray(codes)[keep]
-    n, n_classes = len(x), len(np.unique(codes))
+    n, n_classes = len(x), count_classes(codes)
     flags: list[str] = []
     if n < 3:
         flags.append(f"only {n} usable rows (need >= 3)")
@@ -185,7 +181,7 @@ def _delta_interval(
     reps_x: np.ndarray,
     reps_reference: np.ndarray,
     n_classes: int,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float,
     flags: list[str],
 ) -> tuple[tuple[float, float, int], float]:
@@ -204,7 +200,7 @@ def _delta_interval(
         return (np.nan, np.nan, 0), np.nan
     reps = reps_x - reps_reference
     ci = _interval(reps, delta, weights, confidence, flags, "delta")
-    return ci, (stats.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan)
+    return ci, (bootstrap.bootstrap_p(reps) if np.isfinite(ci[0]) else np.nan)
 
 
 def _pearson(
@@ -221,7 +217,7 @@ def within_between(
     y: np.ndarray,
     codes: np.ndarray,
     *,
-    weights: np.ndarray,
+    weights: Weights,
     confidence: float = 0.95,
 ) -> DecompositionResult:
     """Pearson r of x and y split into a pooled within-class and a between-class part.
@@ -232,7 +228,7 @@ def within_between(
         Rows where either is not finite are left out.
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` with G = ``weights.shape[1]``.
-    weights : ndarray of shape (B, G)
+    weights : ndarray or ReplicateWeights of shape (B, G)
         Cluster-bootstrap class counts; a class drawn k times counts k times at both levels.
     confidence : float
         Two-sided level in (0, 1).
@@ -252,9 +248,9 @@ def within_between(
     ``r_within`` and the size-weighted between part, while ``r_between`` weighs classes equally.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    keep = stats._finite_rows(x, y)
+    keep = stats.finite_rows(x, y)
     x, y, codes = x[keep], y[keep], np.asarray(codes)[keep]
-    n, n_classes = len(x), len(np.unique(codes))
+    n, n_classes = len(x), count_classes(codes)
     if n < 3:
         return DecompositionResult(
             n, n_classes, *[np.nan] * 11, 0, f"only {n} usable rows (need >= 3)"
@@ -268,13 +264,19 @@ def within_between(
     if n_classes < 2:
         flags.append("single class: the cluster bootstrap is undefined")
     else:
-        rep_t, rep_w, rep_b = _split(*(weights @ t for t in tables), scale)
+        rep_t, rep_w, rep_b = _split(*_replicate_sums(weights, tables), scale)
         ci_t = _interval(rep_t, r_t, weights, confidence, flags, "r_total")
         ci_w = _interval(rep_w, r_w, weights, confidence, flags, "r_within")
         ci_b = _interval(rep_b, r_b, weights, confidence, flags, "r_between")
     replicates = max(ci_t[2], ci_w[2], ci_b[2])
     levels = (r_t, *ci_t[:2], r_w, *ci_w[:2], r_b, *ci_b[:2])
     return DecompositionResult(n, n_classes, *levels, *shares, replicates, "; ".join(flags))
+
+
+def _replicate_sums(weights: Weights, tables: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """``weights @ t`` for every (G, K_i) table ``t``, in one pass over the weights."""
+    ends = np.cumsum([t.shape[1] for t in tables])[:-1]
+    return np.split(weights @ np.hstack(tables), ends, axis=1)
 
 
 def _level_tables(

@@ -1,4 +1,4 @@
-"""Kendall's tau-b through per-row concordance scores, in O(N log^2 N) without an N x N matrix.
+"""Kendall's tau-b through per-row concordance scores, in O(N log N) without an N x N matrix.
 
 ``kendall_scores`` gives each row's concordance score; their mean is tau-b's numerator, so the
 cluster bootstrap of :mod:`featnorm.analysis.stats` reweights rows instead of re-sorting every replicate.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from featnorm.analysis.bootstrap import Weights
+
 __all__ = ["kendall_iid_p", "kendall_replicates", "kendall_scores"]
 
 
@@ -17,45 +19,39 @@ def _dense_rank(v: np.ndarray) -> np.ndarray:
 
 
 def _count_smaller_before(v: np.ndarray) -> np.ndarray:
-    """For each position i, how many j < i have v[j] < v[i] (strictly); O(N log^2 N) vectorised.
+    """For each position i, how many j < i have v[j] < v[i] (strictly); v holds integers >= 0.
 
-    Bottom-up merge: at each level, every element of a right half-block counts the elements of
-    its left half-block that are smaller. The array stays sorted within blocks, so each level's
-    stable sort only merges two sorted runs.
+    A wavelet matrix, one level per bit of ``max(v)`` from the highest: at each level the
+    elements are grouped by their higher bits (each group in original position order), and an
+    element whose current bit is 1 counts the elements with bit 0 before it in its group (they
+    are the smaller values that first differ from it at this bit); then a stable partition by
+    the bit (zeros first) gives the next level's grouping. O(N log max(v)) in sequential passes
+    (int32 where N allows), with no N x N matrix and no sort.
     """
     n = len(v)
-    out = np.zeros(n, dtype=np.int64)
     if n < 2:
-        return out
-    span = int(v.max()) + 1
-    pos = np.arange(n)
-    vals = v.astype(np.int64)  # values, sorted within blocks of the current size
-    origin = pos.copy()  # original position of each entry of vals
-    size = 1
-    while size < n:
-        block = pos // (2 * size)
-        key = block * span + vals
-        order = np.argsort(key, kind="stable")
-        key_sorted = key[order]
-        src = origin[order]
-        from_left = ((src // size) % 2 == 0).astype(np.int64)
-        left_before = np.cumsum(from_left) - from_left  # left elements strictly before, global
-        idx = np.arange(n)
-        # first index of each block and of each run of equal keys (a run never crosses blocks)
-        block_sorted = key_sorted // span
-        block_first = np.maximum.accumulate(
-            np.where(np.r_[True, block_sorted[1:] != block_sorted[:-1]], idx, 0)
-        )
-        run_first = np.maximum.accumulate(
-            np.where(np.r_[True, key_sorted[1:] != key_sorted[:-1]], idx, 0)
-        )
-        # left elements of the same block with a strictly smaller value
-        strict = left_before[run_first] - left_before[block_first]
-        right = from_left == 0
-        out[src[right]] += strict[right]  # each index appears once per level
-        vals = vals[order]
-        origin = origin[order]
-        size *= 2
+        return np.zeros(n, dtype=np.int64)
+    dtype = np.int32 if n < 2**31 and int(v.max()) < 2**31 else np.int64
+    vals = np.asarray(v, dtype=dtype)
+    origin = np.arange(n, dtype=dtype)  # original position of each entry of vals
+    counted = np.zeros(n, dtype=dtype)  # the count so far, moved with its element
+    idx = np.arange(n, dtype=dtype)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    for k in range(int(vals.max()).bit_length() - 1, -1, -1):
+        one = ((vals >> k) & 1).astype(bool)
+        zero = ~one
+        high = vals >> (k + 1)
+        np.not_equal(high[1:], high[:-1], out=change[1:])
+        start = np.maximum.accumulate(np.where(change, idx, dtype(0)))  # first index of group
+        zeros = np.cumsum(zero, dtype=dtype)
+        zeros_before = zeros - zero - (zeros[start] - zero[start])  # in the group, strictly
+        counted += np.where(one, zeros_before, dtype(0))
+        vals = np.concatenate([vals[zero], vals[one]])
+        origin = np.concatenate([origin[zero], origin[one]])
+        counted = np.concatenate([counted[zero], counted[one]])
+    out = np.empty(n, dtype=np.int64)
+    out[origin] = counted
     return out
 
 
@@ -100,7 +96,7 @@ def kendall_scores(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     -----
     With L/E for "strictly less"/"equal" counts over j != i,
     ``s_i = 4 LL + (N - 1) - 2 Lx - 2 Ly - Ex - Ey + 2 LxEy + 2 ExLy + EE``; only LL needs the
-    O(N log^2 N) dominance count, the rest are sorts.
+    O(N log N) dominance count (``_count_smaller_before``), the rest are sorts.
 
     References
     ----------
@@ -171,7 +167,7 @@ def kendall_iid_p(x: np.ndarray, y: np.ndarray, tau_b: float) -> float:
 
 
 def kendall_replicates(
-    x: np.ndarray, y: np.ndarray, codes: np.ndarray, weights: np.ndarray | None, n_classes: int
+    x: np.ndarray, y: np.ndarray, codes: np.ndarray, weights: Weights | None, n_classes: int
 ) -> tuple[float, np.ndarray]:
     """Kendall's tau-b of x and y and its cluster-bootstrap replicates (first-order projection).
 
@@ -191,6 +187,7 @@ def kendall_replicates(
     k = r / tau_a if tau_a != 0 else 1.0
     h_sum = np.bincount(codes, weights=s / (n - 1), minlength=n_classes)
     size = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    boot = weights @ np.column_stack([h_sum, size])  # one pass over the weights
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_h = (weights @ h_sum) / (weights @ size)
+        mean_h = boot[:, 0] / boot[:, 1]
     return r, np.clip(r + 2 * k * (mean_h - tau_a), -1, 1)

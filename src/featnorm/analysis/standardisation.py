@@ -11,6 +11,8 @@ every policy keeps that direction.
   defined for every class;
 * ``within_class_rank``: percentile of the image inside its class;
 * ``class_size_residual``: the norm minus its fitted polynomial trend in log class size.
+
+``standardise`` adds the policies' columns to the merged per-image table.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from featnorm.analysis.bootstrap import class_codes
+from featnorm.analysis.columns import NORM_COLUMN, norm_columns
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "class_size_residual",
     "fit_f_dist",
+    "standardise",
     "shrinkage_z",
     "within_class_rank",
     "within_class_z",
@@ -263,3 +269,85 @@ def class_size_residual(
         return np.full(len(x), np.nan), np.full(degree + 1, np.nan)
     coef = np.polyfit(logn[ok], x[ok], deg)
     return x - np.polyval(coef, logn), coef
+
+
+# the per-image table
+# ---------------------------------------------------------------------------------------------
+
+
+def standardise(
+    samples: pd.DataFrame,
+    *,
+    policies: list[str],
+    min_class_size: int,
+    ddof: int,
+    residual_degree: int,
+) -> tuple[pd.DataFrame, dict]:
+    """Add one standardised norm column per policy (``feature_norm_<policy>``).
+
+    Parameters
+    ----------
+    samples : DataFrame
+        From ``merge_samples``. Norms of rows whose ``embed_status`` is not ok are NaN and stay
+        NaN in every policy column.
+    policies : list of {"z", "shrinkage_z", "rank", "residual"}
+        ``z``: the seed's ``(norm - class mean) / class std`` with ``ddof``; classes with fewer
+        than ``min_class_size`` norms or std = 0 are NaN and flagged in ``z_excluded``.
+        ``shrinkage_z``: z about the class's own mean with limma's moderated class variance
+        (``standardisation.shrinkage_z``), defined for every class.
+        ``rank``: within-class percentile in (0, 1); classes below ``min_class_size`` NaN.
+        ``residual``: norm minus the fitted trend ``poly(log class_size, residual_degree)``.
+    min_class_size, ddof, residual_degree : int
+
+    Returns
+    -------
+    samples : DataFrame
+        A copy with the policy columns (float64) and ``z_excluded`` (bool; rows of classes the
+        z-score leaves out).
+    info : dict
+        What each policy estimated or excluded (for metadata and the summary).
+    """
+    norm_columns(policies)
+    if min_class_size < 1:
+        raise ValueError(f"analysis.min_class_size = {min_class_size} must be >= 1 (e.g. 2)")
+    out = samples.copy()
+    codes = class_codes(out["label"])
+    x = out[NORM_COLUMN].to_numpy(np.float64)
+    info: dict = {"ddof": ddof, "min_class_size": min_class_size}
+    z, excluded = within_class_z(x, codes, ddof=ddof, min_class_size=min_class_size)
+    out["z_excluded"] = excluded
+    info["z_excluded_classes"] = int(out.loc[excluded, "label"].nunique())
+    info["z_excluded_images"] = int(excluded.sum())
+    if "z" in policies:
+        out[f"{NORM_COLUMN}_z"] = z
+    _add_other_policies(out, x, codes, policies, info, residual_degree=residual_degree)
+    logger.info(
+        "standardised %d images with %s; z excludes %d classes (%d images)",
+        len(out),
+        policies,
+        info["z_excluded_classes"],
+        info["z_excluded_images"],
+    )
+    return out, info
+
+
+def _add_other_policies(
+    out: pd.DataFrame,
+    x: np.ndarray,
+    codes: np.ndarray,
+    policies: list[str],
+    info: dict,
+    *,
+    residual_degree: int,
+) -> None:
+    """Add the shrinkage_z, rank and residual columns of ``policies`` to ``out`` (in place), and
+    what they estimated to ``info`` (see :func:`standardise`)."""
+    min_class_size = info["min_class_size"]
+    if "shrinkage_z" in policies:
+        out[f"{NORM_COLUMN}_shrinkage_z"], info["shrinkage_z"] = shrinkage_z(x, codes)
+    if "rank" in policies:
+        out[f"{NORM_COLUMN}_rank"], _ = within_class_rank(x, codes, min_class_size=min_class_size)
+    if "residual" in policies:
+        resid, coef = class_size_residual(x, out["class_size"].to_numpy(), degree=residual_degree)
+        out[f"{NORM_COLUMN}_residual"] = resid
+        info["residual_coefficients"] = [float(c) for c in coef]

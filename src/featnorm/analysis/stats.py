@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from featnorm.analysis.bootstrap import Weights, bootstrap_p, count_classes, percentile_interval
 from featnorm.analysis.kendall import kendall_iid_p, kendall_replicates, kendall_scores
 from featnorm.options import CORRELATION_METHODS
 
@@ -42,11 +43,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CI_METHOD_BOOTSTRAP",
     "CorrelationResult",
-    "bootstrap_p",
-    "cluster_bootstrap_weights",
+    "check_method",
     "correlate",
     "correlation_replicates",
     "correlation_from_sums",
+    "finite_rows",
     "fisher_z_interval",
     "holm",
     "kendall_scores",
@@ -60,8 +61,6 @@ CI_METHOD_BOOTSTRAP = "cluster_bootstrap_percentile"
 # Variance of atanh(r) is c / (n - d) (Fieller, Hartley & Pearson 1957): Pearson c = 1, d = 3;
 # Spearman c = 1.06, d = 3; Kendall c = 0.437, d = 4.
 _FISHER_VARIANCE = {"pearson": (1.0, 3), "spearman": (1.06, 3), "kendall": (0.437, 4)}
-# Below this many usable bootstrap replicates the percentile interval is not reported.
-_MIN_VALID_REPLICATES = 0.9
 # A variance below this (relative to the squared scale of the data) counts as zero.
 _REL_EPS = 1e-12
 
@@ -182,36 +181,6 @@ def correlation_from_sums(sums: np.ndarray) -> np.ndarray:
     return np.clip(corr, -1.0, 1.0)
 
 
-def cluster_bootstrap_weights(
-    n_classes: int, *, replicates: int, rng: np.random.Generator
-) -> np.ndarray:
-    """How often each class is drawn in each cluster-bootstrap replicate.
-
-    Parameters
-    ----------
-    n_classes : int
-        Number of classes G (>= 1).
-    replicates : int
-        Number of replicates B (>= 1).
-    rng : numpy.random.Generator
-        The caller's seeded generator.
-
-    Returns
-    -------
-    ndarray of shape (B, G), float64
-        Multinomial(G, 1/G) counts per row: a replicate draws G classes with replacement.
-    """
-    if n_classes < 1 or replicates < 1:
-        raise ValueError(
-            f"need n_classes >= 1 and replicates >= 1; got n_classes={n_classes}, "
-            f"replicates={replicates}"
-        )
-    draws = rng.integers(0, n_classes, size=(replicates, n_classes))
-    flat = draws + (np.arange(replicates) * n_classes)[:, None]
-    counts = np.bincount(flat.ravel(), minlength=replicates * n_classes)
-    return counts.reshape(replicates, n_classes).astype(np.float64)
-
-
 def fisher_z_interval(
     r: float, n: int, *, method: str = "pearson", confidence: float = 0.95
 ) -> tuple[float, float]:
@@ -222,7 +191,7 @@ def fisher_z_interval(
     independent, so on grouped data it is too narrow; it is reported for contrast. Returns
     (NaN, NaN) when n <= d or r is NaN.
     """
-    _check_method(method)
+    check_method(method)
     c, d = _FISHER_VARIANCE[method]
     if not np.isfinite(r) or n <= d:
         return (np.nan, np.nan)
@@ -248,26 +217,20 @@ def quality_aligned(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
+    """Raise ValueError naming the allowed correlation methods unless ``method`` is one."""
     if method not in CORRELATION_METHODS:
         raise ValueError(
             f"method = {method!r} is not known; use one of {', '.join(CORRELATION_METHODS)}"
         )
 
 
-def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
+def finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """Boolean mask (N,) of the rows where every array (each shape (N,)) is finite."""
     keep = np.ones(len(arrays[0]), dtype=bool)
     for a in arrays:
         keep &= np.isfinite(np.asarray(a, dtype=np.float64))
     return keep
-
-
-def _percentile_ci(reps: np.ndarray, confidence: float) -> tuple[float, float, int]:
-    good = reps[np.isfinite(reps)]
-    if len(good) == 0:
-        return (np.nan, np.nan, 0)
-    lo, hi = np.quantile(good, [0.5 - confidence / 2, 0.5 + confidence / 2])
-    return (float(lo), float(hi), len(good))
 
 
 def _wald_p(r: float, reps: np.ndarray) -> float:
@@ -291,25 +254,6 @@ def _iid_p(x: np.ndarray, y: np.ndarray, r: float, method: str) -> float:
         return 0.0
     t = r * np.sqrt((n - 2) / (1 - r * r))
     return float(2 * stats.t.sf(abs(t), n - 2))
-
-
-def bootstrap_p(reps: np.ndarray, *, null: float = 0.0) -> float:
-    """Two-sided cluster-bootstrap p-value of ``statistic = null``, honest about resolution.
-
-    ``p = min(1, 2 (1 + min(#{r* <= null}, #{r* >= null})) / (1 + B))`` over the B finite
-    replicates: the smallest alpha at which the equal-tailed (1 - alpha) percentile interval
-    leaves out ``null``, with the (1 + count) / (1 + B) correction (Davison & Hinkley 1997,
-    §4.4) so that it never reports less than ``2 / (1 + B)``: 1,000 replicates cannot resolve
-    a p below about 0.002. Replicates equal to ``null`` count on both sides (conservative).
-
-    Returns NaN when no replicate is finite.
-    """
-    good = np.asarray(reps, dtype=np.float64)
-    good = good[np.isfinite(good)]
-    if len(good) == 0:
-        return np.nan
-    tail = min(int(np.sum(good <= null)), int(np.sum(good >= null)))
-    return float(min(1.0, 2 * (1 + tail) / (1 + len(good))))
 
 
 def holm(p: np.ndarray) -> np.ndarray:
@@ -340,7 +284,7 @@ def correlate(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     confidence: float = 0.95,
 ) -> CorrelationResult:
     """Signed correlation of x and y with a cluster-bootstrap interval.
@@ -352,7 +296,7 @@ def correlate(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1`` (G = ``weights.shape[1]``).
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G) or None
+    weights : ndarray or ReplicateWeights of shape (B, G) or None
         Cluster-bootstrap class weights from ``cluster_bootstrap_weights``; None skips the
         bootstrap (the interval is NaN and flagged).
     confidence : float
@@ -369,16 +313,16 @@ def correlate(
     computed, and the measured error of the rank-method approximations, is in
     ``correlation_replicates``.
     """
-    _check_method(method)
+    check_method(method)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence = {confidence} must lie in (0, 1), e.g. 0.95")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     codes = np.asarray(codes)
-    keep = _finite_rows(x, y)
+    keep = finite_rows(x, y)
     x, y, codes = x[keep], y[keep], codes[keep]
     n = len(x)
-    n_classes = len(np.unique(codes))
+    n_classes = count_classes(codes)
     flags: list[str] = []
     if n < 3:
         return _too_few_rows(n, n_classes, need=3)
@@ -395,7 +339,7 @@ def correlate(
 def _bootstrap_interval(
     r: float,
     reps: np.ndarray,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     n_classes: int,
     confidence: float,
     flags: list[str],
@@ -404,7 +348,7 @@ def _bootstrap_interval(
 
     The interval is NaN, and a reason is appended to ``flags``, when no bootstrap was
     requested (``weights`` None), when there is a single class, or when fewer than
-    ``_MIN_VALID_REPLICATES`` of the B replicates in ``reps`` (shape (B,)) are finite. It is
+    ``MIN_VALID_REPLICATES`` of the B replicates in ``reps`` (shape (B,)) are finite. It is
     NaN without a flag when r itself is NaN (the caller flags that).
     """
     if weights is None:
@@ -415,14 +359,7 @@ def _bootstrap_interval(
         return (np.nan, np.nan, 0)
     if not np.isfinite(r):
         return (np.nan, np.nan, 0)
-    boot_ci = _percentile_ci(reps, confidence)
-    if boot_ci[2] < _MIN_VALID_REPLICATES * len(weights):
-        flags.append(
-            f"only {boot_ci[2]} of {len(weights)} bootstrap replicates defined; "
-            "interval not reported"
-        )
-        return (np.nan, np.nan, boot_ci[2])
-    return boot_ci
+    return percentile_interval(reps, confidence, drawn=len(weights), flags=flags)
 
 
 def _boot_ps(r: float, reps: np.ndarray, boot_ci: tuple) -> tuple[float, float]:
@@ -438,7 +375,7 @@ def correlation_replicates(
     codes: np.ndarray,
     *,
     method: str,
-    weights: np.ndarray | None,
+    weights: Weights | None,
 ) -> tuple[float, np.ndarray]:
     """A signed correlation and its cluster-bootstrap replicates.
 
@@ -449,8 +386,8 @@ def correlation_replicates(
     codes : ndarray of shape (N,), int
         Class index in ``0 .. G - 1``.
     method : {"pearson", "spearman", "kendall"}
-    weights : ndarray of shape (B, G) or None
-        Cluster-bootstrap class counts (``cluster_bootstrap_weights``).
+    weights : ndarray or ReplicateWeights of shape (B, G) or None
+        Cluster-bootstrap class counts (``ReplicateWeights`` or ``cluster_bootstrap_weights``).
 
     Returns
     -------
@@ -477,7 +414,7 @@ def correlation_replicates(
     (Kendall) without ties, 0.0017 and 0.0016 with x and y cut to 8 levels. The error falls
     about like 1 / N: RMS 0.0049 / 0.0044 at 542 rows, 0.0007 / 0.0004 at 7,863 rows.
     """
-    _check_method(method)
+    check_method(method)
     g = _class_count(codes, weights)
     if method == "kendall":
         return kendall_replicates(x, y, codes, weights, g)
@@ -506,7 +443,7 @@ def _too_few_rows(n: int, n_classes: int, *, need: int) -> CorrelationResult:
     )
 
 
-def _class_count(codes: np.ndarray, weights: np.ndarray | None) -> int:
+def _class_count(codes: np.ndarray, weights: Weights | None) -> int:
     """Number of class columns: the bootstrap weights' width, else the largest code + 1."""
     return weights.shape[1] if weights is not None else int(codes.max()) + 1
 
@@ -535,7 +472,7 @@ def partial_correlation(
     z: np.ndarray,
     codes: np.ndarray,
     *,
-    weights: np.ndarray | None,
+    weights: Weights | None,
     confidence: float = 0.95,
 ) -> CorrelationResult:
     """Signed partial Pearson correlation of x and y given z, with a cluster-bootstrap interval.
@@ -545,10 +482,10 @@ def partial_correlation(
     Against BRISQUE, agreement is negative.
     """
     x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
-    keep = _finite_rows(x, y, z)
+    keep = finite_rows(x, y, z)
     x, y, z, codes = x[keep], y[keep], z[keep], np.asarray(codes)[keep]
     n = len(x)
-    n_classes = len(np.unique(codes))
+    n_classes = count_classes(codes)
     flags: list[str] = []
     if n < 4:
         return _too_few_rows(n, n_classes, need=4)

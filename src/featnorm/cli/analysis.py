@@ -9,11 +9,31 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from featnorm import options
 from featnorm.cli.steps import save_figure, step
 
 logger = logging.getLogger("featnorm")
+
+
+def _read_samples(path: str, x_columns: list[str]):
+    """The columns of samples.parquet the tables use (``analysis.columns.table_columns``),
+    strings kept in Arrow (a few bytes per row instead of a Python object each)."""
+    import pyarrow.parquet as pq
+
+    from featnorm.analysis.columns import table_columns
+
+    columns = table_columns(pq.read_schema(path).names, x_columns)
+    return pq.read_table(path, columns=columns).to_pandas(types_mapper=_arrow_strings)
+
+
+def _arrow_strings(arrow_type):
+    """pandas dtype for an Arrow type in ``to_pandas``: Arrow-backed strings, else the default."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return pd.StringDtype("pyarrow") if arrow_type == pa.string() else None
 
 
 def _merge_args(p: argparse.ArgumentParser) -> None:
@@ -42,10 +62,10 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
 def run_merge(args: argparse.Namespace) -> None:
     """Merge manifest, BRISQUE and norms; standardise; per-class statistics."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis import class_stats, merge, standardisation
 
     manifest = tableio.read_table(args.manifest)
-    merged = correlations.merge_samples(
+    merged = merge.merge_samples(
         manifest,
         tableio.read_tables(args.brisque),
         tableio.read_tables(args.embed, columns=["sample_id", "feature_norm", "status"]),
@@ -54,7 +74,7 @@ def run_merge(args: argparse.Namespace) -> None:
         from featnorm.quality import references
 
         merged = references.join_references(merged, tableio.read_table(args.references))
-    samples, info = correlations.standardise(
+    samples, info = standardisation.standardise(
         merged,
         policies=args.policies,
         min_class_size=args.min_class_size,
@@ -70,7 +90,7 @@ def run_merge(args: argparse.Namespace) -> None:
         "references_meta": tableio.read_metadata(args.references) if args.references else None,
     }
     tableio.write_table(samples, args.samples, params=params)
-    tableio.write_table(correlations.class_stats(samples), args.class_stats, params=params)
+    tableio.write_table(class_stats.class_stats(samples), args.class_stats, params=params)
     logger.info("samples: %d rows -> %s", len(samples), args.samples)
 
 
@@ -90,12 +110,14 @@ def run_correlate(args: argparse.Namespace) -> None:
     """Correlations of every norm column with the quality references (cluster bootstrap)."""
     from featnorm import tableio
     from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
 
-    samples = tableio.read_table(args.samples)
+    x_columns = norm_columns(args.policies)
+    samples = _read_samples(args.samples, x_columns)
     table = correlations.correlation_table(
         samples,
         model=args.model,
-        x_columns=correlations.norm_columns(args.policies),
+        x_columns=x_columns,
         methods=args.methods,
         replicates=args.replicates,
         confidence=args.confidence,
@@ -129,13 +151,13 @@ def _contrast_args(
 def _write_contrast(args: argparse.Namespace, build: Callable, **extra) -> None:
     """Read samples, build one contrast table with the shared bootstrap settings, write CSV."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
 
-    samples = tableio.read_table(args.samples)
+    x_columns = norm_columns(args.policies)
     table = build(
-        samples,
+        _read_samples(args.samples, x_columns),
         model=args.model,
-        x_columns=correlations.norm_columns(args.policies),
+        x_columns=x_columns,
         replicates=args.replicates,
         confidence=args.confidence,
         seed=args.seed,
@@ -181,14 +203,15 @@ def _table1_args(p: argparse.ArgumentParser) -> None:
 def run_table1(args: argparse.Namespace) -> None:
     """The seed's Table 1 (Pearson r with BRISQUE, raw and standardised) for every model."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import GROUND_TRUTH_QUALITY
+    from featnorm.report import table1
 
     corr = tableio.read_csvs(args.correlations)
-    table = correlations.table1(corr)
-    demo = bool((corr["y"] == correlations.GROUND_TRUTH_QUALITY).any())  # only the demo has it
-    tableio.write_text(table.to_csv(index=False), args.csv)
+    table = table1.table1(corr)
+    demo = bool((corr["y"] == GROUND_TRUTH_QUALITY).any())  # only the demo has it
+    tableio.write_text(table.frame.to_csv(index=False), args.csv)
     tableio.write_text(
-        correlations.table1_markdown(table, confidence=args.confidence, demo=demo), args.markdown
+        table1.table1_markdown(table, confidence=args.confidence, demo=demo), args.markdown
     )
 
 
@@ -309,7 +332,7 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 def run_plot(args: argparse.Namespace) -> None:
     """One figure of one model (PNG and SVG)."""
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import norm_columns
     from featnorm.report import plots
 
     def need(flag: str, value):
@@ -324,10 +347,39 @@ def run_plot(args: argparse.Namespace) -> None:
     kind = args.kind
     extra = {}
     if kind in options.FIGURES_WITH_POLICIES:
-        extra["x_columns"] = correlations.norm_columns(need("--policies", args.policies))
+        extra["x_columns"] = norm_columns(need("--policies", args.policies))
     tables = [read(table) for table in options.FIGURE_INPUTS[kind]]
     fig = plots.FIGURES[kind](*tables, model=args.model, **extra)
     save_figure(fig, args.png, args.svg)
+
+
+@dataclass(frozen=True)
+class _ModelPaths:
+    """One model's result files, as the summary step's flags list them (one per model each)."""
+
+    model: str
+    correlations: str
+    samples: str
+    class_stats: str
+    differences: str
+    decomposition: str
+    by_class_size: str
+
+    def read(self):
+        """The model's tables as a :class:`featnorm.report.summary.ModelResults`."""
+        from featnorm import tableio
+        from featnorm.report import summary
+
+        return summary.ModelResults(
+            correlations=tableio.read_csv(self.correlations),
+            class_stats=tableio.read_table(self.class_stats),
+            samples=tableio.read_table(self.samples, columns=["label", "status", "z_excluded"]),
+            standardise=tableio.read_metadata(self.samples).get("standardise", {}),
+            differences=tableio.read_csv(self.differences),
+            decomposition=tableio.read_csv(self.decomposition),
+            by_class_size=tableio.read_csv(self.by_class_size),
+            references=tableio.read_metadata(self.samples).get("references_meta"),
+        )
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
@@ -359,18 +411,9 @@ def run_summary(args: argparse.Namespace) -> None:
         decomposition=args.decomposition,
         by_class_size=args.by_class_size,
     )
-    per_model = {
-        m: summary.ModelResults(
-            correlations=tableio.read_csv(c),
-            class_stats=tableio.read_table(cs),
-            samples=tableio.read_table(s, columns=["label", "status", "z_excluded"]),
-            standardise=tableio.read_metadata(s).get("standardise", {}),
-            differences=tableio.read_csv(d),
-            decomposition=tableio.read_csv(dec),
-            by_class_size=tableio.read_csv(b),
-            references=tableio.read_metadata(s).get("references_meta"),
-        )
-        for m, c, s, cs, d, dec, b in zip(
+    paths = [
+        _ModelPaths(*files)
+        for files in zip(
             args.models,
             args.correlations,
             args.samples,
@@ -380,7 +423,8 @@ def run_summary(args: argparse.Namespace) -> None:
             args.by_class_size,
             strict=True,
         )
-    }
+    ]
+    per_model = {p.model: p.read() for p in paths}
     text = summary.render(per_model, confidence=args.confidence)
     edc_table = _read_edc(args.edc)
     if edc_table is not None:

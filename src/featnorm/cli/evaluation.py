@@ -32,6 +32,8 @@ def _pairs_args(p: argparse.ArgumentParser) -> None:
 @step("pairs", _pairs_args)
 def run_pairs(args: argparse.Namespace) -> None:
     """Genuine and impostor comparison pairs with their cosine scores (pairs.parquet)."""
+    import tempfile
+
     import pyarrow.parquet as pq
 
     from featnorm import tableio
@@ -52,15 +54,18 @@ def run_pairs(args: argparse.Namespace) -> None:
         samples.loc[~ok, "status"].value_counts().to_dict(),
     )
     eligible = samples[ok].reset_index(drop=True)
-    emb = pairs.read_embeddings(args.embed, eligible["sample_id"].to_numpy())
-    logger.info("embeddings: %d x %d float16 (%.0f MB)", *emb.shape, emb.nbytes / 2**20)
-    table = pairs.pairs_table(
-        eligible,
-        emb,
-        max_genuine_per_class=args.max_genuine_per_class,
-        impostor_pairs_per_stratum=args.impostor_pairs,
-        seed=args.seed,
-    )
+    # the matrix is memory-mapped in the job's temporary folder ($TMPDIR: node-local on SLURM)
+    with tempfile.TemporaryDirectory(prefix="featnorm-pairs-") as scratch:
+        emb = pairs.read_embeddings(args.embed, eligible["sample_id"].to_numpy(), scratch=scratch)
+        logger.info("embeddings: %d x %d float16 (%.0f MB)", *emb.shape, emb.nbytes / 2**20)
+        table = pairs.pairs_table(
+            eligible,
+            emb,
+            max_genuine_per_class=args.max_genuine_per_class,
+            impostor_pairs_per_stratum=args.impostor_pairs,
+            seed=args.seed,
+        )
+        del emb  # unmap before the folder goes
     params = {
         "step": "pairs",
         "max_genuine_per_class": args.max_genuine_per_class,
@@ -102,12 +107,15 @@ def _edc_args(p: argparse.ArgumentParser) -> None:
 @step("edc", _edc_args)
 def run_edc(args: argparse.Namespace) -> None:
     """Error-versus-discard characteristic and pAUC of every quality proxy (edc.csv)."""
+    import pyarrow.parquet as pq
+
     from featnorm import tableio
-    from featnorm.analysis import correlations
+    from featnorm.analysis.columns import edc_proxy_columns, norm_columns
     from featnorm.evaluation import edc_tables
 
-    samples = tableio.read_table(args.samples)
-    proxies = edc_tables.proxy_columns(samples, correlations.norm_columns(args.policies))
+    available = pq.read_schema(args.samples).names
+    proxies = edc_proxy_columns(available, norm_columns(args.policies))
+    samples = tableio.read_table(args.samples, columns=["sample_id", "label", *proxies])
     logger.info("EDC proxies: %s", proxies)
     settings = edc_tables.EdcSettings(
         fmrs=args.fmrs,

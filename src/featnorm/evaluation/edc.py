@@ -26,7 +26,7 @@ Definitions (ISO/IEC 29794-1; Schlett et al. 2023), as computed here:
   FNMR(f) = fnmr_at_0 for every f, so pAUC = fnmr_at_0 x limit exactly. The expectation is
   reported rather than one seeded random order because a draw only adds noise around it.
 * **Confidence intervals**: a cluster bootstrap over identities. A replicate draws identities with
-  replacement (:func:`featnorm.analysis.stats.cluster_bootstrap_weights`); each genuine pair then weighs as
+  replacement (:func:`featnorm.analysis.bootstrap.cluster_bootstrap_weights`); each genuine pair then weighs as
   often as its identity was drawn. The threshold stays fixed (its impostor-side uncertainty is not
   in the interval). ``delta_vs_feature_norm`` is the paired difference of pAUC to the raw norm on
   the same replicates.
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis import stats
+from featnorm.analysis import bootstrap
 
 __all__ = [
     "IDEAL",
@@ -194,7 +194,7 @@ def _interp_rows(cw: np.ndarray, ce: np.ndarray, target: np.ndarray) -> np.ndarr
 def _curves(
     order: _Order,
     errors: list[np.ndarray],
-    id_weights: np.ndarray,
+    id_weights: bootstrap.ReplicateWeights,
     codes: np.ndarray,
     grid: np.ndarray,
 ) -> np.ndarray:
@@ -231,7 +231,7 @@ def _curves(
         short = []
         for s in range(0, len(rows), chunk):
             r = rows[s : s + chunk]
-            w = id_weights[r].astype(dtype)[:, codes_sorted[:length]]
+            w = id_weights.rows(r).astype(dtype, copy=False)[:, codes_sorted[:length]]
             cw = np.cumsum(w, axis=1)[:, ends]
             target = grid[None, :] * total_w[r, None]
             ok = _prefix_reaches(cw, target, last_valid, whole=length == n)
@@ -270,6 +270,7 @@ def fnmr_curve(
     """
     n = len(pair_q)
     w = np.ones((1, n)) if weights is None else np.atleast_2d(np.asarray(weights, float))
+    w = bootstrap.ReplicateWeights(w)
     # every pair its own "identity", so the weights are per pair
     return _curves(_discard_order(pair_q), [np.asarray(errors, bool)], w, np.arange(n), grid)[0, 0]
 
@@ -280,12 +281,9 @@ def _trapezoid(curves: np.ndarray, grid: np.ndarray, limit: float) -> np.ndarray
 
 
 def _percentile(reps: np.ndarray, confidence: float) -> tuple[float, float]:
-    ok = reps[np.isfinite(reps)]
-    if len(ok) < 2:
-        return np.nan, np.nan
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(ok, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    """(low, high) of :func:`featnorm.analysis.bootstrap.percentile_interval` (NaN when too few
+    replicates are finite)."""
+    return bootstrap.percentile_interval(reps, confidence)[:2]
 
 
 @dataclass
@@ -357,8 +355,10 @@ def edc(
     codes, _ = pd.factorize(np.asarray(genuine_identity), sort=True)
     n_ids = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    counts = stats.cluster_bootstrap_weights(n_ids, replicates=replicates, rng=rng)
-    weights = np.vstack([np.ones((1, n_ids)), counts])  # row 0: the data itself
+    counts = bootstrap.ReplicateWeights.draw(n_ids, replicates=replicates, rng=rng).counts
+    # row 0: the data itself; 1 byte per identity and replicate (the same draws as a dense
+    # float64 matrix, whose rows are converted block by block in _curves)
+    weights = bootstrap.ReplicateWeights(np.vstack([np.ones((1, n_ids), counts.dtype), counts]))
     thresholds = [threshold_at_fmr(impostor_scores, f) for f in fmrs]
     errors = [scores < np.float32(t) for t, _ in thresholds]
     fnmr0 = _fnmr_at_0(weights, codes, n_ids, errors)  # (F, 1+B)
@@ -385,7 +385,7 @@ def edc(
 
 
 def _fnmr_at_0(
-    weights: np.ndarray, codes: np.ndarray, n_ids: int, errors: list[np.ndarray]
+    weights: bootstrap.ReplicateWeights, codes: np.ndarray, n_ids: int, errors: list[np.ndarray]
 ) -> np.ndarray:
     """FNMR without discarding, (F, 1+B): the weighted share of errors, per-identity counts."""
     total_w = weights @ np.bincount(codes, minlength=n_ids).astype(np.float64)
@@ -412,7 +412,7 @@ def _random_curves(fnmr0: np.ndarray, grid: np.ndarray, fmrs: list[float]) -> li
 def _proxy_paucs(
     proxies: dict[str, np.ndarray],
     errors: list[np.ndarray],
-    weights: np.ndarray,
+    weights: bootstrap.ReplicateWeights,
     codes: np.ndarray,
     grid: np.ndarray,
     fmrs: list[float],

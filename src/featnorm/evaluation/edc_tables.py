@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis.correlations import QUALITY_REFERENCES
+from featnorm.analysis.columns import QUALITY_REFERENCES, edc_proxy_columns
 from featnorm.evaluation.edc import (
     CURVE_COLUMNS,
     IDEAL,
@@ -20,7 +20,7 @@ from featnorm.evaluation.edc import (
     edc,
     pair_quality,
 )
-from featnorm.evaluation.pairs import MIXED_STRATUM
+from featnorm.evaluation.pairs import ALL_STRATUM, MIXED_STRATUM
 
 __all__ = [
     "ALL_SCOPE",
@@ -35,9 +35,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALL_SCOPE = "all"
+ALL_SCOPE = ALL_STRATUM  # the EDC over all pairs is the pairs' "all" stratum
 # negated so that every quality is higher = better
-LOWER_IS_BETTER = {name for name, lower in QUALITY_REFERENCES.items() if lower}
+LOWER_IS_BETTER = {ref.column for ref in QUALITY_REFERENCES if ref.lower_is_better}
 
 
 GAP_CLOSED = "gap_closed"
@@ -64,9 +64,10 @@ def gap_closed(table: pd.DataFrame) -> pd.Series:
 
 
 def proxy_columns(samples: pd.DataFrame, norm_columns: list[str]) -> list[str]:
-    """The quality proxies present in ``samples``: the norm columns, BRISQUE, ``true_quality``."""
-    wanted = [*norm_columns, "brisque", "true_quality"]
-    return [c for c in wanted if c in samples.columns]
+    """The quality proxies present in ``samples``: the norm columns, then the registered quality
+    references that are EDC proxies (``featnorm.analysis.columns.QUALITY_REFERENCES``: BRISQUE,
+    ``true_quality``)."""
+    return edc_proxy_columns(samples.columns, norm_columns)
 
 
 def scopes(pairs: pd.DataFrame) -> list[str]:

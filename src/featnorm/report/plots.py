@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from featnorm.analysis.correlations import GROUND_TRUTH_QUALITY
+from featnorm.analysis.columns import GROUND_TRUTH_QUALITY
 from featnorm.quality.references import REFERENCE_COLUMNS
 from featnorm.status import OK
 

@@ -12,16 +12,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis.correlations import (
-    DEMO_NOTE,
+from featnorm.analysis.columns import (
+    BRISQUE_COLUMN,
+    BRISQUE_GIVEN_CLASS_SIZE,
+    CLASS_SIZE_EFFECT,
     GROUND_TRUTH_QUALITY,
-    SEED_SIGN_NOTE,
-    SEED_TABLE1,
+    NORM_COLUMN,
+    QUALITY_REFERENCES,
+    RowKey,
 )
 from featnorm.quality.references import CERTAINTY_RATIO, REFERENCE_COLUMNS
+from featnorm.report.table1 import DEMO_NOTE, SEED_SIGN_NOTE, SEED_TABLE1
 from featnorm.status import OK
 
 logger = logging.getLogger(__name__)
+
+# the registered references the summary names
+BRISQUE, GROUND_TRUTH = (
+    next(ref for ref in QUALITY_REFERENCES if ref.column == name)
+    for name in (BRISQUE_COLUMN, GROUND_TRUTH_QUALITY)
+)
 
 __all__ = ["ModelResults", "edc_section", "render"]
 
@@ -59,16 +69,17 @@ def _excludes_zero(row: pd.Series) -> bool:
     return bool(np.isfinite(row["ci_low"]) and (row["ci_low"] > 0 or row["ci_high"] < 0))
 
 
-def _pick(c: pd.DataFrame, x: str, y: str, method: str) -> pd.Series | None:
-    sel = c[(c["x"] == x) & (c["y"] == y) & (c["method"] == method)]
+def _pick(c: pd.DataFrame, key: RowKey) -> pd.Series | None:
+    """The row of correlations.csv with ``key``'s x, y label and method, or None."""
+    sel = c[(c["x"] == key.x) & (c["y"] == key.y.label) & (c["method"] == key.method)]
     return None if sel.empty else sel.iloc[0]
 
 
 def _brisque_lines(c: pd.DataFrame) -> list[str]:
     """One line per norm column: its Pearson r with BRISQUE and what the sign means."""
     lines = []
-    for x in pd.unique(c.loc[c["y"] == "brisque", "x"]):
-        row = _pick(c, x, "brisque", "pearson")
+    for x in pd.unique(c.loc[c["y"] == BRISQUE_COLUMN, "x"]):
+        row = _pick(c, RowKey(x, BRISQUE, "pearson"))
         if row is None:
             continue
         agree = ""
@@ -103,7 +114,7 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             f"classes ({info.get('z_excluded_images')} images) excluded for fewer than "
             f"{info.get('min_class_size')} images or zero spread."
         )
-    size = _pick(c, "class_size", "class_norm_mean", "spearman")
+    size = _pick(c, CLASS_SIZE_EFFECT)
     if size is not None:
         verdict = (
             ("rises" if size["r"] > 0 else "falls")
@@ -115,13 +126,13 @@ def _model_section(model: str, res: ModelResults, pct: str) -> list[str]:
             f"class size (Spearman over classes {_fmt(size, over_classes=True)})."
         )
     lines.extend(_brisque_lines(c))
-    part = _pick(c, "feature_norm", "brisque | log class_size", "partial_pearson")
+    part = _pick(c, RowKey(NORM_COLUMN, BRISQUE_GIVEN_CLASS_SIZE, "partial_pearson"))
     if part is not None:
         lines.append(f"- Partial r(feature_norm, BRISQUE | log class size) = {_fmt(part)}.")
     if GROUND_TRUTH_QUALITY in set(c["y"]):
         lines.append("- Against the demo's ground-truth quality (higher = better; Spearman):")
         for x in pd.unique(c.loc[c["y"] == GROUND_TRUTH_QUALITY, "x"]):
-            row = _pick(c, x, GROUND_TRUTH_QUALITY, "spearman")
+            row = _pick(c, RowKey(x, GROUND_TRUTH, "spearman"))
             if row is not None:
                 lines.append(f"  - {x}: {_fmt(row)}")
     lines.extend(_claim_lines(res, pct))
@@ -175,7 +186,7 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
     lines: list[str] = []
     d = res.differences
     if d is not None and len(d):
-        sel = d[(d["y"] == "brisque") & (d["method"] == "pearson")]
+        sel = d[(d["y"] == BRISQUE_COLUMN) & (d["method"] == "pearson")]
         if len(sel):
             lines.append(
                 "- Does standardising change the agreement with BRISQUE? Paired "
@@ -186,7 +197,7 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
             lines.extend(_difference_line(row, pct) for _, row in sel.iterrows())
     dec = res.decomposition
     if dec is not None and len(dec):
-        sel = dec[(dec["x"] == "feature_norm") & (dec["y"] == "brisque")]
+        sel = dec[(dec["x"] == NORM_COLUMN) & (dec["y"] == BRISQUE_COLUMN)]
         if len(sel):
             r = sel.iloc[0]
             lines.append(
@@ -200,8 +211,8 @@ def _claim_lines(res: ModelResults, pct: str) -> list[str]:
             )
     b = res.by_class_size
     if b is not None and len(b):
-        for x in ("feature_norm_z", "feature_norm"):
-            sel = b[(b["x"] == x) & (b["y"] == "brisque") & (b["method"] == "pearson")]
+        for x in (f"{NORM_COLUMN}_z", NORM_COLUMN):
+            sel = b[(b["x"] == x) & (b["y"] == BRISQUE_COLUMN) & (b["method"] == "pearson")]
             if len(sel):
                 bands = "; ".join(
                     f"{int(r.size_low)}-{int(r.size_high)} images: "

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis.correlations import BRISQUE_COLUMN, GROUND_TRUTH_QUALITY
+from featnorm.analysis import columns
+from featnorm.analysis.columns import BRISQUE_COLUMN, GROUND_TRUTH_QUALITY
 
 __all__ = ["CLASS_SIZE_EFFECT", "collect", "plot"]
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 #: (x, y) of the class-size effect row of correlations.csv: Spearman over classes of
 #: (training images of the class, class mean norm).
-CLASS_SIZE_EFFECT = ("class_size", "class_norm_mean")
+CLASS_SIZE_EFFECT = (columns.CLASS_SIZE_EFFECT.x, columns.CLASS_SIZE_EFFECT.y.label)
 _REFERENCES = (GROUND_TRUTH_QUALITY, BRISQUE_COLUMN)
 TABLE_COLUMNS = [
     "model",

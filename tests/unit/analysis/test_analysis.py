@@ -1,4 +1,5 @@
-"""Tests of featnorm.analysis.correlations: merge contract, class statistics, policies, correlation table."""
+"""Tests of the analysis tables: merge contract, class statistics, policies, correlation and
+contrast tables, Table 1 and the summary built from them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import pytest
 from scipy.stats import spearmanr
 
 from featnorm import options
-from featnorm.analysis import contrast_tables, correlations
-from featnorm.report import summary
+from featnorm.analysis import (
+    class_stats,
+    columns,
+    contrast_tables,
+    correlations,
+    merge,
+    standardisation,
+)
+from featnorm.report import summary, table1
 
 POLICIES = list(options.STANDARDISATION_POLICIES)
 
@@ -47,8 +55,8 @@ def _tables(seed=0, n_classes=40, ground_truth=True):
 
 def _prepared(**kw):
     m, b, e = _tables(**kw)
-    merged = correlations.merge_samples(m, b, e)
-    samples, info = correlations.standardise(
+    merged = merge.merge_samples(m, b, e)
+    samples, info = standardisation.standardise(
         merged, policies=POLICIES, min_class_size=2, ddof=1, residual_degree=2
     )
     return samples, info
@@ -59,7 +67,7 @@ def test_rows_in_equal_rows_out_with_failed_and_missing_rows():
     b.loc[3, ["brisque", "status"]] = [np.nan, "decode_failed"]
     e = e.drop(index=5)
     b.loc[7, "brisque"] = np.inf  # marked ok but not finite
-    out = correlations.merge_samples(m, b, e)
+    out = merge.merge_samples(m, b, e)
     assert len(out) == len(m) and out["sample_id"].tolist() == m["sample_id"].tolist()
     assert out.loc[3, "status"] == "brisque:decode_failed"
     assert out.loc[5, "status"] == "embed:missing" and np.isnan(out.loc[5, "feature_norm"])
@@ -72,16 +80,16 @@ def test_merge_refuses_ids_not_in_manifest_and_duplicates():
     m, b, e = _tables()
     extra = pd.concat([b, pd.DataFrame({"sample_id": [10**6], "brisque": [1.0], "status": ["ok"]})])
     with pytest.raises(ValueError, match="not in the manifest"):
-        correlations.merge_samples(m, extra, e)
+        merge.merge_samples(m, extra, e)
     with pytest.raises(ValueError, match="repeats sample_id"):
-        correlations.merge_samples(m, b, pd.concat([e, e.iloc[:1]]))
+        merge.merge_samples(m, b, pd.concat([e, e.iloc[:1]]))
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['feature_norm'\]"):
-        correlations.merge_samples(m, b, e.drop(columns="feature_norm"))
+        merge.merge_samples(m, b, e.drop(columns="feature_norm"))
 
 
 def test_standardise_adds_one_column_per_policy_and_counts_exclusions():
     samples, info = _prepared()
-    for col in correlations.norm_columns(POLICIES):
+    for col in columns.norm_columns(POLICIES):
         assert samples[col].dtype == np.float64
     singletons = samples.groupby("label")["sample_id"].transform("size") < 2
     assert samples.loc[singletons, "z_excluded"].all()
@@ -92,12 +100,12 @@ def test_standardise_adds_one_column_per_policy_and_counts_exclusions():
 
 def test_unknown_policy_names_the_allowed_ones():
     with pytest.raises(ValueError, match="'zscore'; use any of z, shrinkage_z, rank, residual"):
-        correlations.norm_columns(["zscore"])
+        columns.norm_columns(["zscore"])
 
 
 def test_class_stats_by_hand():
     samples, _ = _prepared()
-    cs = correlations.class_stats(samples)
+    cs = class_stats.class_stats(samples)
     assert cs["n"].is_monotonic_decreasing
     one = cs.iloc[0]
     rows = samples[samples["label"] == one["label"]]
@@ -118,10 +126,10 @@ def test_class_size_counts_the_training_split_only():
     holdout = rng.random(len(m)) < 0.3
     m["split"] = np.where(holdout, "holdout", "train")
     e.loc[holdout, "feature_norm"] = np.float32(1.0)
-    merged = correlations.merge_samples(m, b, e)
+    merged = merge.merge_samples(m, b, e)
     train_counts = pd.Series(~holdout).groupby(m["label"]).sum()  # an independent count
     assert merged["class_size"].tolist() == m["label"].map(train_counts).tolist()
-    cs = correlations.class_stats(merged).set_index("label")
+    cs = class_stats.class_stats(merged).set_index("label")
     kept = train_counts[train_counts > 0]
     assert sorted(cs.index) == sorted(kept.index)
     assert cs["n"].sort_index().tolist() == kept.sort_index().tolist()
@@ -148,7 +156,7 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
     c = correlations.correlation_table(
         samples,
         model="demo",
-        x_columns=correlations.norm_columns(POLICIES),
+        x_columns=columns.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
@@ -180,7 +188,7 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
     again = correlations.correlation_table(
         samples,
         model="demo",
-        x_columns=correlations.norm_columns(POLICIES),
+        x_columns=columns.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=200,
         confidence=0.95,
@@ -191,8 +199,8 @@ def test_correlation_table_contract_sign_convention_and_class_size_effect():
 
 def test_without_ground_truth_only_brisque_is_a_reference():
     m, b, e = _tables(ground_truth=False)
-    samples, _ = correlations.standardise(
-        correlations.merge_samples(m, b, e),
+    samples, _ = standardisation.standardise(
+        merge.merge_samples(m, b, e),
         policies=["z"],
         min_class_size=2,
         ddof=1,
@@ -201,7 +209,7 @@ def test_without_ground_truth_only_brisque_is_a_reference():
     c = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=correlations.norm_columns(["z"]),
+        x_columns=columns.norm_columns(["z"]),
         methods=["pearson"],
         replicates=50,
         confidence=0.9,
@@ -212,7 +220,7 @@ def test_without_ground_truth_only_brisque_is_a_reference():
 
 def test_table1_and_comparison_across_models():
     samples, _ = _prepared()
-    cols = correlations.norm_columns(["z"])
+    cols = columns.norm_columns(["z"])
     tables = [
         correlations.correlation_table(
             samples,
@@ -226,17 +234,18 @@ def test_table1_and_comparison_across_models():
         for m, s in (("a", 0), ("b", 1))
     ]
     corr = pd.concat(tables, ignore_index=True)
-    t1 = correlations.table1(corr)
-    assert t1["norm"].tolist() == cols
-    assert t1["seed_r"].tolist() == [0.053, 0.204]
-    assert t1["seed_sign"].tolist() == ["ambiguous", "ambiguous"]
-    assert t1["a_r"].tolist() == t1["b_r"].tolist()  # same data, same point estimates
-    np.testing.assert_allclose(t1["a_quality_aligned_r"], -t1["a_r"])  # BRISQUE: flipped
-    md = correlations.table1_markdown(t1, confidence=0.95, demo=True)
+    t1 = table1.table1(corr)
+    assert t1.models == ["a", "b"]
+    assert t1.frame["norm"].tolist() == cols
+    assert t1.frame["seed_r"].tolist() == [0.053, 0.204]
+    assert t1.frame["seed_sign"].tolist() == ["ambiguous", "ambiguous"]
+    assert t1.frame["a_r"].tolist() == t1.frame["b_r"].tolist()  # same data, same estimates
+    np.testing.assert_allclose(t1.frame["a_quality_aligned_r"], -t1.frame["a_r"])  # flipped
+    md = table1.table1_markdown(t1, confidence=0.95, demo=True)
     assert "negative" in md and "0.204" in md and "| feature_norm_z |" in md
     assert "a: quality-aligned r" in md and "b: quality-aligned r" in md
     assert "sign ambiguous" in md and "pipeline check on synthetic data" in md
-    assert "pipeline check" not in correlations.table1_markdown(t1, confidence=0.95)
+    assert "pipeline check" not in table1.table1_markdown(t1, confidence=0.95)
     comp = correlations.compare_models(corr)
     assert len(comp) == len(corr) and np.allclose(comp["r_minus_first"], 0)
 
@@ -257,7 +266,7 @@ def test_p_holm_adjusts_over_every_row_of_the_model():
     c = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=correlations.norm_columns(POLICIES),
+        x_columns=columns.norm_columns(POLICIES),
         methods=list(options.CORRELATION_METHODS),
         replicates=300,
         confidence=0.95,
@@ -270,7 +279,7 @@ def test_p_holm_adjusts_over_every_row_of_the_model():
 
 def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
     samples, _ = _prepared()
-    cols = correlations.norm_columns(POLICIES)
+    cols = columns.norm_columns(POLICIES)
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 4}
     corr = correlations.correlation_table(samples, methods=["pearson", "spearman"], **kw)
     diff = contrast_tables.differences_table(samples, methods=["pearson", "spearman"], **kw)
@@ -318,11 +327,11 @@ def test_contrast_tables_follow_the_contract_and_share_the_correlations_draws():
 
 def test_summary_states_the_change_with_its_ci_and_does_not_read_the_seed():
     samples, info = _prepared()
-    cols = correlations.norm_columns(POLICIES)
+    cols = columns.norm_columns(POLICIES)
     kw = {"model": "m", "x_columns": cols, "replicates": 200, "confidence": 0.95, "seed": 0}
     res = summary.ModelResults(
         correlations=correlations.correlation_table(samples, methods=["pearson"], **kw),
-        class_stats=correlations.class_stats(samples),
+        class_stats=class_stats.class_stats(samples),
         samples=samples,
         standardise=info,
         differences=contrast_tables.differences_table(samples, methods=["pearson"], **kw),
@@ -372,3 +381,90 @@ def test_class_size_band_interval_equals_a_plain_stratified_loop():
     assert row["ci_low"] == pytest.approx(lo, abs=1e-9) and row["ci_high"] == pytest.approx(
         hi, abs=1e-9
     )
+
+
+def test_a_registered_reference_joins_every_table(monkeypatch):
+    """One entry in QUALITY_REFERENCES puts a new reference in correlations, differences,
+    decomposition, class-size bands and (as an EDC proxy, when it is one) the EDC proxies."""
+    from featnorm.evaluation import edc_tables
+
+    samples, _ = _prepared()
+    rng = np.random.default_rng(7)
+    samples["centre_similarity"] = samples["true_quality"] + rng.normal(0, 0.1, len(samples))
+    new = columns.QualityReference("centre_similarity", lower_is_better=False, edc_proxy=False)
+    monkeypatch.setattr(columns, "QUALITY_REFERENCES", (*columns.QUALITY_REFERENCES, new))
+    kw = {"model": "m", "x_columns": columns.norm_columns(["z"]), "replicates": 50}
+    kw.update(confidence=0.95, seed=0)
+    tables = {
+        "correlations": correlations.correlation_table(samples, methods=["pearson"], **kw),
+        "differences": contrast_tables.differences_table(samples, methods=["pearson"], **kw),
+        "decomposition": contrast_tables.decomposition_table(samples, **kw),
+        "by_class_size": contrast_tables.by_class_size_table(
+            samples, methods=["pearson"], size_bins=[2, 8], **kw
+        ),
+    }
+    for name, table in tables.items():
+        rows = table[table["y"] == "centre_similarity"]
+        assert len(rows), f"{name} lacks the registered reference"
+        assert not rows["lower_is_better"].astype(bool).any(), name
+    # registry order: brisque, true_quality, then the new one
+    assert pd.unique(tables["correlations"]["y"])[:3].tolist() == [
+        "brisque",
+        "true_quality",
+        "centre_similarity",
+    ]
+    proxies = edc_tables.proxy_columns(samples, ["feature_norm"])
+    assert proxies == ["feature_norm", "brisque", "true_quality"]  # not an EDC proxy
+
+
+def test_table1_names_its_models_without_parsing_columns():
+    """Model names with the table's own suffixes in them still come back whole."""
+    samples, _ = _prepared()
+    kw = {"x_columns": ["feature_norm"], "methods": ["pearson"], "replicates": 20}
+    kw.update(confidence=0.95, seed=0)
+    corr = pd.concat(
+        [correlations.correlation_table(samples, model=m, **kw) for m in ("x_ci_low", "b_n")]
+    )
+    t1 = table1.table1(corr)
+    assert t1.models == ["x_ci_low", "b_n"]
+    md = table1.table1_markdown(t1, confidence=0.95)
+    assert "x_ci_low: r [95 % CI] (n)" in md and "b_n: quality-aligned r" in md
+
+
+def test_steps_read_only_their_columns_and_give_the_in_memory_tables(tmp_path):
+    """The correlate and by-class-size steps read the columns they use, strings in Arrow, and
+    write what the table functions give on the whole frame."""
+    from featnorm import tableio
+    from featnorm.cli.main import main
+
+    samples, _ = _prepared()
+    samples["path"] = samples["path"].astype(str)
+    tableio.write_table(samples, tmp_path / "samples.parquet")
+    kw = {"model": "m", "x_columns": columns.norm_columns(["z"]), "methods": ["pearson"]}
+    kw.update(replicates=40, confidence=0.95, seed=2)
+    flags = ["--samples", str(tmp_path / "samples.parquet"), "--model", "m", "--policies", "z"]
+    flags += ["--methods", "pearson", "--replicates", "40", "--confidence", "0.95", "--seed", "2"]
+    main(["correlate", *flags, "--output", str(tmp_path / "c.csv")])
+    expected = correlations.correlation_table(samples, **kw)
+    pd.testing.assert_frame_equal(tableio.read_csv(tmp_path / "c.csv"), _csv_round_trip(expected))
+    main(["by-class-size", *flags, "--size-bins", "2", "8", "--output", str(tmp_path / "b.csv")])
+    bands = contrast_tables.by_class_size_table(samples, size_bins=[2, 8], **kw)
+    pd.testing.assert_frame_equal(tableio.read_csv(tmp_path / "b.csv"), _csv_round_trip(bands))
+    assert set(columns.table_columns(samples.columns, ["feature_norm"])) == {
+        "label",
+        "status",
+        "class_size",
+        "split",
+        "feature_norm",
+        "brisque",
+        "true_quality",
+    } - ({"split"} - set(samples.columns))
+
+
+def _csv_round_trip(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as its CSV reads back."""
+    import io
+
+    from featnorm import tableio
+
+    return tableio.read_csv(io.StringIO(table.to_csv(index=False)))

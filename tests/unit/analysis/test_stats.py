@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from featnorm import options
-from featnorm.analysis import contrasts, standardisation, stats
+from featnorm.analysis import bootstrap, contrasts, standardisation, stats
 
 
 def _grouped(rng, *, n_classes, rho_between, rho_within, var_between=1.0, var_within=1.0):
@@ -61,7 +61,7 @@ def test_pearson_recovers_analytically_known_correlation():
     rng = np.random.default_rng(2)
     xy = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=20000)
     codes = np.arange(20000) // 10
-    w = stats.cluster_bootstrap_weights(2000, replicates=200, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(2000, replicates=200, rng=rng)
     res = stats.correlate(xy[:, 0], xy[:, 1], codes, method="pearson", weights=w)
     assert res.r == pytest.approx(0.6, abs=0.02)
     assert res.ci_low < 0.6 < res.ci_high
@@ -92,7 +92,7 @@ def test_cluster_bootstrap_covers_true_r_and_naive_interval_does_not(method):
     for _ in range(sims):
         x, y, codes, true_r = _grouped(rng, n_classes=100, rho_between=0.8, rho_within=0.0)
         truth = _RANK_TRUTH[method](true_r)
-        w = stats.cluster_bootstrap_weights(100, replicates=400, rng=rng)
+        w = bootstrap.cluster_bootstrap_weights(100, replicates=400, rng=rng)
         res = stats.correlate(x, y, codes, method=method, weights=w)
         covered += res.ci_low <= truth <= res.ci_high
         naive += res.naive_ci_low <= truth <= res.naive_ci_high
@@ -102,7 +102,7 @@ def test_cluster_bootstrap_covers_true_r_and_naive_interval_does_not(method):
 
 def test_bootstrap_weights_draw_each_replicate_with_replacement():
     rng = np.random.default_rng(4)
-    w = stats.cluster_bootstrap_weights(50, replicates=30, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(50, replicates=30, rng=rng)
     assert w.shape == (30, 50)
     np.testing.assert_array_equal(w.sum(axis=1), 50)
     assert (w == 0).any() and (w > 1).any()
@@ -133,7 +133,7 @@ def _varies_in_one_class_only():
     rng = np.random.default_rng(12)
     codes = np.repeat(np.arange(10), 5)
     x = np.where(codes == 0, rng.normal(size=50), 0.0)
-    w = stats.cluster_bootstrap_weights(10, replicates=200, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(10, replicates=200, rng=rng)
     return x, rng.normal(size=50), rng.normal(size=50), codes, w
 
 
@@ -271,7 +271,7 @@ def test_class_size_residual_removes_the_trend():
 def test_single_class_is_flagged_not_crashed(method):
     rng = np.random.default_rng(9)
     x, y = rng.normal(size=50), rng.normal(size=50)
-    w = stats.cluster_bootstrap_weights(1, replicates=20, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(1, replicates=20, rng=rng)
     res = stats.correlate(x, y, np.zeros(50, dtype=int), method=method, weights=w)
     assert np.isfinite(res.r) and np.isnan(res.ci_low) and "single class" in res.flag
 
@@ -280,7 +280,7 @@ def test_single_class_is_flagged_not_crashed(method):
 def test_constant_norm_is_flagged(method):
     rng = np.random.default_rng(10)
     codes = np.repeat(np.arange(10), 5)
-    w = stats.cluster_bootstrap_weights(10, replicates=20, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(10, replicates=20, rng=rng)
     res = stats.correlate(np.full(50, 3.0), rng.normal(size=50), codes, method=method, weights=w)
     assert np.isnan(res.r) and "constant" in res.flag
 
@@ -290,7 +290,7 @@ def test_nan_rows_are_left_out_and_counted():
     x, y = rng.normal(size=100), rng.normal(size=100)
     y[:10] = np.nan
     codes = np.arange(100) // 4
-    w = stats.cluster_bootstrap_weights(25, replicates=50, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(25, replicates=50, rng=rng)
     res = stats.correlate(x, y, codes, method="pearson", weights=w)
     assert res.n == 90 and res.r == pytest.approx(np.corrcoef(x[10:], y[10:])[0, 1])
     tiny = stats.correlate(x[:12], y[:12], codes[:12], method="pearson", weights=w)
@@ -300,7 +300,7 @@ def test_nan_rows_are_left_out_and_counted():
 def test_classes_of_size_one_keep_the_bootstrap_valid():
     rng = np.random.default_rng(12)
     x, y = rng.normal(size=200), rng.normal(size=200)
-    w = stats.cluster_bootstrap_weights(200, replicates=100, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(200, replicates=100, rng=rng)
     res = stats.correlate(x, y, np.arange(200), method="spearman", weights=w)
     assert res.flag == "" and res.ci_low < res.r < res.ci_high
 
@@ -330,10 +330,10 @@ def test_kendall_iid_p_is_tie_corrected_like_scipy_asymptotic(levels):
 def test_bootstrap_p_counts_crossings_and_never_goes_below_its_resolution():
     reps = np.array([-0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, np.nan])
     # 9 finite replicates; <= 0: two (-0.5 and the tie at 0), >= 0: eight
-    assert stats.bootstrap_p(reps) == pytest.approx(2 * (1 + 2) / 10)
-    assert stats.bootstrap_p(np.full(999, 0.3)) == pytest.approx(2 / 1000)
-    assert stats.bootstrap_p(np.linspace(-1, 1, 101)) == 1.0
-    assert np.isnan(stats.bootstrap_p(np.array([np.nan])))
+    assert bootstrap.bootstrap_p(reps) == pytest.approx(2 * (1 + 2) / 10)
+    assert bootstrap.bootstrap_p(np.full(999, 0.3)) == pytest.approx(2 / 1000)
+    assert bootstrap.bootstrap_p(np.linspace(-1, 1, 101)) == 1.0
+    assert np.isnan(bootstrap.bootstrap_p(np.array([np.nan])))
 
 
 def test_correlate_reports_bootstrap_p_and_the_wald_p_under_its_own_name():
@@ -341,7 +341,7 @@ def test_correlate_reports_bootstrap_p_and_the_wald_p_under_its_own_name():
     codes = np.repeat(np.arange(200), 10)
     x = rng.normal(size=2000)
     y = x + rng.normal(size=2000)
-    w = stats.cluster_bootstrap_weights(200, replicates=999, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(200, replicates=999, rng=rng)
     res = stats.correlate(x, y, codes, method="pearson", weights=w)
     assert res.p_value == pytest.approx(2 / 1000)  # every replicate is far above 0
     assert res.p_value_wald < 1e-20  # a normal-tail extrapolation, reported separately
@@ -373,7 +373,7 @@ def test_rank_replicates_match_exact_recomputation(method, ref, ties):
     if ties:  # 8 levels each
         x = np.digitize(x, np.quantile(x, np.linspace(0, 1, 9)[1:-1])).astype(float)
         y = np.digitize(y, np.quantile(y, np.linspace(0, 1, 9)[1:-1])).astype(float)
-    w = stats.cluster_bootstrap_weights(200, replicates=100, rng=rng)
+    w = bootstrap.cluster_bootstrap_weights(200, replicates=100, rng=rng)
     _, reps = stats.correlation_replicates(x, y, codes, method=method, weights=w)
     exact = np.array([ref(*_expanded((x, y), codes, w[b])).statistic for b in range(len(w))])
     rms = np.sqrt(np.mean((reps - exact) ** 2))
@@ -414,7 +414,7 @@ def _pearson_idx(a, b):
 def test_paired_difference_equals_a_plain_loop_bootstrap_on_the_same_draws():
     x, ref, y, codes = _study(40)
     g, b = int(codes.max()) + 1, 300
-    w = stats.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(41))
+    w = bootstrap.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(41))
     draws = np.random.default_rng(41).integers(0, g, size=(b, g))  # the same draws, as indices
     res = contrasts.paired_difference(x, ref, y, codes, method="pearson", weights=w)
     keep = np.isfinite(x)
@@ -438,7 +438,7 @@ def test_paired_difference_interval_agrees_with_a_separately_seeded_plain_bootst
     Carlo error of 2,000-replicate 2.5 % / 97.5 % quantiles here is about 0.005)."""
     x, ref, y, codes = _study(42, n_classes=150)
     g = int(codes.max()) + 1
-    w = stats.cluster_bootstrap_weights(g, replicates=2000, rng=np.random.default_rng(43))
+    w = bootstrap.cluster_bootstrap_weights(g, replicates=2000, rng=np.random.default_rng(43))
     res = contrasts.paired_difference(x, ref, y, codes, method="pearson", weights=w)
     keep = np.isfinite(x)
     xk, rk, yk, ck = x[keep], ref[keep], y[keep], codes[keep]
@@ -457,7 +457,7 @@ def test_within_between_by_direct_numpy_on_a_hand_made_frame():
     x = np.array([1.0, 2.0, 3.0, 10.0, 12.0, 5.0, 4.0, 6.0, 7.5])
     y = np.array([0.0, 1.5, 1.5, 5.0, 3.0, 10.0, 9.0, 11.0, 2.0])
     codes = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
-    w = stats.cluster_bootstrap_weights(4, replicates=50, rng=np.random.default_rng(0))
+    w = bootstrap.cluster_bootstrap_weights(4, replicates=50, rng=np.random.default_rng(0))
     res = contrasts.within_between(x, y, codes, weights=w)
     mx = np.array([x[codes == g].mean() for g in range(4)])
     my = np.array([y[codes == g].mean() for g in range(4)])
@@ -477,7 +477,7 @@ def test_within_between_by_direct_numpy_on_a_hand_made_frame():
 def test_within_between_replicates_equal_a_plain_loop_on_the_same_draws():
     _, ref, y, codes = _study(45)
     g, b = int(codes.max()) + 1, 200
-    w = stats.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(46))
+    w = bootstrap.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(46))
     draws = np.random.default_rng(46).integers(0, g, size=(b, g))
     res = contrasts.within_between(ref, y, codes, weights=w)
     within, between = [], []
@@ -502,7 +502,7 @@ def test_within_between_replicates_equal_a_plain_loop_on_the_same_draws():
 
 def test_within_between_of_a_z_score_has_no_between_part():
     x, _, y, codes = _study(47)
-    w = stats.cluster_bootstrap_weights(
+    w = bootstrap.cluster_bootstrap_weights(
         int(codes.max()) + 1, replicates=50, rng=np.random.default_rng(0)
     )
     res = contrasts.within_between(x, y, codes, weights=w)
@@ -516,3 +516,56 @@ def test_size_bands_double_and_refuse_bad_edges():
     assert contrasts.size_bands([2, 4], 3) == [(2, 3)]
     with pytest.raises(ValueError, match=r"analysis\.size_bins = \[4, 2\]"):
         contrasts.size_bands([4, 2], 10)
+
+
+def test_percentile_interval_by_hand_and_its_one_rule():
+    """numpy's linear quantiles at 0.5 -+ confidence / 2 of the finite replicates; NaN, with the
+    reason, below 90 % finite (or below 2)."""
+    reps = np.arange(101, dtype=np.float64)  # quantile q of 0..100 is 100 q
+    lo, hi, n = bootstrap.percentile_interval(reps, 0.9)
+    assert (lo, hi, n) == (pytest.approx(5.0), pytest.approx(95.0), 101)
+    flags: list[str] = []
+    reps[:11] = np.nan  # 90 of 101 finite: below 90 %
+    lo, hi, n = bootstrap.percentile_interval(reps, 0.9, flags=flags, name="delta: ")
+    assert np.isnan(lo) and np.isnan(hi) and n == 90
+    assert flags == ["delta: only 90 of 101 bootstrap replicates defined; interval not reported"]
+    assert np.isnan(bootstrap.percentile_interval(np.array([0.3]), 0.95)[0])  # one replicate
+    assert bootstrap.percentile_interval(reps[11:], 0.9, drawn=100)[2] == 90  # 90 % of 100
+
+
+def test_replicate_weights_are_the_dense_draws_block_by_block(monkeypatch):
+    """The compact weights hold exactly the counts of ``cluster_bootstrap_weights`` with the same
+    seed, whatever the block of replicates drawn at a time (an odd block over an odd number of
+    classes included), and their products equal the dense products up to rounding."""
+    g, b = 1001, 37
+    draws = np.random.default_rng(3).integers(0, g, size=(b, g))  # the old one-call draw
+    expected = np.stack([np.bincount(row, minlength=g) for row in draws]).astype(np.float64)
+    monkeypatch.setattr(bootstrap, "_CHUNK_VALUES", 7 * g)  # 7 replicates per block
+    w = bootstrap.ReplicateWeights.draw(g, replicates=b, rng=np.random.default_rng(3))
+    assert w.shape == (b, g) and w.counts.dtype == np.uint8
+    np.testing.assert_array_equal(w.dense(), expected)
+    dense = bootstrap.cluster_bootstrap_weights(g, replicates=b, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(dense, expected)
+    table = np.random.default_rng(1).normal(size=(g, 5))
+    np.testing.assert_allclose(w @ table, expected @ table, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w @ table[:, 0], expected @ table[:, 0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", options.CORRELATION_METHODS)
+def test_compact_weights_give_the_dense_results(method):
+    """Seed handling: the same seed gives the same draws in either form, so r is identical and
+    the interval equal up to float rounding (no Monte Carlo change)."""
+    rng = np.random.default_rng(8)
+    codes = np.repeat(np.arange(60), rng.integers(2, 9, 60))
+    x = rng.normal(size=len(codes)) + 0.3 * codes / 60
+    y = x + rng.normal(size=len(codes))
+    dense = bootstrap.cluster_bootstrap_weights(60, replicates=300, rng=np.random.default_rng(5))
+    compact = bootstrap.ReplicateWeights.draw(60, replicates=300, rng=np.random.default_rng(5))
+    a = stats.correlate(x, y, codes, method=method, weights=dense)
+    b = stats.correlate(x, y, codes, method=method, weights=compact)
+    assert a.r == b.r and a.p_value == b.p_value
+    np.testing.assert_allclose([a.ci_low, a.ci_high], [b.ci_low, b.ci_high], rtol=0, atol=1e-12)
+    other = bootstrap.ReplicateWeights.draw(60, replicates=300, rng=np.random.default_rng(6))
+    c = stats.correlate(x, y, codes, method=method, weights=other)
+    assert c.r == a.r  # the point estimate never depends on the draws
+    assert (c.ci_low, c.ci_high) != (a.ci_low, a.ci_high)  # another seed: other draws

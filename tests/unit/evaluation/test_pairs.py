@@ -227,6 +227,14 @@ def test_pairs_and_edc_steps_from_tables(tmp_path, with_split: bool):
         == 0
     )
     table = tableio.read_table(out)
+    e16 = emb.astype(np.float16).astype(np.float64)  # what the shards store
+    a, b = e16[table["sample_id_a"]], e16[table["sample_id_b"]]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(table["score"], cosine, atol=2e-6)  # float32 scoring
+    ids = np.arange(n)[::-1]
+    mapped = pairs.read_embeddings(shards, ids, scratch=tmp_path)
+    assert isinstance(mapped, np.memmap) and (tmp_path / "embeddings.f16").exists()
+    np.testing.assert_array_equal(mapped, pairs.read_embeddings(shards, ids))
     bad = set(samples.loc[samples["status"] != "ok", "sample_id"])
     assert not bad & (set(table["sample_id_a"]) | set(table["sample_id_b"]))
     assert tableio.read_metadata(out)["images_excluded"] == len(bad)

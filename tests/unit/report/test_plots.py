@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from featnorm import options, tableio
-from featnorm.analysis import contrast_tables, correlations
+from featnorm.analysis import (
+    class_stats,
+    columns,
+    contrast_tables,
+    correlations,
+    merge,
+    standardisation,
+)
 from featnorm.cli.main import main
 from featnorm.report import plots
 
@@ -36,8 +43,8 @@ def study():
     embed = pd.DataFrame(
         {"sample_id": np.arange(n), "feature_norm": rng.normal(20, 1, n), "status": "ok"}
     )
-    samples, _ = correlations.standardise(
-        correlations.merge_samples(manifest, brisque, embed),
+    samples, _ = standardisation.standardise(
+        merge.merge_samples(manifest, brisque, embed),
         policies=POLICIES,
         min_class_size=2,
         ddof=1,
@@ -46,13 +53,13 @@ def study():
     corr = correlations.correlation_table(
         samples,
         model="m",
-        x_columns=correlations.norm_columns(POLICIES),
+        x_columns=columns.norm_columns(POLICIES),
         methods=["pearson"],
         replicates=50,
         confidence=0.95,
         seed=0,
     )
-    return samples, correlations.class_stats(samples), corr
+    return samples, class_stats.class_stats(samples), corr
 
 
 def test_class_sizes_plots_sizes_sorted_descending(study):
@@ -75,7 +82,7 @@ def test_class_norm_mean_follows_class_size_order(study):
 
 def test_norm_vs_brisque_titles_carry_signed_r_and_sign_note(study):
     samples, _, corr = study
-    cols = correlations.norm_columns(POLICIES)
+    cols = columns.norm_columns(POLICIES)
     fig = plots.norm_vs_brisque(samples, corr, x_columns=cols, model="m")
     r = corr[
         (corr["x"] == "feature_norm_z") & (corr["y"] == "brisque") & (corr["method"] == "pearson")
@@ -96,7 +103,7 @@ def test_forest_has_one_row_per_correlation(study):
 @pytest.mark.parametrize("kind", ["trends", "ground_truth"])
 def test_sample_figures_have_a_panel_per_column(study, kind):
     samples, _, _ = study
-    cols = correlations.norm_columns(POLICIES)
+    cols = columns.norm_columns(POLICIES)
     fig = plots.FIGURES[kind](samples, x_columns=cols, model="m")
     if kind == "trends":
         assert len(fig.axes[0].get_legend().get_texts()) == len(cols)
@@ -123,7 +130,7 @@ def test_two_levels_draws_class_means_and_centred_images(study):
 
 def test_by_class_size_has_one_point_per_band_and_column(study):
     samples, _, _ = study
-    cols = correlations.norm_columns(POLICIES)
+    cols = columns.norm_columns(POLICIES)
     table = contrast_tables.by_class_size_table(
         samples,
         model="m",
