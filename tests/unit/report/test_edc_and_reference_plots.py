@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from featnorm.analysis import correlations
+from featnorm.analysis.columns import QUALITY_REFERENCES
 from featnorm.report import edc_plots, plots
 
 SPLITS = ["all", "holdout", "train"]
@@ -103,5 +103,6 @@ def test_references_figure_has_a_row_per_reference_and_quotes_r():
     ] * 2
     assert axes[3].get_title().startswith("r = +0.300 [+0.000, +0.200]")
     assert "agreement is r > 0" in fig._suptitle.get_text()
-    assert correlations.QUALITY_REFERENCES["sdd_quality"] is False  # higher = better
+    sdd = next(ref for ref in QUALITY_REFERENCES if ref.column == "sdd_quality")
+    assert sdd.lower_is_better is False and sdd.edc_proxy is False  # higher = better, not a proxy
     plt.close(fig)

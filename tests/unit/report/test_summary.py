@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featnorm.analysis import contrast_tables, correlations
+from featnorm.analysis import class_stats, contrast_tables, correlations, standardisation
 from featnorm.report import summary
 
 
@@ -29,7 +29,7 @@ def _samples(seed: int = 0) -> tuple[pd.DataFrame, dict]:
             "sdd_quality": 0.4 + 0.1 * quality + rng.normal(0, 0.1, len(label)),
         }
     )
-    return correlations.standardise(
+    return standardisation.standardise(
         frame, policies=["z"], min_class_size=2, ddof=1, residual_degree=2
     )
 
@@ -40,7 +40,7 @@ def _results(references: dict | None) -> summary.ModelResults:
     kw |= {"confidence": 0.95, "seed": 0}
     return summary.ModelResults(
         correlations=correlations.correlation_table(samples, methods=["pearson"], **kw),
-        class_stats=correlations.class_stats(samples),
+        class_stats=class_stats.class_stats(samples),
         samples=samples,
         standardise=info,
         decomposition=contrast_tables.decomposition_table(samples, **kw),
