@@ -32,4 +32,3 @@ rule compute_references:
         " --sdd-similarities {params.similarities} --sdd-resamplings {params.resamplings}"
         " --sdd-seed {params.seed} {params.head} --threads {threads}"
         " --output {output.table:q} > {log:q} 2>&1"
-
