@@ -116,6 +116,7 @@ def test_every_stage_is_timed(dry_run):
         "make_shards": 1,
         "score_brisque": DRY_RUN_SHARDS,
         "embed_shard": DRY_RUN_SHARDS,
+        "compute_references": 1,
         "merge_samples": 1,
     }
     assert (stages["sum_s"] > 0).all() and (stages["max_s"] <= stages["sum_s"]).all()
