@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +147,9 @@ def test_workflow_rows_reconcile_and_occupancy_adds_up(dry_run):
     # gpu slots (1) even while a worker runs
     assert result["workers"] == 1
     assert 1 <= timeline["embed_jobs"].max() <= result["gpu_slots"]
-    assert timeline["brisque_jobs"].max() >= 1
+    # a BRISQUE job on 150 images lives about a second, so a 1 s sampler may miss both: bound it
+    # only (test_running_steps_counts_jobs_not_workers sees them deterministically)
+    assert timeline["brisque_jobs"].max() <= DRY_RUN_SHARDS
 
     occ = pd.DataFrame(result["occupancy"])
     wall = result["run"]["wall_s"]
@@ -155,6 +159,61 @@ def test_workflow_rows_reconcile_and_occupancy_adds_up(dry_run):
     top = occ.loc[occ["attributed_s"].idxmax(), "category"]
     assert result["verdict"]["bound_by"] == top
     assert f"{100 * result['verdict']['fraction']:.0f} %" in (dry_run / "summary.txt").read_text()
+
+
+# a process that sleeps under a featnorm step's command line; with an extra argument it first
+# starts a child under the same command line, as an embed job starts its decoding worker
+SLEEPER = """import subprocess, sys, time
+if len(sys.argv) > 4:
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *sys.argv[1:4]])
+time.sleep(120)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_running_steps_counts_jobs_not_workers(tmp_path):
+    """Real processes whose command lines read like featnorm steps: a BRISQUE job, an embed job
+    and its decoding worker (a child under the same command line) count as one job each; a step
+    running in another folder is not counted."""
+    other = tmp_path / "other"
+    other.mkdir()
+
+    def start(cwd: Path, *step: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", SLEEPER, "-m", "featnorm", *step], cwd=cwd)
+
+    jobs = [
+        start(tmp_path, "brisque"),
+        start(tmp_path, "embed", "with-worker"),
+        start(other, "brisque"),
+    ]
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = _children(jobs[1].pid)
+        assert workers, "the embed job's worker did not start"
+        assert gpu_workflow.running_steps(tmp_path) == {"brisque": 1, "embed": 1}
+        assert gpu_workflow.running_steps(other) == {"brisque": 1}
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        for job in jobs:
+            job.kill()
+            job.wait()
 
 
 def test_occupancy_by_hand():
