@@ -187,6 +187,10 @@ def train_precision(wildcards):
     return train_setting(wildcards, "precision")
 
 
+def train_augment_prob(wildcards):
+    return train_setting(wildcards, "augment_prob")
+
+
 def trained_models():
     """Models whose checkpoint is `train` (the demo model and its variants), in config order."""
     return [

@@ -26,10 +26,12 @@ rule train_demo_model:
         lr=train_lr,
         seed=train_seed,
         precision=train_precision,
+        augment_prob=train_augment_prob,
     shell:
         "$FEATNORM_PYTHON -m featnorm train-demo --manifest {input.manifest:q} --arch {params.arch}"
         " --epochs {params.epochs} --batch-size {params.batch_size} --lr {params.lr}"
         " --seed {params.seed} --precision {params.precision} --threads {threads}"
+        " --augment-prob {params.augment_prob}"
         " --output {output.model_file:q} --curve {output.curve:q} > {log:q} 2>&1"
 
 

@@ -28,6 +28,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         choices=options.TRAIN_PRECISIONS,
         help="auto = bf16 autocast where the CPU has native bf16, else fp32",
     )
+    p.add_argument(
+        "--augment-prob",
+        type=float,
+        default=0.0,
+        help="probability of each AdaFace augmentation (crop, low resolution, photometric)",
+    )
     p.add_argument("--output", required=True)
     p.add_argument("--curve", help="CSV of the per-epoch training curve (loss, accuracy)")
 
@@ -51,6 +57,7 @@ def run_train_demo(args: argparse.Namespace) -> None:
         lr=args.lr,
         seed=args.seed,
         precision=args.precision,
+        augment_prob=args.augment_prob,
     )
     with tableio.atomic_path(args.output) as tmp:
         torch.save(result.checkpoint, tmp)

@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, S
 from featnorm.data.sources import read_image
 from featnorm.data.splits import training_images
 from featnorm.embedding import models
+from featnorm.embedding.augment import Augmenter
 from featnorm.embedding.models.preprocessing import FAMILY_LUTS
 from featnorm.options import TRAIN_PRECISIONS
 from featnorm.status import OK
@@ -247,13 +248,16 @@ def train_demo_model(
     lr: float,
     seed: int,
     precision: str = "auto",
+    augment_prob: float = 0.0,
 ) -> TrainingResult:
     """Train ``arch`` with the AdaFace head on decoded training images; no file is touched.
 
-    Each batch is flipped horizontally at random (as in AdaFace training) and mapped to [-1, 1]
-    through the AdaFace lookup table. ``precision`` ``bf16`` runs forward and backward under CPU
-    bf16 autocast (the head, the loss and the weights stay float32); ``auto`` picks it where the
-    CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`one_cycle`). The batch
+    With ``augment_prob`` > 0 each image first gets AdaFace's crop, low-resolution and
+    photometric augmentation, each with that probability (:mod:`featnorm.embedding.augment`;
+    0.2 in the official recipe). Each batch is then flipped horizontally at random (as in
+    AdaFace training) and mapped to [-1, 1] through the AdaFace lookup table. ``precision``
+    ``bf16`` runs forward and backward under CPU bf16 autocast (the head, the loss and the
+    weights stay float32); ``auto`` picks it where the CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`one_cycle`). The batch
     order, the flips and the head's kernel draw from a generator seeded with ``seed``; the
     backbone's initial weights draw from torch's default generator, which the caller seeds (the
     ``train-demo`` step calls ``torch.manual_seed(seed)`` first) along with torch's threads.
@@ -264,7 +268,7 @@ def train_demo_model(
     resolved = resolve_precision(precision)
     logger.info(
         "training on %d images of %d classes; precision %s (asked %s), batch %d, peak lr %g, "
-        "%d epochs",
+        "%d epochs, augmentation p %g",
         len(images.pixels),
         images.classes,
         resolved,
@@ -272,6 +276,7 @@ def train_demo_model(
         batch_size,
         lr,
         epochs,
+        augment_prob,
     )
     # NHWC activations and weights: oneDNN's convolutions take fewer CPU-seconds on them than on
     # NCHW (ir_demo, bf16 forward and backward; benchmarks/train_demo.py)
@@ -282,11 +287,13 @@ def train_demo_model(
     total = epochs * math.ceil(len(images.pixels) / batch_size)
     schedule = one_cycle(optimiser, total)
     run = _Run(backbone, head, optimiser, schedule, generator, resolved, batch_size, *clocks)
+    run.augmenter = Augmenter(augment_prob, seed) if augment_prob > 0 else None
     run.total = total
     backbone.train()
     curve = [_train_epoch(run, images, epoch, epochs) for epoch in range(epochs)]
     hyper = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    checkpoint = _checkpoint(run, images, {**hyper, "precision": resolved}, curve[-1])
+    hyper.update(precision=resolved, augment_prob=augment_prob)
+    checkpoint = _checkpoint(run, images, hyper, curve[-1])
     logger.info(
         "trained in %.1f s (CPU %.1f s); final train accuracy %.3f",
         time.perf_counter() - run.started,
@@ -313,6 +320,7 @@ class _Run:
     total: int = 0  # optimiser steps of the whole run
     step: int = 0  # optimiser steps taken so far
     last_lr: float = 0.0  # the learning rate of the last step taken
+    augmenter: Augmenter | None = None  # AdaFace augmentation of the training batches, if any
 
 
 def _train_epoch(run: _Run, images: TrainingImages, epoch: int, epochs: int) -> dict:
@@ -360,6 +368,8 @@ def _train_step(
     Returns the batch's mean loss and how many of its images the margin-free cosine classifies
     correctly.
     """
+    if run.augmenter is not None:
+        x = run.augmenter(x)
     flip = torch.rand(len(x), generator=run.generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     x = lut[x.long()].contiguous(memory_format=torch.channels_last)

@@ -15,6 +15,7 @@ from featnorm.cli.main import main
 from featnorm.data import demo
 from featnorm.data.sources import read_image
 from featnorm.embedding import models
+from featnorm.embedding.augment import Augmenter
 from featnorm.embedding.train import (
     AdaFaceHead,
     TrainingResult,
@@ -258,3 +259,47 @@ def test_a_train_block_on_a_checkpoint_file_is_refused(tmp_path):
     }
     with pytest.raises(checks.ConfigError, match="models.mine.train is set but"):
         checks._check_models(config)
+
+
+def test_augmentation_sees_the_training_images_only(tmp_path, monkeypatch):
+    """With augmentation on, every image it gets is a decoded training image, each once per
+    epoch; held-out images never reach it (nor training)."""
+    table = _small_demo(tmp_path, holdout=2)
+    seen = []
+    original = Augmenter.__call__
+
+    def spy(self, batch):
+        seen.extend(batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(Augmenter, "__call__", spy)
+    result = _train(table, epochs=2, augment_prob=1.0)
+    train_pixels = load_training_images(table).pixels
+    held = table[table["split"] == "holdout"]
+    held_pixels = load_training_images(held.assign(split="train")).pixels
+    assert len(seen) == 2 * len(train_pixels)
+    for image in seen:
+        assert any(torch.equal(image, p) for p in train_pixels)
+        assert not any(torch.equal(image, p) for p in held_pixels)
+    assert result.checkpoint["hyper_parameters"]["augment_prob"] == 1.0
+
+
+def test_augmentation_changes_the_batches_and_off_it_is_never_called(tmp_path, monkeypatch):
+    """augment_prob 0 (the default) trains without the augmenter; > 0 changes the weights."""
+    table = _small_demo(tmp_path)
+    calls = []
+    original = Augmenter.__call__
+
+    def spy(self, batch):
+        calls.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(Augmenter, "__call__", spy)
+    plain = _train(table)
+    assert calls == []
+    augmented = _train(table, augment_prob=1.0)
+    assert sum(calls) == len(table)
+    key = "model.input_layer.0.weight"  # the first convolution sees the pixels
+    assert not torch.equal(
+        plain.checkpoint["state_dict"][key], augmented.checkpoint["state_dict"][key]
+    )
