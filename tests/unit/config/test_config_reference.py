@@ -68,3 +68,18 @@ def test_config_yaml_validates_against_the_schema_with_nothing_undocumented():
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
     assert config["analysis"]["bootstrap_replicates"] == 1000
+
+
+def test_arch_description_names_every_arch_of_each_family():
+    """The schema's `arch` description (and so docs/configuration.md) lists exactly the
+    architectures the loader knows, family by family."""
+    from featnorm.config.archs import ARCHS
+
+    arch = SCHEMA["properties"]["models"]["additionalProperties"]["properties"]["arch"]
+    listed = {}
+    for part in arch["description"].rstrip(".").split(";"):
+        family, names = part.split(":", 1)
+        listed[family.strip()] = sorted(
+            re.findall(r"[a-z]+_?[a-z0-9]+", names.replace(" or ", ","))
+        )
+    assert listed == {family: sorted(archs) for family, archs in ARCHS.items()}
