@@ -132,15 +132,8 @@ def casia_like_sizes(n_images: int) -> np.ndarray:
 def _render_identity(job: tuple[int, int, int]) -> tuple[int, list[bytes]]:
     """Worker: JPEG bytes of all images of identity ``label`` (featnorm.data.demo seeding scheme)."""
     seed, label, n = job
-    traits = demo._identity_traits(np.random.default_rng([seed, label, 0]))
-    out = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, label, 1, i])
-        d = demo._draw_degradation(rng)
-        image = demo.degrade(demo.render_identity_image(traits, rng), rng, d)
-        data, _ = demo._encode(image, d["jpeg_quality"], "jpg")
-        out.append(data)
-    return label, out
+    traits = demo.identity_traits(seed, label)
+    return label, [demo.image_file(seed, label, i, traits, "jpg")[0] for i in range(n)]
 
 
 def build_dataset(data_dir: Path, n_images: int, *, seed: int, processes: int) -> dict:

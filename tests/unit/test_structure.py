@@ -185,6 +185,17 @@ def test_no_module_uses_another_modules_private_names():
     assert not found, f"private names used across modules: {found}"
 
 
+def test_scripts_outside_the_package_use_its_public_names_only():
+    """benchmarks/, docs/ and tests/scripts/ run featnorm as users do: a private name there
+    breaks silently when its module changes (benchmarks/scale.py did, on the new demo)."""
+    known = set(_modules())
+    repo = SRC.parent
+    scripts = [p for d in ("benchmarks", "docs", "tests/scripts") for p in (repo / d).glob("*.py")]
+    assert scripts
+    found = {str(p.relative_to(repo)): u for p in scripts if (u := _private_uses("", p, known))}
+    assert not found, f"private featnorm names used by scripts: {found}"
+
+
 def test_the_package_is_stage_subpackages_with_few_modules_at_the_top():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top

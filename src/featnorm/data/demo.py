@@ -64,6 +64,7 @@ __all__ = [
     "generate",
     "identity_traits",
     "image_count",
+    "image_file",
     "render_identity_image",
     "true_quality",
 ]
@@ -447,6 +448,20 @@ def _encode(image: np.ndarray, jpeg_quality: int, image_format: str) -> tuple[by
     return buf.tobytes(), ext
 
 
+def image_file(
+    seed: int, label: int, index: int, traits: dict, image_format: str
+) -> tuple[bytes, str, dict]:
+    """Image ``index`` of identity ``label`` (``traits = identity_traits(seed, label)``): the
+    encoded file, its extension and its degradation columns. Its own random stream makes it the
+    same whichever images are made before it, so other tools (benchmarks/scale.py) make the same
+    images in parallel."""
+    rng = np.random.default_rng([seed, label, 1, index])
+    d = _draw_degradation(rng)
+    image = degrade(render_identity_image(traits, rng, d["occlusion"]), rng, d)
+    data, ext = _encode(image, d["jpeg_quality"], image_format)
+    return data, ext, d
+
+
 def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
     """Write the demo images under ``image_dir/<class_name>/`` and return their table.
 
@@ -465,10 +480,7 @@ def generate(params: DemoParams, image_dir: str | Path) -> pd.DataFrame:
         traits = identity_traits(params.seed, label)
         (image_dir / class_name).mkdir(parents=True, exist_ok=True)
         for i in range(int(n_images) + params.holdout):
-            rng = np.random.default_rng([params.seed, label, 1, i])
-            d = _draw_degradation(rng)
-            image = degrade(render_identity_image(traits, rng, d["occlusion"]), rng, d)
-            data, ext = _encode(image, d["jpeg_quality"], params.image_format)
+            data, ext, d = image_file(params.seed, label, i, traits, params.image_format)
             path = image_dir / class_name / f"{i:04d}.{ext}"
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)

@@ -257,7 +257,8 @@ def train_demo_model(
     0.2 in the official recipe). Each batch is then flipped horizontally at random (as in
     AdaFace training) and mapped to [-1, 1] through the AdaFace lookup table. ``precision``
     ``bf16`` runs forward and backward under CPU bf16 autocast (the head, the loss and the
-    weights stay float32); ``auto`` picks it where the CPU has native bf16. ``lr`` is the peak of a one-cycle schedule (:func:`one_cycle`). The batch
+    weights stay float32); ``auto`` picks it where the CPU has native bf16. ``lr`` is the peak
+    of a one-cycle schedule (:func:`one_cycle`). The batch
     order, the flips and the head's kernel draw from a generator seeded with ``seed``; the
     backbone's initial weights draw from torch's default generator, which the caller seeds (the
     ``train-demo`` step calls ``torch.manual_seed(seed)`` first) along with torch's threads.
@@ -269,14 +270,8 @@ def train_demo_model(
     logger.info(
         "training on %d images of %d classes; precision %s (asked %s), batch %d, peak lr %g, "
         "%d epochs, augmentation p %g",
-        len(images.pixels),
-        images.classes,
-        resolved,
-        precision,
-        batch_size,
-        lr,
-        epochs,
-        augment_prob,
+        *(len(images.pixels), images.classes, resolved, precision),
+        *(batch_size, lr, epochs, augment_prob),
     )
     # NHWC activations and weights: oneDNN's convolutions take fewer CPU-seconds on them than on
     # NCHW (ir_demo, bf16 forward and backward; benchmarks/train_demo.py)
@@ -285,15 +280,16 @@ def train_demo_model(
     params = list(backbone.parameters()) + list(head.parameters())
     optimiser = torch.optim.SGD(params, lr=lr, momentum=_MOMENTUM, weight_decay=_WEIGHT_DECAY)
     total = epochs * math.ceil(len(images.pixels) / batch_size)
+    augmenter = Augmenter(augment_prob, seed) if augment_prob > 0 else None
     schedule = one_cycle(optimiser, total)
     run = _Run(backbone, head, optimiser, schedule, generator, resolved, batch_size, *clocks)
-    run.augmenter = Augmenter(augment_prob, seed) if augment_prob > 0 else None
-    run.total = total
+    run.total, run.augmenter = total, augmenter
     backbone.train()
     curve = [_train_epoch(run, images, epoch, epochs) for epoch in range(epochs)]
     hyper = dict(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    hyper.update(precision=resolved, augment_prob=augment_prob)
-    checkpoint = _checkpoint(run, images, hyper, curve[-1])
+    checkpoint = _checkpoint(
+        run, images, hyper | dict(precision=resolved, augment_prob=augment_prob), curve[-1]
+    )
     logger.info(
         "trained in %.1f s (CPU %.1f s); final train accuracy %.3f",
         time.perf_counter() - run.started,
